@@ -1,0 +1,7 @@
+/**
+ * @packageDocumentation
+ * The CloudBox router hub: relays encrypted frames it cannot read.
+ *
+ * Not built yet: see the open issues.
+ */
+export {}

@@ -1,0 +1,7 @@
+/**
+ * @packageDocumentation
+ * The CloudBox sync engine.
+ *
+ * Not built yet: see the open issues.
+ */
+export {}
