@@ -4,5 +4,8 @@ export default defineProject({
   test: {
     name: 'demo',
     include: ['test/**/*.test.ts'],
+    // The CLI tests run the real age and minisign.
+    globalSetup: ['../../test/support/reference-tools-setup.ts'],
+    testTimeout: 60_000,
   },
 })

@@ -4,5 +4,6 @@ export default defineProject({
   test: {
     name: 'encrypted-messaging',
     include: ['test/**/*.test.ts'],
+    globalSetup: ['../../test/support/reference-tools-setup.ts'],
   },
 })

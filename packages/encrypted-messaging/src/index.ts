@@ -1,7 +1,65 @@
 /**
  * @packageDocumentation
- * Identity, public IDs, minisign signatures, age sealed files, Noise secure channel and CBOR framing.
+ * `@cloudbox/encrypted-messaging`: who a node is and how its bytes are protected.
  *
- * Not built yet: see the open issues.
+ * - Identity: a 24-word recovery phrase → SLIP-0010 Ed25519 keys (node and sub-clouds),
+ *   X25519 by the standard conversion, public IDs (`cb1…`, bech32m).
+ * - Document signatures in minisign's format (`minisign -V` verifies them).
+ * - Files sealed for recipients in the age v1 format (`age -d` opens them).
+ * - The Noise secure channel (IK and XX) and its transport.
+ * - Versioned, strictly validated CBOR message framing.
+ *
+ * Every byte format is specified in PROTOCOL.md.
  */
-export {}
+
+export {
+  ErrorCodes,
+  EncryptedMessagingError,
+  isEncryptedMessagingError,
+  InvalidMnemonicError,
+  InvalidPublicIdError,
+  InvalidKeyError,
+  SignatureMalformedError,
+  SignatureInvalidError,
+  SignerMismatchError,
+  AgeHeaderInvalidError,
+  AgeUnsupportedError,
+  AgeNoMatchingIdentityError,
+  AgeHeaderMacError,
+  AgePayloadCorruptedError,
+  AgeTruncatedError,
+  HandshakeFailedError,
+  HandshakeTimeoutError,
+  ReplayedHandshakeError,
+  PeerRejectedError,
+  BadFrameError,
+  FrameTooLargeError,
+  NonceExhaustedError,
+  ChannelClosedError,
+  BadMessageError,
+  UnsupportedVersionError,
+  MessageTooLargeError,
+} from './errors.js'
+export type { ErrorCode, AbortOptions } from './errors.js'
+
+export type { KeyAgreement, Signer } from './interfaces/key-agreement.js'
+
+export { Identity } from './identity/identity.js'
+export type { IdentityOptions } from './identity/identity.js'
+export { NODE_KEY_PATH, CLOUDBOX_PURPOSE, MAX_SUB_CLOUD_INDEX, subCloudKeyPath } from './identity/derivation-paths.js'
+export { encodePublicId, parsePublicId, isPublicId, shortPublicId, PUBLIC_ID_PREFIX } from './identity/public-id.js'
+export { RECOVERY_PHRASE_WORDS, normalizeMnemonic, assertRecoveryPhrase } from './identity/mnemonic.js'
+
+export {
+  signDocument,
+  verifyDocument,
+  minisignKeyId,
+  formatMinisignPublicKey,
+  parseSignerKey,
+  SIGNATURE_SCOPES,
+} from './minisign/document-signatures.js'
+export type { SignatureScope, DocumentSource, SignDocumentOptions, VerifiedSignature } from './minisign/document-signatures.js'
+export type { MinisignPublicKey } from './wire/minisign-format.js'
+
+export { defineMessageCodec, bytesSchema, uintSchema, textSchema } from './wire/message-codec.js'
+export type { MessageCodec, MessageCodecInit, MessageDefinition, MessageDefinitions, DecodedMessage } from './wire/message-codec.js'

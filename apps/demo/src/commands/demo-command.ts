@@ -1,0 +1,96 @@
+import { spawnSync } from 'node:child_process'
+import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { formatMinisignPublicKey, Identity, openFile, sealFile, signDocument, verifyDocument } from '@cloudbox/encrypted-messaging'
+import type { Command } from 'commander'
+import { loadIdentity, saveIdentity } from '../home.js'
+import { PASSPHRASE_VARIABLE } from '../passphrase.js'
+import { globalOptions } from '../program.js'
+
+function hasTool(name: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status === 0
+}
+
+const megabytes = (bytes: number) => (bytes / 1024 / 1024).toFixed(1)
+
+export function registerDemoCommand(program: Command): void {
+  program
+    .command('demo')
+    .description('A guided tour in a temporary home: create an identity, sign a document, seal a file for a recipient and open it.')
+    .option('--exit', 'exit when done (the default for now; later versions keep a status page running)')
+    .option('--keep', 'keep the temporary folder to look at the files')
+    .action(async (options: { exit?: boolean; keep?: boolean }, command: Command) => {
+      const { output } = globalOptions(command)
+      const say = (line = '') => {
+        if (!output.json) process.stdout.write(`${line}\n`)
+      }
+      const workspace = mkdtempSync(join(tmpdir(), 'cloudbox-demo-'))
+      const events: Record<string, unknown>[] = []
+      const step = (name: string, data: Record<string, unknown>) => {
+        events.push({ step: name, ...data })
+        if (output.json) process.stdout.write(`${JSON.stringify({ step: name, ...data })}\n`)
+      }
+      try {
+        // The demo's vault passphrase is random and lives only in this process.
+        process.env[PASSPHRASE_VARIABLE] ??= randomBytes(18).toString('base64url')
+        say('CloudBox demo: identity, signature, sealed file.\n')
+
+        const home = join(workspace, 'alice-home')
+        const alice = Identity.generate().identity
+        const metadata = await saveIdentity(home, alice, 'vault', output)
+        alice.destroy()
+        const restored = await loadIdentity(home, output)
+        say(`1. Alice's identity: ${restored.publicId}`)
+        say(`   24-word recovery phrase → SLIP-0010 key at ${restored.derivationPath}; secret kept in an encrypted ${metadata.storage} (${join(home, 'vault.cbv')}).`)
+        say(`   age recipient: ${restored.ageRecipient}`)
+        step('identity', { publicId: restored.publicId, storage: metadata.storage, ageRecipient: restored.ageRecipient })
+
+        const documentPath = join(workspace, 'agreement.txt')
+        writeFileSync(documentPath, 'Alice agrees to back up the family photos every Sunday.\n')
+        const started = performance.now()
+        const signature = await signDocument(restored, createReadStream(documentPath), { fileName: documentPath, scope: 'accept' })
+        writeFileSync(`${documentPath}.minisig`, signature)
+        const verified = await verifyDocument(createReadStream(documentPath), signature, restored.publicId)
+        say(`\n2. Signed ${documentPath} (scope: accept) in ${(performance.now() - started).toFixed(1)} ms; signature in agreement.txt.minisig.`)
+        say(`   Verified: signer ${verified.signerId}, key ${verified.keyId}, at ${verified.timestamp?.toISOString()}.`)
+        let minisignChecked: boolean | null = null
+        if (hasTool('minisign')) {
+          writeFileSync(join(workspace, 'alice.pub'), formatMinisignPublicKey(restored.publicKey))
+          minisignChecked = spawnSync('minisign', ['-V', '-q', '-p', join(workspace, 'alice.pub'), '-m', documentPath]).status === 0
+          say(`   minisign -V agrees: ${minisignChecked ? 'yes' : 'NO'}`)
+        }
+        step('signature', { file: documentPath, signerId: verified.signerId, keyId: verified.keyId, minisignVerified: minisignChecked })
+
+        const bob = Identity.generate().identity
+        const photoPath = join(workspace, 'photos.bin')
+        writeFileSync(photoPath, randomBytes(8 * 1024 * 1024))
+        const sealStarted = performance.now()
+        await sealFile(photoPath, `${photoPath}.age`, [bob.x25519PublicKey, restored.x25519PublicKey])
+        const sealSeconds = (performance.now() - sealStarted) / 1000
+        const openStarted = performance.now()
+        await openFile(`${photoPath}.age`, join(workspace, 'photos.opened'), [bob])
+        const openSeconds = (performance.now() - openStarted) / 1000
+        const intact = readFileSync(photoPath).equals(readFileSync(join(workspace, 'photos.opened')))
+        const size = statSync(photoPath).size
+        say(`\n3. Sealed photos.bin (${megabytes(size)} MiB) for Bob (${bob.publicId}) and Alice in the age format:`)
+        say(`   sealed in ${sealSeconds.toFixed(3)} s (${(size / 1024 / 1024 / sealSeconds).toFixed(0)} MiB/s), ${statSync(`${photoPath}.age`).size - size} bytes of overhead.`)
+        say(`   Bob opened it in ${openSeconds.toFixed(3)} s; content intact: ${intact ? 'yes' : 'NO'}.`)
+        let ageOpened: boolean | null = null
+        if (hasTool('age')) {
+          writeFileSync(join(workspace, 'bob.key'), `${bob.exportAgeIdentity()}\n`, { mode: 0o600 })
+          const result = spawnSync('age', ['-d', '-i', join(workspace, 'bob.key'), `${photoPath}.age`], { maxBuffer: 64 * 1024 * 1024 })
+          ageOpened = result.status === 0 && Buffer.compare(result.stdout, readFileSync(photoPath)) === 0
+          say(`   The age tool opens it with Bob's exported key too: ${ageOpened ? 'yes' : 'NO'}`)
+        }
+        step('seal', { bytes: size, sealSeconds, openSeconds, intact, ageOpened })
+        bob.destroy()
+        restored.destroy()
+        say(`\nDone.${options.keep ? ` Files kept in ${workspace}` : ''} Next: \`cloudbox init\` makes your own identity.`)
+        if (!intact || minisignChecked === false || ageOpened === false) process.exitCode = 1
+      } finally {
+        if (options.keep !== true) rmSync(workspace, { recursive: true, force: true })
+      }
+    })
+}

@@ -1,0 +1,89 @@
+import { readFileSync } from 'node:fs'
+import { Identity } from '@cloudbox/encrypted-messaging'
+import type { Command } from 'commander'
+import { fileNotFoundError, identityExistsError, usageError } from '../errors.js'
+import { hasIdentity, loadIdentity, readMetadata, resolveHome, saveIdentity, type StorageChoice } from '../home.js'
+import { createOutput } from '../output.js'
+import { globalOptions } from '../program.js'
+
+export function registerIdentityCommands(program: Command): void {
+  program
+    .command('init')
+    .description('Create this home\'s identity: a new key from a fresh 24-word recovery phrase, or restore one from a phrase file.')
+    .option('--mnemonic-file <file>', 'restore from the 24-word recovery phrase in this file')
+    .option('--storage <kind>', 'where the key is kept: auto (OS keyring, else vault), keyring or vault', 'auto')
+    .option('--force', 'replace an existing identity in this home')
+    .addHelpText('after', '\nExamples:\n  cloudbox init\n  CLOUDBOX_PASSPHRASE=… cloudbox init --home ./node-a --storage vault\n  cloudbox init --mnemonic-file phrase.txt')
+    .action(async (options: { mnemonicFile?: string; storage: string; force?: boolean }, command: Command) => {
+      const { home, output } = globalOptions(command)
+      if (!['auto', 'keyring', 'vault'].includes(options.storage)) throw usageError('--storage is one of auto, keyring, vault')
+      if (hasIdentity(home) && options.force !== true) throw identityExistsError(home)
+      let identity: Identity
+      let recoveryPhrase: string | undefined
+      if (options.mnemonicFile !== undefined) {
+        let text: string
+        try {
+          text = readFileSync(options.mnemonicFile, 'utf8')
+        } catch {
+          throw fileNotFoundError(options.mnemonicFile)
+        }
+        identity = Identity.fromRecoveryPhrase(text)
+      } else {
+        ;({ identity, recoveryPhrase } = Identity.generate())
+      }
+      const metadata = await saveIdentity(home, identity, options.storage as StorageChoice, output)
+      identity.destroy()
+      const human = [`Created identity ${metadata.publicId} in ${home} (key kept in the ${metadata.storage}).`]
+      if (recoveryPhrase !== undefined) {
+        human.push(
+          '',
+          'Your recovery phrase (shown once; write it down and keep it offline, it restores this key and all its sub-clouds):',
+          '',
+          recoveryPhrase.split(' ').map((word, index) => `${String(index + 1).padStart(2)}. ${word}`).join('\n'),
+        )
+      }
+      output.result(human.join('\n'), { publicId: metadata.publicId, storage: metadata.storage, home, ...(recoveryPhrase ? { recoveryPhrase } : {}) })
+    })
+
+  const id = program
+    .command('id')
+    .description('Show this home\'s public identity: public ID, public key, age recipient and minisign public key.')
+    .addHelpText('after', '\nExamples:\n  cloudbox id\n  cloudbox id --json\n  cloudbox id export-age > key.txt')
+    .action((_options: unknown, command: Command) => {
+      const { home, output } = globalOptions(command)
+      const metadata = readMetadata(home)
+      output.result(
+        [
+          `public ID:      ${metadata.publicId}`,
+          `public key:     ${metadata.publicKeyHex}`,
+          `age recipient:  ${metadata.ageRecipient}`,
+          `key storage:    ${metadata.storage}`,
+          'minisign public key:',
+          metadata.minisignPublicKey.trimEnd(),
+        ].join('\n'),
+        {
+          publicId: metadata.publicId,
+          publicKey: metadata.publicKeyHex,
+          ageRecipient: metadata.ageRecipient,
+          minisignPublicKey: metadata.minisignPublicKey,
+          storage: metadata.storage,
+        },
+      )
+    })
+
+  id.command('export-age')
+    .description('Print this identity\'s X25519 secret as an age identity (AGE-SECRET-KEY-1…), so the age tool can open files sealed to you. Keep it secret.')
+    .action(async (_options: unknown, command: Command) => {
+      const { home, output } = globalOptions(command)
+      const identity = await loadIdentity(home, output)
+      try {
+        const secret = identity.exportAgeIdentity()
+        const created = new Date().toISOString()
+        const file = `# created: ${created}\n# public key: ${identity.ageRecipient}\n# cloudbox id: ${identity.publicId}\n${secret}`
+        output.result(file, { ageIdentity: secret, ageRecipient: identity.ageRecipient, publicId: identity.publicId })
+      } finally {
+        identity.destroy()
+      }
+    })
+}
+

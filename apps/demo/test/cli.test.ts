@@ -1,0 +1,186 @@
+import { execFileSync, spawnSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+
+// The built program, exactly as users run it (`npm test` builds before testing).
+const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url))
+let dir: string
+
+beforeAll(() => {
+  if (!existsSync(cli)) throw new Error('Build the workspace first (npm test does): apps/demo/dist/cli.js is missing')
+  dir = mkdtempSync(join(tmpdir(), 'cloudbox-cli-'))
+})
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+function run(args: string[], options: { passphrase?: string | null; input?: string } = {}) {
+  const env: NodeJS.ProcessEnv = { ...process.env, CLOUDBOX_HOME: '', NO_COLOR: '1' }
+  delete env.CLOUDBOX_PASSPHRASE
+  if (options.passphrase !== null) env.CLOUDBOX_PASSPHRASE = options.passphrase ?? 'correct horse battery staple'
+  const result = spawnSync(process.execPath, [cli, ...args], { env, encoding: 'utf8', input: options.input ?? '' })
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr }
+}
+
+function json(args: string[], options?: Parameters<typeof run>[1]) {
+  const result = run([...args, '--json'], options)
+  expect(result.status, result.stderr).toBe(0)
+  return JSON.parse(result.stdout) as Record<string, unknown>
+}
+
+describe('cloudbox identity commands', () => {
+  it('init creates an identity in a vault, shows the phrase once, and id shows it without unlocking', () => {
+    const home = join(dir, 'a')
+    const created = json(['init', '--home', home, '--storage', 'vault'])
+    expect(created.publicId).toMatch(/^cb1/)
+    expect(String(created.recoveryPhrase).split(' ')).toHaveLength(24)
+    expect(statSync(join(home, 'vault.cbv')).mode & 0o777).toBe(0o600)
+    expect(readFileSync(join(home, 'vault.cbv')).includes(Buffer.from(String(created.recoveryPhrase).split(' ')[0]!))).toBe(false)
+    // `id` needs no passphrase: it reads public metadata only.
+    const id = json(['id', '--home', home], { passphrase: null })
+    expect(id.publicId).toBe(created.publicId)
+    expect(id.ageRecipient).toMatch(/^age1/)
+    expect(String(id.minisignPublicKey)).toMatch(/^untrusted comment: minisign public key [0-9A-F]{16}\n/)
+    expect(String(id.publicKey)).toMatch(/^[0-9a-f]{64}$/)
+    // The human form has every field too, and never the phrase.
+    const human = run(['id', '--home', home])
+    expect(human.stdout).toContain(String(created.publicId))
+    expect(human.stdout).not.toContain(String(created.recoveryPhrase))
+  })
+
+  it('restores the same identity from a phrase file, and refuses to overwrite without --force', () => {
+    const first = json(['init', '--home', join(dir, 'b'), '--storage', 'vault'])
+    const phraseFile = join(dir, 'phrase.txt')
+    writeFileSync(phraseFile, `${String(first.recoveryPhrase).toUpperCase()}\n`)
+    const restored = json(['init', '--home', join(dir, 'b2'), '--mnemonic-file', phraseFile, '--storage', 'vault'])
+    expect(restored.publicId).toBe(first.publicId)
+    expect(restored.recoveryPhrase).toBeUndefined()
+    const again = run(['init', '--home', join(dir, 'b2'), '--storage', 'vault'])
+    expect(again.status).toBe(1)
+    expect(again.stderr).toContain('ERR_IDENTITY_EXISTS')
+    writeFileSync(phraseFile, 'abandon abandon abandon\n')
+    const bad = run(['init', '--home', join(dir, 'b3'), '--mnemonic-file', phraseFile, '--storage', 'vault'])
+    expect(bad.status).toBe(1)
+    expect(bad.stderr).toContain('ERR_INVALID_MNEMONIC')
+  })
+
+  it('refuses a wrong vault passphrase and a missing one with codes', () => {
+    const home = join(dir, 'c')
+    json(['init', '--home', home, '--storage', 'vault'])
+    const wrong = run(['id', 'export-age', '--home', home], { passphrase: 'wrong' })
+    expect(wrong.status).toBe(1)
+    expect(wrong.stderr).toContain('ERR_VAULT_WRONG_PASSPHRASE')
+    const missing = run(['id', 'export-age', '--home', home], { passphrase: null })
+    expect(missing.status).toBe(1)
+    expect(missing.stderr).toMatch(/CLOUDBOX_PASSPHRASE/)
+  })
+
+  it('reports a home without identity and usage errors with exit code 2', () => {
+    const none = run(['id', '--home', join(dir, 'nothing')])
+    expect(none.status).toBe(1)
+    expect(none.stderr).toContain('ERR_NO_IDENTITY')
+    expect(run(['frobnicate']).status).toBe(2)
+    expect(run(['init', '--home', join(dir, 'x'), '--storage', 'floppy']).status).toBe(2)
+    const help = run(['sign', '--help'])
+    expect(help.status).toBe(0)
+    expect(help.stdout).toContain('Examples:')
+  })
+})
+
+describe('cloudbox sign / verify', () => {
+  it('signs FILE.minisig that cloudbox and minisign verify; tampering is refused', () => {
+    const home = join(dir, 'signer')
+    const signer = json(['init', '--home', home, '--storage', 'vault'])
+    const file = join(dir, 'contract.txt')
+    writeFileSync(file, 'terms\n')
+    json(['sign', file, '--scope', 'accept', '--home', home])
+    expect(existsSync(`${file}.minisig`)).toBe(true)
+    const verified = json(['verify', file, '--signer', String(signer.publicId)])
+    expect(verified).toMatchObject({ valid: true, scope: 'accept', signerId: signer.publicId })
+    // With the minisign public key file, and by the real minisign.
+    const pub = join(dir, 'signer.pub')
+    writeFileSync(pub, String(json(['id', '--home', home]).minisignPublicKey))
+    expect(json(['verify', file, '--signer', pub]).valid).toBe(true)
+    expect(execFileSync('minisign', ['-V', '-p', pub, '-m', file], { encoding: 'utf8' })).toContain('scope:accept')
+
+    writeFileSync(file, 'terms, changed\n')
+    const refused = run(['verify', file, '--signer', String(signer.publicId)])
+    expect(refused.status).toBe(1)
+    expect(refused.stderr).toContain('ERR_SIGNATURE_INVALID')
+    const other = json(['init', '--home', join(dir, 'other'), '--storage', 'vault'])
+    expect(run(['verify', file, '--signer', String(other.publicId)]).stderr).toContain('ERR_SIGNER_MISMATCH')
+    expect(run(['verify', join(dir, 'missing.txt'), '--signer', String(other.publicId)]).stderr).toContain('ERR_FILE_NOT_FOUND')
+    expect(run(['verify', file, '--signer', 'cb1notanid']).stderr).toContain('ERR_INVALID_PUBLIC_ID')
+    expect(run(['sign', file, '--scope', 'approve', '--home', home]).status).toBe(2)
+  })
+})
+
+describe('cloudbox seal / open', () => {
+  it('seals for a public ID and an age recipient; each opens it, the age tool too; others cannot', () => {
+    const alice = join(dir, 'alice')
+    const bob = join(dir, 'bob')
+    const carol = join(dir, 'carol')
+    json(['init', '--home', alice, '--storage', 'vault'])
+    const bobId = json(['init', '--home', bob, '--storage', 'vault'])
+    json(['init', '--home', carol, '--storage', 'vault'])
+    const ageKey = join(dir, 'age.key')
+    execFileSync('age-keygen', ['-o', ageKey], { stdio: 'pipe' })
+    const ageRecipient = readFileSync(ageKey, 'utf8').match(/public key: (age1\S+)/)![1]!
+
+    const file = join(dir, 'secret.txt')
+    writeFileSync(file, 'the plans\n'.repeat(10000))
+    const sealed = json(['seal', file, '--to', String(bobId.publicId), ageRecipient, '--home', alice])
+    expect(sealed.output).toBe(`${file}.age`)
+
+    const opened = json(['open', `${file}.age`, '-o', join(dir, 'by-bob.txt'), '--home', bob])
+    expect(readFileSync(String(opened.output), 'utf8')).toBe(readFileSync(file, 'utf8'))
+    json(['open', `${file}.age`, '-o', join(dir, 'by-age-key.txt'), '--identity', ageKey])
+    expect(readFileSync(join(dir, 'by-age-key.txt'), 'utf8')).toBe(readFileSync(file, 'utf8'))
+    expect(execFileSync('age', ['-d', '-i', ageKey, `${file}.age`], { encoding: 'utf8' })).toBe(readFileSync(file, 'utf8'))
+
+    const denied = run(['open', `${file}.age`, '-o', join(dir, 'by-carol.txt'), '--home', carol])
+    expect(denied.status).toBe(1)
+    expect(denied.stderr).toContain('ERR_AGE_NO_MATCHING_IDENTITY')
+    expect(existsSync(join(dir, 'by-carol.txt'))).toBe(false)
+
+    // Tampered file: refused, and no partial plaintext is left behind.
+    const tampered = readFileSync(`${file}.age`)
+    tampered[tampered.length - 100] ^= 1
+    writeFileSync(join(dir, 'tampered.age'), tampered)
+    const broken = run(['open', join(dir, 'tampered.age'), '--home', bob])
+    expect(broken.status).toBe(1)
+    expect(broken.stderr).toContain('ERR_AGE_PAYLOAD_CORRUPTED')
+    expect(existsSync(join(dir, 'tampered'))).toBe(false)
+
+    // Outputs are not overwritten silently.
+    expect(run(['open', `${file}.age`, '-o', join(dir, 'by-bob.txt'), '--home', bob]).stderr).toContain('ERR_OUTPUT_EXISTS')
+    expect(run(['seal', file, '--to', 'bob', '--home', alice]).stderr).toContain('ERR_INVALID_KEY')
+    expect(run(['seal', join(dir, 'nope'), '--to', ageRecipient]).stderr).toContain('ERR_FILE_NOT_FOUND')
+  })
+
+  it('seals for the age tool\'s recipient made from an exported CloudBox key (age opens it with export-age)', () => {
+    const home = join(dir, 'dave')
+    const dave = json(['init', '--home', home, '--storage', 'vault'])
+    const exported = json(['id', 'export-age', '--home', home])
+    expect(exported.ageRecipient).toBe(dave.ageRecipient ?? exported.ageRecipient)
+    const keyFile = join(dir, 'dave.key')
+    writeFileSync(keyFile, `${String(exported.ageIdentity)}\n`, { mode: 0o600 })
+    const file = join(dir, 'for-dave.txt')
+    writeFileSync(file, 'hello dave\n')
+    execFileSync('age', ['-r', String(exported.ageRecipient), '-o', `${file}.age`, file])
+    json(['open', `${file}.age`, '-o', join(dir, 'dave-opened.txt'), '--home', home])
+    expect(readFileSync(join(dir, 'dave-opened.txt'), 'utf8')).toBe('hello dave\n')
+  })
+})
+
+describe('cloudbox demo', () => {
+  it('runs the tour end to end and says what it did', () => {
+    const result = run(['demo', '--exit'], { passphrase: null })
+    expect(result.status, result.stderr).toBe(0)
+    expect(result.stdout).toMatch(/Alice's identity: cb1/)
+    expect(result.stdout).toContain('minisign -V agrees: yes')
+    expect(result.stdout).toContain('content intact: yes')
+    expect(result.stdout).toContain('The age tool opens it with Bob\'s exported key too: yes')
+  })
+})

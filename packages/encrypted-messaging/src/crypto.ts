@@ -1,0 +1,165 @@
+/**
+ * The one module that reaches cryptographic primitives (STYLE rule 7).
+ *
+ * Back ends were picked by measurement on Node 20 (see ARCHITECTURE.md):
+ * - node:crypto (OpenSSL, native) for everything bulk: ChaCha20-Poly1305, SHA-256,
+ *   BLAKE2b, HMAC, HKDF. ~1.6 GB/s for the AEAD against ~0.36 GB/s in WASM.
+ * - libsodium (WASM) for curve operations: one X25519 costs ~134 µs there against
+ *   ~690 µs through node:crypto, whose KeyObject import dominates; it also has the
+ *   Ed25519→X25519 conversion node:crypto lacks.
+ *
+ * Nothing here is exported from the package: swap a back end behind these names.
+ */
+import nodeCrypto from 'node:crypto'
+import sodiumModule from 'libsodium-wrappers-sumo'
+
+// Top-level await: the WASM module must be ready before any curve operation,
+// and doing it once here keeps every other call synchronous.
+await sodiumModule.ready
+const sodium = sodiumModule
+
+export const X25519_KEY_LENGTH = 32
+export const ED25519_PUBLIC_KEY_LENGTH = 32
+export const ED25519_SECRET_KEY_LENGTH = 64
+export const ED25519_SIGNATURE_LENGTH = 64
+export const CHACHA_KEY_LENGTH = 32
+export const CHACHA_NONCE_LENGTH = 12
+export const AEAD_TAG_LENGTH = 16
+
+/** A view of `bytes` as a Buffer without copying (node:crypto wants Buffers or views). */
+function view(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+}
+
+/** A plain Uint8Array over the same memory (public APIs never hand out Buffers). */
+function plain(buffer: Buffer): Uint8Array {
+  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength)
+}
+
+export function randomBytes(length: number): Uint8Array {
+  return plain(nodeCrypto.randomBytes(length))
+}
+
+/** ChaCha20-Poly1305 (RFC 8439) encryption; returns ciphertext followed by the 16-byte tag. */
+export function chachaEncrypt(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, associatedData?: Uint8Array): Uint8Array {
+  const cipher = nodeCrypto.createCipheriv('chacha20-poly1305', view(key), view(nonce), { authTagLength: AEAD_TAG_LENGTH })
+  if (associatedData !== undefined && associatedData.length > 0) cipher.setAAD(view(associatedData), { plaintextLength: plaintext.length })
+  const output = new Uint8Array(plaintext.length + AEAD_TAG_LENGTH)
+  const body = cipher.update(view(plaintext))
+  output.set(body, 0)
+  const rest = cipher.final()
+  output.set(rest, body.length)
+  output.set(cipher.getAuthTag(), plaintext.length)
+  return output
+}
+
+/** ChaCha20-Poly1305 decryption; returns undefined when authentication fails. */
+export function chachaDecrypt(key: Uint8Array, nonce: Uint8Array, ciphertext: Uint8Array, associatedData?: Uint8Array): Uint8Array | undefined {
+  if (ciphertext.length < AEAD_TAG_LENGTH) return undefined
+  const bodyLength = ciphertext.length - AEAD_TAG_LENGTH
+  const decipher = nodeCrypto.createDecipheriv('chacha20-poly1305', view(key), view(nonce), { authTagLength: AEAD_TAG_LENGTH })
+  decipher.setAuthTag(view(ciphertext.subarray(bodyLength)))
+  if (associatedData !== undefined && associatedData.length > 0) decipher.setAAD(view(associatedData), { plaintextLength: bodyLength })
+  const output = new Uint8Array(bodyLength)
+  const body = decipher.update(view(ciphertext.subarray(0, bodyLength)))
+  output.set(body, 0)
+  try {
+    const rest = decipher.final()
+    output.set(rest, body.length)
+  } catch {
+    output.fill(0)
+    return undefined
+  }
+  return output
+}
+
+export type HashName = 'sha256' | 'sha512' | 'blake2b512'
+
+export function hash(name: HashName, ...parts: Uint8Array[]): Uint8Array {
+  const hasher = nodeCrypto.createHash(name)
+  for (const part of parts) hasher.update(view(part))
+  return plain(hasher.digest())
+}
+
+/** An incremental hash for streamed data. */
+export function createHasher(name: HashName): { update(data: Uint8Array): void; digest(): Uint8Array } {
+  const hasher = nodeCrypto.createHash(name)
+  return {
+    update(data) { hasher.update(view(data)) },
+    digest() { return plain(hasher.digest()) },
+  }
+}
+
+export function hmac(name: HashName, key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
+  const mac = nodeCrypto.createHmac(name, view(key))
+  for (const part of parts) mac.update(view(part))
+  return plain(mac.digest())
+}
+
+/** HKDF (RFC 5869) extract-and-expand. */
+export function hkdf(name: HashName, inputKey: Uint8Array, salt: Uint8Array, info: Uint8Array | string, length: number): Uint8Array {
+  const infoBytes = typeof info === 'string' ? Buffer.from(info, 'utf8') : view(info)
+  return new Uint8Array(nodeCrypto.hkdfSync(name, view(inputKey), view(salt), infoBytes, length))
+}
+
+/** Constant-time comparison of equal-length byte strings; false when lengths differ. */
+export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && nodeCrypto.timingSafeEqual(view(a), view(b))
+}
+
+/** X25519 public key of a 32-byte secret scalar. */
+export function x25519PublicKey(secretKey: Uint8Array): Uint8Array {
+  return sodium.crypto_scalarmult_base(secretKey)
+}
+
+/**
+ * X25519 shared secret. Returns undefined for an all-zero result (a low-order peer
+ * point), which every protocol here must refuse.
+ */
+export function x25519(secretKey: Uint8Array, publicKey: Uint8Array): Uint8Array | undefined {
+  try {
+    return sodium.crypto_scalarmult(secretKey, publicKey)
+  } catch {
+    // libsodium refuses an all-zero output itself.
+    return undefined
+  }
+}
+
+/** Ed25519 key pair from a 32-byte seed; the secret key is libsodium's 64-byte form (seed ‖ public). */
+export function ed25519KeyPairFromSeed(seed: Uint8Array): { publicKey: Uint8Array; secretKey: Uint8Array } {
+  const pair = sodium.crypto_sign_seed_keypair(seed)
+  return { publicKey: pair.publicKey, secretKey: pair.privateKey }
+}
+
+export function ed25519Sign(secretKey: Uint8Array, message: Uint8Array): Uint8Array {
+  return sodium.crypto_sign_detached(message, secretKey)
+}
+
+/** Strict verification (libsodium refuses non-canonical and small-order encodings). */
+export function ed25519Verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
+  if (publicKey.length !== ED25519_PUBLIC_KEY_LENGTH || signature.length !== ED25519_SIGNATURE_LENGTH) return false
+  try {
+    return sodium.crypto_sign_verify_detached(signature, message, publicKey)
+  } catch {
+    return false
+  }
+}
+
+/** The standard birational map Ed25519 → X25519 for public keys; undefined for invalid points. */
+export function ed25519PublicKeyToX25519(publicKey: Uint8Array): Uint8Array | undefined {
+  try {
+    return sodium.crypto_sign_ed25519_pk_to_curve25519(publicKey)
+  } catch {
+    return undefined
+  }
+}
+
+/** X25519 secret scalar of a 64-byte Ed25519 secret key (clamped SHA-512 of the seed). */
+export function ed25519SecretKeyToX25519(secretKey: Uint8Array): Uint8Array {
+  return sodium.crypto_sign_ed25519_sk_to_curve25519(secretKey)
+}
+
+/** Overwrites secret bytes. JS engines may still hold copies; see the README's security notes. */
+export function wipe(bytes: Uint8Array | undefined): void {
+  bytes?.fill(0)
+}
