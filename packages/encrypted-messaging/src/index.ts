@@ -63,3 +63,19 @@ export type { MinisignPublicKey } from './wire/minisign-format.js'
 
 export { defineMessageCodec, bytesSchema, uintSchema, textSchema } from './wire/message-codec.js'
 export type { MessageCodec, MessageCodecInit, MessageDefinition, MessageDefinitions, DecodedMessage } from './wire/message-codec.js'
+
+export { parseRecipient } from './identity/recipient.js'
+export {
+  parseAgeRecipient,
+  formatAgeRecipient,
+  parseAgeIdentity,
+  parseAgeIdentityFile,
+  formatAgeIdentity,
+  generateAgeIdentity,
+  AGE_RECIPIENT_PREFIX,
+  AGE_IDENTITY_PREFIX,
+} from './age/keys.js'
+export { sealBytes, openBytes, sealStream, openStream } from './age/seal.js'
+export type { AgeRecipient, SealOptions, ByteSource } from './age/seal.js'
+export { sealFile, openFile } from './age/seal-file.js'
+export { X25519KeyAgreement } from './key-agreement.js'

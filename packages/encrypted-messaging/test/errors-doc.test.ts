@@ -13,14 +13,14 @@ describe('docs/errors.md', () => {
   })
 
   it('exports an error class per code, each carrying its code', () => {
-    const classes = Object.values(api).filter(
-      (value): value is new (...args: never[]) => api.EncryptedMessagingError =>
-        typeof value === 'function' && value.prototype instanceof api.EncryptedMessagingError,
+    type ErrorClass = (new (message?: string) => api.EncryptedMessagingError) & { name: string }
+    const classes = (Object.values(api) as unknown[]).filter(
+      (value): value is ErrorClass => typeof value === 'function' && value.prototype instanceof api.EncryptedMessagingError,
     )
-    const codes = new Set(classes.map((ErrorClass) => new (ErrorClass as unknown as new (message?: string) => api.EncryptedMessagingError)('x').code))
+    const codes = new Set(classes.map((ErrorClass) => new ErrorClass('x').code))
     expect([...codes].sort()).toEqual(Object.values(api.ErrorCodes).sort())
     for (const ErrorClass of classes) {
-      const error = new (ErrorClass as unknown as new (message?: string) => api.EncryptedMessagingError)('x')
+      const error = new ErrorClass('x')
       expect(api.isEncryptedMessagingError(error, error.code)).toBe(true)
       expect(error.name).toBe(ErrorClass.name)
     }
