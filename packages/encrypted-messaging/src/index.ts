@@ -78,4 +78,5 @@ export {
 export { sealBytes, openBytes, sealStream, openStream } from './age/seal.js'
 export type { AgeRecipient, SealOptions, ByteSource } from './age/seal.js'
 export { sealFile, openFile } from './age/seal-file.js'
+export type { FileOptions } from './age/seal-file.js'
 export { X25519KeyAgreement } from './key-agreement.js'

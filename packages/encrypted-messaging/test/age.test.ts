@@ -216,6 +216,45 @@ describe('age streams and files', () => {
   })
 })
 
+describe('large files on worker threads', () => {
+  it('seal and open in parallel interoperate with age and refuse tampering, cuts and extensions', async () => {
+    const work = mkdtempSync(join(dir, 'parallel-'))
+    const input = join(work, 'big.bin')
+    const plaintext = pseudoRandom(5 * 1024 * 1024 + 12345, 77)
+    writeFileSync(input, plaintext)
+    await sealFile(input, join(work, 'big.age'), [ageRecipient])
+    expectBytes(runAge(['-d', '-i', keyFile, join(work, 'big.age')]), plaintext)
+    // The threaded and the single-thread paths agree with each other.
+    await openFile(join(work, 'big.age'), join(work, 'threads.out'), ageKey)
+    await openFile(join(work, 'big.age'), join(work, 'one.out'), ageKey, { parallel: false })
+    expectBytes(readFileSync(join(work, 'threads.out')), plaintext)
+    expectBytes(readFileSync(join(work, 'one.out')), plaintext)
+    writeFileSync(join(work, 'theirs.age'), runAge(['-r', ageRecipient], plaintext))
+    await openFile(join(work, 'theirs.age'), join(work, 'theirs.out'), [generateAgeIdentity(), ageKey])
+    expectBytes(readFileSync(join(work, 'theirs.out')), plaintext)
+
+    const sealed = readFileSync(join(work, 'big.age'))
+    const headerEnd = sealed.indexOf('\n---') + 1 + 48 + 16
+    const cases: Array<[string, Uint8Array, string]> = []
+    const flipped = Buffer.from(sealed)
+    flipped.writeUInt8((flipped.readUInt8(headerEnd + 3 * (CHUNK + 16) + 5) ^ 1), headerEnd + 3 * (CHUNK + 16) + 5)
+    cases.push(['flipped', flipped, 'ERR_AGE_PAYLOAD_CORRUPTED'])
+    cases.push(['cut at a chunk boundary', sealed.subarray(0, headerEnd + 40 * (CHUNK + 16)), 'ERR_AGE_TRUNCATED'])
+    cases.push(['cut inside a chunk', sealed.subarray(0, headerEnd + 40 * (CHUNK + 16) + 999), 'ERR_AGE_PAYLOAD_CORRUPTED'])
+    cases.push(['extended', Buffer.concat([sealed, Buffer.alloc(20)]), 'ERR_AGE_PAYLOAD_CORRUPTED'])
+    const reordered = Buffer.from(sealed)
+    reordered.set(sealed.subarray(headerEnd + 20 * (CHUNK + 16), headerEnd + 21 * (CHUNK + 16)), headerEnd + 2 * (CHUNK + 16))
+    cases.push(['chunk replaced by another', reordered, 'ERR_AGE_PAYLOAD_CORRUPTED'])
+    for (const [name, bytes, code] of cases) {
+      writeFileSync(join(work, 'bad.age'), bytes)
+      expect(await codeOfAsync(openFile(join(work, 'bad.age'), join(work, 'bad.out'), ageKey)), name).toBe(code)
+      expect(await codeOfAsync(openFile(join(work, 'bad.age'), join(work, 'bad.out'), ageKey, { parallel: false })), name).toBe(code)
+      expect(existsSync(join(work, 'bad.out')), name).toBe(false)
+    }
+    expect(readdirSync(work).filter((name) => name.endsWith('.tmp'))).toEqual([])
+  })
+})
+
 describe('age from the attacker side', () => {
   const key = generateAgeIdentity()
   const plaintext = pseudoRandom(2 * CHUNK + 500, 9)

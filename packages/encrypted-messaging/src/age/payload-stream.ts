@@ -103,8 +103,9 @@ export class PayloadEncryptor {
   #counter = 0
   #finished = false
 
-  constructor(fileKey: Uint8Array, nonce: Uint8Array) {
-    this.#key = Buffer.from(payloadKey(fileKey, nonce))
+  /** @param key the payload key, {@link payloadKey} of the file key and nonce. */
+  constructor(key: Uint8Array) {
+    this.#key = Buffer.from(key)
   }
 
   /** Encrypted chunks that are complete; one full chunk is held back until more data or finish. */
@@ -133,8 +134,9 @@ export class PayloadDecryptor {
   #counter = 0
   #finished = false
 
-  constructor(fileKey: Uint8Array, nonce: Uint8Array) {
-    this.#key = Buffer.from(payloadKey(fileKey, nonce))
+  /** @param key the payload key, {@link payloadKey} of the file key and nonce. */
+  constructor(key: Uint8Array) {
+    this.#key = Buffer.from(key)
   }
 
   push(ciphertext: Uint8Array): Buffer[] {

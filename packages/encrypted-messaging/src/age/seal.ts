@@ -4,7 +4,7 @@ import type { KeyAgreement } from '../interfaces/key-agreement.js'
 import { parseRecipient } from '../identity/recipient.js'
 import { ArmorDecoder, ArmorEncoder, looksArmored } from './armor.js'
 import { findHeaderEnd, formatHeader, formatHeaderWithoutMac, parseHeader, type ParsedHeader } from './header.js'
-import { headerMac, PayloadDecryptor, PayloadEncryptor, PAYLOAD_NONCE_LENGTH } from './payload-stream.js'
+import { headerMac, PayloadDecryptor, PayloadEncryptor, payloadKey, PAYLOAD_NONCE_LENGTH } from './payload-stream.js'
 import { FILE_KEY_LENGTH, unwrapFileKey, wrapFileKey, X25519_STANZA_TYPE } from './x25519-stanza.js'
 
 /** Whom to seal for: an X25519 public key, a public ID (`cb1…`) or an age recipient (`age1…`). */
@@ -24,8 +24,8 @@ function recipientKeys(recipients: readonly AgeRecipient[]): Uint8Array[] {
   return recipients.map((recipient) => (typeof recipient === 'string' ? parseRecipient(recipient) : recipient))
 }
 
-/** A new file key, its header bytes and the payload encryptor (nonce included in `prefix`). */
-function startSealing(recipients: readonly AgeRecipient[]): { prefix: Uint8Array; encryptor: PayloadEncryptor } {
+/** A new file key's header bytes and payload nonce (`prefix`), and the payload key. Internal. */
+export function startSealing(recipients: readonly AgeRecipient[]): { prefix: Uint8Array; key: Uint8Array } {
   const keys = recipientKeys(recipients)
   const fileKey = randomBytes(FILE_KEY_LENGTH)
   try {
@@ -36,14 +36,14 @@ function startSealing(recipients: readonly AgeRecipient[]): { prefix: Uint8Array
     const prefix = new Uint8Array(header.length + nonce.length)
     prefix.set(header, 0)
     prefix.set(nonce, header.length)
-    return { prefix, encryptor: new PayloadEncryptor(fileKey, nonce) }
+    return { prefix, key: payloadKey(fileKey, nonce) }
   } finally {
     wipe(fileKey)
   }
 }
 
-/** The file key of a parsed header, after checking its MAC. */
-function fileKeyOf(header: ParsedHeader, identities: readonly KeyAgreement[]): Uint8Array {
+/** The file key of a parsed header, after checking its MAC. Internal. */
+export function fileKeyOf(header: ParsedHeader, identities: readonly KeyAgreement[]): Uint8Array {
   const types = new Set(header.stanzas.map((stanza) => stanza.type))
   if (types.has('scrypt') && header.stanzas.length > 1) {
     throw new AgeHeaderInvalidError('This is not a valid age-encrypted file: a passphrase stanza must be its only stanza.')
@@ -70,7 +70,7 @@ function fileKeyOf(header: ParsedHeader, identities: readonly KeyAgreement[]): U
   return fileKey
 }
 
-function identityList(identities: KeyAgreement | readonly KeyAgreement[]): readonly KeyAgreement[] {
+export function identityList(identities: KeyAgreement | readonly KeyAgreement[]): readonly KeyAgreement[] {
   const list = Array.isArray(identities) ? identities : [identities as KeyAgreement]
   if (list.length === 0) throw new RangeError('Open with at least one identity')
   return list
@@ -83,7 +83,9 @@ function identityList(identities: KeyAgreement | readonly KeyAgreement[]): reado
  * const sealed = sealBytes(data, ['cb1…', 'age1…'])
  */
 export function sealBytes(plaintext: Uint8Array, recipients: readonly AgeRecipient[], options: SealOptions = {}): Uint8Array {
-  const { prefix, encryptor } = startSealing(recipients)
+  const { prefix, key } = startSealing(recipients)
+  const encryptor = new PayloadEncryptor(key)
+  wipe(key)
   const binary = Buffer.concat([prefix, ...encryptor.push(plaintext), encryptor.finish()])
   if (options.armor !== true) return new Uint8Array(binary.buffer, binary.byteOffset, binary.byteLength)
   const armor = new ArmorEncoder()
@@ -105,7 +107,7 @@ export function openBytes(sealed: Uint8Array, identities: KeyAgreement | readonl
   const fileKey = fileKeyOf(parseHeader(binary.subarray(0, end)), identityList(identities))
   try {
     if (binary.length < end + PAYLOAD_NONCE_LENGTH) throw new AgeTruncatedError()
-    const decryptor = new PayloadDecryptor(fileKey, binary.subarray(end, end + PAYLOAD_NONCE_LENGTH))
+    const decryptor = new PayloadDecryptor(payloadKey(fileKey, binary.subarray(end, end + PAYLOAD_NONCE_LENGTH)))
     const out = Buffer.concat([...decryptor.push(binary.subarray(end + PAYLOAD_NONCE_LENGTH)), decryptor.finish()])
     return new Uint8Array(out.buffer, out.byteOffset, out.byteLength)
   } finally {
@@ -113,7 +115,7 @@ export function openBytes(sealed: Uint8Array, identities: KeyAgreement | readonl
   }
 }
 
-function headerCutError(bytes: Uint8Array): Error {
+export function headerCutError(bytes: Uint8Array): Error {
   // Too short to hold a header at all, or a header that never reaches its MAC line.
   return bytes.length === 0 ? new AgeHeaderInvalidError('This file is empty; it is not an age-encrypted file.') : (parseHeaderPrefixIsAge(bytes) ? new AgeTruncatedError('The sealed file is cut off inside its header: download or copy it again.') : new AgeHeaderInvalidError())
 }
@@ -142,7 +144,9 @@ function plain(bytes: Uint8Array): Uint8Array {
 /** As {@link sealStream}, yielding arrays of pieces so writers can use writev. Internal. */
 export async function* sealBatches(source: ByteSource, recipients: readonly AgeRecipient[], options: SealOptions & AbortOptions = {}): AsyncGenerator<Uint8Array[], void, undefined> {
   throwIfAborted(options.signal)
-  const { prefix, encryptor } = startSealing(recipients)
+  const { prefix, key } = startSealing(recipients)
+  const encryptor = new PayloadEncryptor(key)
+  wipe(key)
   const armor = options.armor === true ? new ArmorEncoder() : undefined
   const emit = (pieces: Uint8Array[]): Uint8Array[] => (armor === undefined ? pieces : [armor.push(Buffer.concat(pieces))])
   yield emit([prefix])
@@ -192,7 +196,9 @@ export async function* openBatches(source: ByteSource, identities: KeyAgreement 
       }
       if (pendingLength < PAYLOAD_NONCE_LENGTH) return []
       const rest = pending[0] as Uint8Array
-      decryptor = new PayloadDecryptor(fileKey, rest.subarray(0, PAYLOAD_NONCE_LENGTH))
+      const key = payloadKey(fileKey, rest.subarray(0, PAYLOAD_NONCE_LENGTH))
+      decryptor = new PayloadDecryptor(key)
+      wipe(key)
       pending = []
       return decryptor.push(rest.subarray(PAYLOAD_NONCE_LENGTH))
     }
