@@ -82,7 +82,7 @@ async function openStorage(home: string, service: string, prefer: StorageChoice,
     vaultPath: join(home, VAULT_FILE),
     passphrase: () => readPassphrase({ confirm: creating }),
     ...(prefer === 'auto' ? {} : { prefer }),
-    onNotice: (message) => output.note(message),
+    onNotice: (notice) => output.note(notice.message),
   })
   return storage
 }
