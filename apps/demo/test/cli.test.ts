@@ -146,7 +146,7 @@ describe('cloudbox seal / open', () => {
 
     // Tampered file: refused, and no partial plaintext is left behind.
     const tampered = readFileSync(`${file}.age`)
-    tampered[tampered.length - 100] ^= 1
+    tampered.writeUInt8(tampered.readUInt8(tampered.length - 100) ^ 1, tampered.length - 100)
     writeFileSync(join(dir, 'tampered.age'), tampered)
     const broken = run(['open', join(dir, 'tampered.age'), '--home', bob])
     expect(broken.status).toBe(1)
