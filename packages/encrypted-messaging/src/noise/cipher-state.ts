@@ -19,6 +19,7 @@ function nonceBytes(n: number): Uint8Array {
 export class CipherState {
   #key: Uint8Array | undefined
   #nonce = 0
+  #destroyed = false
 
   constructor(key?: Uint8Array) {
     if (key !== undefined) this.initializeKey(key)
@@ -38,7 +39,13 @@ export class CipherState {
     return this.#nonce
   }
 
+  #assertUsable(): void {
+    // A destroyed state must never fall back to "no key" (which passes plaintext through).
+    if (this.#destroyed) throw new Error('This CipherState was destroyed')
+  }
+
   encryptWithAd(ad: Uint8Array, plaintext: Uint8Array): Uint8Array {
+    this.#assertUsable()
     if (this.#key === undefined) return plaintext
     if (this.#nonce >= MAX_NONCE) throw new NonceExhaustedError()
     const ciphertext = chachaEncrypt(this.#key, nonceBytes(this.#nonce), plaintext, ad)
@@ -48,6 +55,7 @@ export class CipherState {
 
   /** The plaintext, or undefined when authentication fails (the nonce does not advance then). */
   decryptWithAd(ad: Uint8Array, ciphertext: Uint8Array): Uint8Array | undefined {
+    this.#assertUsable()
     if (this.#key === undefined) return ciphertext
     if (this.#nonce >= MAX_NONCE) throw new NonceExhaustedError()
     const plaintext = chachaDecrypt(this.#key, nonceBytes(this.#nonce), ciphertext, ad)
@@ -66,5 +74,6 @@ export class CipherState {
   destroy(): void {
     wipe(this.#key)
     this.#key = undefined
+    this.#destroyed = true
   }
 }
