@@ -29,12 +29,20 @@ parentPort.on('message', (job) => {
   const parts = []
   let failure
   if (job.mode === 'seal') {
+    // Straight into one transferable output buffer: no concatenation, one copy per chunk.
     const count = job.final ? Math.max(1, Math.ceil(data.length / CHUNK)) : data.length / CHUNK
+    const out = Buffer.allocUnsafeSlow(data.length + count * TAG)
+    let offset = 0
     for (let i = 0; i < count; i++) {
       const last = job.final && i === count - 1
       const c = crypto.createCipheriv('chacha20-poly1305', key, nonce(job.counter + i, last), { authTagLength: TAG })
-      parts.push(c.update(data.subarray(i * CHUNK, (i + 1) * CHUNK))); c.final(); parts.push(c.getAuthTag())
+      const body = c.update(data.subarray(i * CHUNK, (i + 1) * CHUNK)); c.final()
+      body.copy(out, offset); offset += body.length
+      c.getAuthTag().copy(out, offset); offset += TAG
     }
+    key.fill(0)
+    parentPort.postMessage({ id: job.id, buffer: out.buffer, offset: out.byteOffset, length: offset }, [out.buffer])
+    return
   } else {
     const count = job.final ? Math.max(1, Math.ceil(data.length / ENC)) : data.length / ENC
     for (let i = 0; i < count && failure === undefined; i++) {
@@ -54,9 +62,12 @@ parentPort.on('message', (job) => {
   }
   key.fill(0)
   if (failure !== undefined) { for (const p of parts) p.fill(0); parentPort.postMessage({ id: job.id, failure }); return }
-  const out = Buffer.concat(parts)
-  const copy = new Uint8Array(out.length); copy.set(out)
-  parentPort.postMessage({ id: job.id, buffer: copy.buffer }, [copy.buffer])
+  let total = 0
+  for (const p of parts) total += p.length
+  const out = Buffer.allocUnsafeSlow(total)
+  let offset = 0
+  for (const p of parts) { p.copy(out, offset); offset += p.length }
+  parentPort.postMessage({ id: job.id, buffer: out.buffer, offset: 0, length: total }, [out.buffer])
 })
 `
 
@@ -115,13 +126,13 @@ class ChunkCipherPool {
     for (let i = 0; i < this.#size; i++) {
       const worker = new Worker(WORKER_SOURCE, { eval: true })
       worker.unref()
-      worker.on('message', (message: { id: number; buffer?: ArrayBuffer; failure?: BlockFailure }) => {
+      worker.on('message', (message: { id: number; buffer?: ArrayBuffer; offset?: number; length?: number; failure?: BlockFailure }) => {
         const pending = this.#pending.get(message.id)
         this.#pending.delete(message.id)
         if (this.#pending.size === 0) this.#idle()
         if (pending === undefined) return
         if (message.failure !== undefined) pending.resolve({ failure: message.failure })
-        else pending.resolve({ data: new Uint8Array(message.buffer as ArrayBuffer) })
+        else pending.resolve({ data: new Uint8Array(message.buffer as ArrayBuffer, message.offset ?? 0, message.length) })
       })
       worker.on('error', (error) => this.#crash(error))
       worker.on('exit', () => {

@@ -10,17 +10,19 @@ import { findHeaderEnd, MAX_HEADER_LENGTH, parseHeader } from './header.js'
 import { CHUNK_SIZE, ENCRYPTED_CHUNK_SIZE, payloadKey, PAYLOAD_NONCE_LENGTH } from './payload-stream.js'
 import { fileKeyOf, headerCutError, identityList, openBatches, sealBatches, startSealing, type AgeRecipient, type SealOptions } from './seal.js'
 
-/** Chunks per block handed to a worker: 1 MiB of plaintext, small enough for constant memory. */
-const CHUNKS_PER_BLOCK = 16
+/** Chunks per block handed to a worker: 2 MiB of plaintext, small enough for constant memory. */
+const CHUNKS_PER_BLOCK = 32
 /** Blocks in flight at once: enough to keep every worker and the disk busy. */
-const BLOCKS_IN_FLIGHT = 6
+const BLOCKS_IN_FLIGHT = 4
 /** Below this size the worker hand-off costs more than it saves. */
 const PARALLEL_THRESHOLD = 4 * 1024 * 1024
 
 /** Reads `length` bytes at `position` (fewer only at the end of the file) into a fresh buffer. */
 async function readAt(handle: FileHandle, position: number, length: number): Promise<Uint8Array> {
-  // A fresh buffer each time: it is transferred to a worker or kept by the payload code.
-  const buffer = new Uint8Array(length)
+  // A fresh, unpooled buffer each time: it is transferred to a worker or kept by the
+  // payload code. Not zero-filled: every byte returned is read from the file.
+  const allocated = Buffer.allocUnsafeSlow(length)
+  const buffer = new Uint8Array(allocated.buffer, allocated.byteOffset, length)
   let filled = 0
   while (filled < length) {
     const { bytesRead } = await handle.read(buffer, filled, length - filled, position + filled)
