@@ -1,0 +1,115 @@
+/**
+ * Typed errors of @cloudbox/cloudsync: a stable `code` each (listed with what to do in
+ * docs/errors.md) and a message that says what to do.
+ */
+export const ErrorCodes = {
+  UNSAFE_PATH: 'ERR_UNSAFE_PATH',
+  CASE_CLASH: 'ERR_CASE_CLASH',
+  PROTOCOL: 'ERR_SYNC_PROTOCOL',
+  CHUNK_MISMATCH: 'ERR_CHUNK_MISMATCH',
+  CHUNK_UNAVAILABLE: 'ERR_CHUNK_UNAVAILABLE',
+  DISK_FULL: 'ERR_DISK_FULL',
+  QUOTA_EXCEEDED: 'ERR_QUOTA_EXCEEDED',
+  INDEX_CORRUPTED: 'ERR_INDEX_CORRUPTED',
+  FOLDER_MISSING: 'ERR_FOLDER_MISSING',
+  MASS_DELETE: 'ERR_MASS_DELETE',
+  ENGINE_STOPPED: 'ERR_ENGINE_STOPPED',
+  FOLDER_MISMATCH: 'ERR_FOLDER_MISMATCH',
+} as const
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes]
+
+const MARKER = Symbol.for('cloudbox.error')
+
+export class SyncError extends Error {
+  readonly code: ErrorCode
+  /** The file concerned, when there is one (relative path). */
+  readonly path: string | undefined
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; path?: string }) {
+    super(message, options)
+    this.code = code
+    this.path = options?.path
+    this.name = new.target.name
+    Object.defineProperty(this, MARKER, { value: true })
+  }
+}
+
+export function isSyncError(error: unknown, code?: ErrorCode): error is SyncError {
+  if (typeof error !== 'object' || error === null || (error as Record<symbol, unknown>)[MARKER] !== true) return false
+  const actual = (error as { code?: unknown }).code
+  if (typeof actual !== 'string' || !(Object.values(ErrorCodes) as string[]).includes(actual)) return false
+  return code === undefined || actual === code
+}
+
+export class UnsafePathError extends SyncError {
+  constructor(message = 'The peer sent a file name that could escape or damage the folder; it was refused.', options?: { cause?: unknown; path?: string }) {
+    super(ErrorCodes.UNSAFE_PATH, message, options)
+  }
+}
+
+export class CaseClashError extends SyncError {
+  constructor(message = 'Two names differ only by letter case; this file system cannot hold both. Rename one of them.', options?: { cause?: unknown; path?: string }) {
+    super(ErrorCodes.CASE_CLASH, message, options)
+  }
+}
+
+export class SyncProtocolError extends SyncError {
+  constructor(message = 'The peer broke the sync protocol; the session was closed. Update both devices to the same CloudBox version.', options?: { cause?: unknown; path?: string }) {
+    super(ErrorCodes.PROTOCOL, message, options)
+  }
+}
+
+export class ChunkMismatchError extends SyncError {
+  constructor(message = 'The peer sent data that does not match its hash; the session was closed and the file was not written.', options?: { cause?: unknown; path?: string }) {
+    super(ErrorCodes.CHUNK_MISMATCH, message, options)
+  }
+}
+
+export class ChunkUnavailableError extends SyncError {
+  constructor(message = 'The peer no longer has a part of this file (it changed meanwhile); the file will sync on the next pass.', options?: { cause?: unknown; path?: string }) {
+    super(ErrorCodes.CHUNK_UNAVAILABLE, message, options)
+  }
+}
+
+export class DiskFullError extends SyncError {
+  constructor(message = 'The disk is full: downloads stopped without damaging any file. Free some space; sync resumes by itself.', options?: { cause?: unknown; path?: string }) {
+    super(ErrorCodes.DISK_FULL, message, options)
+  }
+}
+
+export class QuotaExceededError extends SyncError {
+  constructor(message = 'The folder\'s storage quota is used up: downloads stopped. Raise the quota or delete files.', options?: { cause?: unknown; path?: string }) {
+    super(ErrorCodes.QUOTA_EXCEEDED, message, options)
+  }
+}
+
+export class IndexCorruptedError extends SyncError {
+  constructor(message = 'The folder\'s sync index (.cloudbox/index) is damaged; it was set aside and the folder is rescanned.', options?: { cause?: unknown; path?: string }) {
+    super(ErrorCodes.INDEX_CORRUPTED, message, options)
+  }
+}
+
+export class FolderMissingError extends SyncError {
+  constructor(message = 'The synced folder does not exist (or is not a folder). Create it or point the engine at the right place.', options?: { cause?: unknown; path?: string }) {
+    super(ErrorCodes.FOLDER_MISSING, message, options)
+  }
+}
+
+export class MassDeleteError extends SyncError {
+  constructor(message = 'A scan would delete more files than allowed at once; deletions are paused. Confirm them with confirmDeletes() if they are intended.', options?: { cause?: unknown; path?: string }) {
+    super(ErrorCodes.MASS_DELETE, message, options)
+  }
+}
+
+export class EngineStoppedError extends SyncError {
+  constructor(message = 'The sync engine is stopped: start() it first.', options?: { cause?: unknown; path?: string }) {
+    super(ErrorCodes.ENGINE_STOPPED, message, options)
+  }
+}
+
+export class FolderMismatchError extends SyncError {
+  constructor(message = 'The peer syncs another folder (its folder ID differs); the session was closed. Pair the right folders.', options?: { cause?: unknown; path?: string }) {
+    super(ErrorCodes.FOLDER_MISMATCH, message, options)
+  }
+}

@@ -1,0 +1,38 @@
+import { open, type FileHandle } from 'node:fs/promises'
+import { Chunker, chunkParametersFor, CHUNK_HASH_LENGTH, type Chunk } from './chunker.js'
+
+const READ_SIZE = 1024 * 1024
+
+export interface FileChunks {
+  readonly size: number
+  readonly chunkHashes: Uint8Array
+  readonly chunkLengths: number[]
+}
+
+export function packChunks(chunks: readonly Chunk[]): { chunkHashes: Uint8Array; chunkLengths: number[] } {
+  const chunkHashes = new Uint8Array(chunks.length * CHUNK_HASH_LENGTH)
+  chunks.forEach((chunk, index) => chunkHashes.set(chunk.hash, index * CHUNK_HASH_LENGTH))
+  return { chunkHashes, chunkLengths: chunks.map((chunk) => chunk.length) }
+}
+
+/** Chunks and hashes a file in constant memory (1 MiB reads). */
+export async function hashFile(path: string, expectedSize: number, signal?: AbortSignal): Promise<FileChunks> {
+  const handle: FileHandle = await open(path, 'r')
+  try {
+    const chunker = new Chunker(chunkParametersFor(expectedSize))
+    const chunks: Chunk[] = []
+    let size = 0
+    for (;;) {
+      signal?.throwIfAborted()
+      const buffer = Buffer.allocUnsafe(READ_SIZE)
+      const { bytesRead } = await handle.read(buffer, 0, READ_SIZE, null)
+      if (bytesRead === 0) break
+      size += bytesRead
+      for (const chunk of chunker.push(buffer.subarray(0, bytesRead))) chunks.push(chunk)
+    }
+    chunks.push(...chunker.finish())
+    return { size, ...packChunks(chunks) }
+  } finally {
+    await handle.close()
+  }
+}

@@ -1,0 +1,60 @@
+import { UnsafePathError } from './errors.js'
+
+/** The engine's own state folder inside a synced folder; never synced. */
+export const STATE_DIR = '.cloudbox'
+/** Prefix of the engine's temporary files beside their targets. */
+export const TEMP_PREFIX = '.cloudbox-tmp-'
+
+const MAX_PATH_BYTES = 4096
+const MAX_SEGMENT_BYTES = 255
+// Names Windows reserves in every folder (with or without an extension).
+const RESERVED = /^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$/i
+
+/**
+ * Checks a relative path that came from a peer and returns it normalized (NFC, `/`).
+ * Refuses what could escape the folder or hurt another platform: absolute paths, drive
+ * letters, `..` and `.`, empty segments, NUL and control characters, backslashes,
+ * reserved device names, trailing dots or spaces, over-long names, and the engine's own
+ * state and temporary files.
+ * @throws {UnsafePathError}
+ */
+export function validateRelativePath(path: unknown): string {
+  const refuse = (why: string) => new UnsafePathError(`The peer sent an unsafe file name (${why}); it was refused and the rest of the sync goes on.`, { path: typeof path === 'string' ? path.slice(0, 200) : undefined })
+  if (typeof path !== 'string' || path.length === 0) throw refuse('empty')
+  const normalized = path.normalize('NFC')
+  if (Buffer.byteLength(normalized) > MAX_PATH_BYTES) throw refuse('too long')
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(normalized)) throw refuse('control character')
+  if (normalized.includes('\\')) throw refuse('backslash')
+  if (normalized.startsWith('/') || /^[a-zA-Z]:/.test(normalized)) throw refuse('absolute path')
+  const segments = normalized.split('/')
+  for (const segment of segments) {
+    if (segment === '' || segment === '.' || segment === '..') throw refuse('empty, "." or ".." segment')
+    if (Buffer.byteLength(segment) > MAX_SEGMENT_BYTES) throw refuse('name too long')
+    if (RESERVED.test(segment)) throw refuse('reserved device name')
+    if (/[. ]$/.test(segment)) throw refuse('name ends with a dot or space')
+    if (/[<>:"|?*]/.test(segment)) throw refuse('character not allowed on Windows')
+  }
+  if (segments[0] === STATE_DIR) throw refuse('the engine\'s state folder')
+  if ((segments[segments.length - 1] as string).startsWith(TEMP_PREFIX)) throw refuse('the engine\'s temporary file name')
+  return normalized
+}
+
+/** The case-folded form used to detect names that clash on case-insensitive file systems. */
+export function caseKey(path: string): string {
+  return path.normalize('NFC').toLowerCase()
+}
+
+/**
+ * The name a losing version is kept under: `NAME.sync-conflict-<YYYYMMDD-HHMMSS>-<device>.EXT`.
+ */
+export function conflictName(path: string, device: string, when: Date): string {
+  const slash = path.lastIndexOf('/')
+  const folder = path.slice(0, slash + 1)
+  const base = path.slice(slash + 1)
+  const dot = base.lastIndexOf('.')
+  const [name, extension] = dot > 0 ? [base.slice(0, dot), base.slice(dot)] : [base, '']
+  const stamp = when.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15)
+  const safeDevice = device.replace(/[^A-Za-z0-9]/g, '').slice(0, 16) || 'device'
+  return `${folder}${name}.sync-conflict-${stamp}-${safeDevice}${extension}`
+}

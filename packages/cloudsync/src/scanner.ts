@@ -1,0 +1,121 @@
+import { lstat, readdir, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { FolderMissingError } from './errors.js'
+import { hashFile } from './file-hasher.js'
+import type { FileRecord, FolderIndex } from './folder-index.js'
+import type { IgnoreRules } from './ignore-rules.js'
+import { bump } from './version-vector.js'
+
+export interface ScanOptions {
+  readonly deviceId: string
+  /** Deletions above this share of the files pause for confirmation (default 0.5). */
+  readonly maxDeleteShare?: number
+  /** Below this many deletions the guard never trips (default 10). */
+  readonly minGuardedDeletes?: number
+  readonly confirmDeletes?: boolean
+  readonly signal?: AbortSignal
+  readonly onFile?: (path: string, bytes: number) => void
+}
+
+export interface ScanResult {
+  readonly scannedFiles: number
+  readonly hashedFiles: number
+  readonly hashedBytes: number
+  readonly changed: readonly string[]
+  readonly deleted: readonly string[]
+  /** Paths whose deletion waits for confirmation (the mass-delete guard). */
+  readonly pausedDeletes: readonly string[]
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0
+}
+
+/**
+ * Brings the index up to date with the folder. Incremental: a file whose size, mtime and
+ * inode match its record is not read again. Changed content gets a new version; a file
+ * that changes while it is hashed is left for the next scan.
+ */
+export async function scanFolder(root: string, index: FolderIndex, rules: IgnoreRules, options: ScanOptions): Promise<ScanResult> {
+  const rootStat = await stat(root).catch(() => undefined)
+  if (rootStat === undefined || !rootStat.isDirectory()) throw new FolderMissingError(undefined, { path: root })
+  const seen = new Set<string>()
+  const changed: string[] = []
+  let scannedFiles = 0
+  let hashedFiles = 0
+  let hashedBytes = 0
+
+  const visit = async (relativeDir: string): Promise<void> => {
+    options.signal?.throwIfAborted()
+    let entries
+    try {
+      entries = await readdir(join(root, relativeDir), { withFileTypes: true })
+    } catch (error) {
+      // A folder removed or unreadable mid-scan: its files count as unseen only if it is gone.
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return
+      throw error
+    }
+    for (const entry of entries) {
+      const relative = (relativeDir === '' ? entry.name : `${relativeDir}/${entry.name}`).normalize('NFC')
+      if (entry.isDirectory()) {
+        if (!rules.ignores(relative, true)) await visit(relative)
+        continue
+      }
+      // Symbolic links and special files are not synced (a link could point outside).
+      if (!entry.isFile() || rules.ignores(relative, false)) continue
+      const absolute = join(root, relative)
+      const before = await lstat(absolute).catch(() => undefined)
+      if (before === undefined || !before.isFile()) continue
+      seen.add(relative)
+      scannedFiles++
+      const record = index.get(relative)
+      const mode = before.mode & 0o777
+      if (record !== undefined && !record.deleted && record.size === before.size && record.mtimeMs === before.mtimeMs && (record.inode === undefined || record.inode === before.ino) && record.mode === mode) continue
+      const hashed = await hashFile(absolute, before.size, options.signal).catch((error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT') return undefined
+        throw error
+      })
+      const after = await lstat(absolute).catch(() => undefined)
+      if (hashed === undefined || after === undefined || after.size !== before.size || after.mtimeMs !== before.mtimeMs || hashed.size !== before.size) continue
+      hashedFiles++
+      hashedBytes += hashed.size
+      options.onFile?.(relative, hashed.size)
+      if (record !== undefined && !record.deleted && record.mode === mode && sameBytes(record.chunkHashes, hashed.chunkHashes)) {
+        index.touch(relative, { mtimeMs: before.mtimeMs, inode: before.ino })
+        continue
+      }
+      index.put({
+        path: relative,
+        size: hashed.size,
+        mtimeMs: before.mtimeMs,
+        mode,
+        chunkHashes: hashed.chunkHashes,
+        chunkLengths: hashed.chunkLengths,
+        version: bump(record?.version ?? {}, options.deviceId),
+        deleted: false,
+        inode: before.ino,
+      })
+      changed.push(relative)
+    }
+  }
+  await visit('')
+
+  const live = index.files()
+  const missing = live.filter((record) => !seen.has(record.path) && !rules.ignores(record.path, false))
+  const guardTrips =
+    options.confirmDeletes !== true &&
+    missing.length >= (options.minGuardedDeletes ?? 10) &&
+    missing.length > (options.maxDeleteShare ?? 0.5) * live.length
+  const deleted: string[] = []
+  if (!guardTrips) {
+    for (const record of missing) {
+      index.put(tombstone(record, options.deviceId))
+      deleted.push(record.path)
+    }
+  }
+  return { scannedFiles, hashedFiles, hashedBytes, changed, deleted, pausedDeletes: guardTrips ? missing.map((record) => record.path) : [] }
+}
+
+export function tombstone(record: FileRecord, deviceId: string): Omit<FileRecord, 'sequence'> {
+  return { path: record.path, size: 0, mtimeMs: Date.now(), mode: record.mode, chunkHashes: new Uint8Array(0), chunkLengths: [], version: bump(record.version, deviceId), deleted: true }
+}
