@@ -1,7 +1,39 @@
 /**
  * @packageDocumentation
- * The CloudBox sync engine.
- *
- * Not built yet: see the open issues.
+ * `@cloudbox/cloudsync`: the sync engine. Scans and watches a folder, cuts files into
+ * content-defined chunks, keeps a crash-safe index with version vectors and a Merkle
+ * root, and syncs both ways with peers over any message channel, sending only missing
+ * chunks. The protocol is specified in PROTOCOL.md.
  */
-export {}
+export { SyncEngine, SyncSession } from './sync-engine.js'
+export type { SyncEngineOptions } from './sync-engine.js'
+export { StatusStream } from './status.js'
+export type { SyncEvent, EngineState } from './status.js'
+export type { ScanResult } from './scanner.js'
+export type { FileRecord } from './folder-index.js'
+export { merkleRoot } from './folder-index.js'
+export { Chunker, chunkBytes, chunkParametersFor, CHUNK_HASH_LENGTH } from './chunker.js'
+export type { Chunk, ChunkParameters } from './chunker.js'
+export { compareVersions, mergeVersions, bump } from './version-vector.js'
+export type { VersionVector, Ordering } from './version-vector.js'
+export { validateRelativePath, conflictName, STATE_DIR } from './paths.js'
+export { IGNORE_FILE } from './ignore-rules.js'
+export { syncCodec, MAX_CHUNK_SIZE } from './protocol.js'
+export {
+  ErrorCodes,
+  SyncError,
+  isSyncError,
+  UnsafePathError,
+  CaseClashError,
+  SyncProtocolError,
+  ChunkMismatchError,
+  ChunkUnavailableError,
+  DiskFullError,
+  QuotaExceededError,
+  IndexCorruptedError,
+  FolderMissingError,
+  MassDeleteError,
+  EngineStoppedError,
+  FolderMismatchError,
+} from './errors.js'
+export type { ErrorCode } from './errors.js'

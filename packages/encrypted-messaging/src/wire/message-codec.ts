@@ -134,7 +134,8 @@ function describeIssues(issues: readonly v.BaseIssue<unknown>[]): string {
 /** A byte string schema (decoded as a plain Uint8Array view, never a Node Buffer). */
 export function bytesSchema(limits: { length?: number; minLength?: number; maxLength?: number } = {}) {
   return v.pipe(
-    v.instance(Uint8Array),
+    // Any Uint8Array (views of shared or non-shared buffers alike).
+    v.custom<Uint8Array>((value) => value instanceof Uint8Array, 'bytes'),
     v.check((bytes) => {
       if (limits.length !== undefined && bytes.length !== limits.length) return false
       if (limits.minLength !== undefined && bytes.length < limits.minLength) return false

@@ -1,0 +1,720 @@
+import { createHash } from 'node:crypto'
+import { watch, type FSWatcher } from 'node:fs'
+import { lstat, mkdir, open, readdir, rename, stat, unlink, utimes, chmod, type FileHandle } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import type { MessageChannel } from '@cloudbox/encrypted-messaging'
+import { fsyncDirectory } from './atomic-file.js'
+import { CHUNK_HASH_LENGTH } from './chunker.js'
+import {
+  CaseClashError,
+  ChunkMismatchError,
+  ChunkUnavailableError,
+  DiskFullError,
+  EngineStoppedError,
+  FolderMismatchError,
+  isSyncError,
+  MassDeleteError,
+  QuotaExceededError,
+  SyncError,
+  SyncProtocolError,
+  UnsafePathError,
+} from './errors.js'
+import { chunkHashAt, FolderIndex, type FileRecord } from './folder-index.js'
+import { loadIgnoreRules, type IgnoreRules } from './ignore-rules.js'
+import { caseKey, conflictName, STATE_DIR, validateRelativePath } from './paths.js'
+import { MAX_RECORDS_PER_MESSAGE, syncCodec, type SyncMessage, type WireRecord } from './protocol.js'
+import { scanFolder, tombstone, type ScanResult } from './scanner.js'
+import { StatusStream, type EngineState } from './status.js'
+import { bump, compareVersions, mergeVersions, type VersionVector } from './version-vector.js'
+
+export interface SyncEngineOptions {
+  /** The folder to sync. Its `.cloudbox/` subfolder holds the engine's state. */
+  readonly folder: string
+  /** This device's name in version vectors: 1–64 letters, digits, `-` or `_`. */
+  readonly deviceId: string
+  /** Both sides of a session must name the same folder. */
+  readonly folderId: string
+  /** Share of files a single scan may delete before deletions pause (default 0.5). */
+  readonly maxDeleteShare?: number
+  /** Bytes the folder may hold; downloads beyond stop with ERR_QUOTA_EXCEEDED. */
+  readonly quotaBytes?: number
+  /** Watch the folder for changes (default true); rescans also run every `rescanIntervalMs`. */
+  readonly watch?: boolean
+  readonly rescanIntervalMs?: number
+  /** Chunk requests in flight per session (default 16). */
+  readonly requestWindow?: number
+}
+
+const MAX_BYTES_IN_FLIGHT = 32 * 1024 * 1024
+
+class Mutex {
+  #tail: Promise<unknown> = Promise.resolve()
+  run<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.#tail.then(work)
+    this.#tail = next.catch(() => {})
+    return next
+  }
+}
+
+const hex = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
+const sha256 = (bytes: Uint8Array) => new Uint8Array(createHash('sha256').update(bytes).digest())
+const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && Buffer.compare(a, b) === 0
+const versionKey = (version: VersionVector) => JSON.stringify(Object.entries(version).sort())
+
+function isDiskFull(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException)?.code
+  return code === 'ENOSPC' || code === 'EDQUOT'
+}
+
+interface ChunkLocation {
+  readonly path: string
+  readonly offset: number
+  readonly length: number
+}
+
+/**
+ * The sync engine of one folder. Scans and watches the folder, keeps its index, and
+ * syncs with any number of peers, each over a {@link MessageChannel}.
+ */
+export class SyncEngine {
+  readonly status = new StatusStream()
+  readonly options: SyncEngineOptions
+  #index: FolderIndex | undefined
+  #rules: IgnoreRules | undefined
+  readonly #lock = new Mutex()
+  readonly #sessions = new Set<SyncSession>()
+  #state: EngineState = 'stopped'
+  #watcher: FSWatcher | undefined
+  #rescanTimer: NodeJS.Timeout | undefined
+  #debounce: NodeJS.Timeout | undefined
+  #confirmDeletes = false
+  #chunkMap: { sequence: number; map: Map<string, ChunkLocation> } | undefined
+  #abort = new AbortController()
+
+  constructor(options: SyncEngineOptions) {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(options.deviceId)) throw new RangeError('deviceId: 1–64 letters, digits, "-" or "_"')
+    if (typeof options.folderId !== 'string' || options.folderId.length === 0 || options.folderId.length > 128) throw new RangeError('folderId: 1–128 characters')
+    this.options = options
+  }
+
+  get state(): EngineState {
+    return this.#state
+  }
+
+  get folder(): string {
+    return this.options.folder
+  }
+
+  get deviceId(): string {
+    return this.options.deviceId
+  }
+
+  /** The index root: equal on two engines exactly when their folders are in sync. */
+  get root(): Uint8Array {
+    return this.#requireIndex().root()
+  }
+
+  /** A snapshot of the index records (tombstones included). */
+  records(): FileRecord[] {
+    return this.#requireIndex().records()
+  }
+
+  #requireIndex(): FolderIndex {
+    if (this.#index === undefined) throw new EngineStoppedError()
+    return this.#index
+  }
+
+  #setState(state: EngineState): void {
+    if (this.#state === state) return
+    this.#state = state
+    this.status.emit({ type: 'state', state })
+  }
+
+  /** Loads the index, scans the folder, and starts watching it. */
+  async start(): Promise<void> {
+    if (this.#index !== undefined) return
+    this.#abort = new AbortController()
+    this.#index = await FolderIndex.load(join(this.folder, STATE_DIR), (error) => this.status.emit({ type: 'error', error }))
+    this.#rules = await loadIgnoreRules(this.folder)
+    await this.scan()
+    if (this.options.watch !== false) this.#startWatching()
+    this.#rescanTimer = setInterval(() => void this.scan().catch(() => {}), this.options.rescanIntervalMs ?? 60_000)
+    this.#rescanTimer.unref()
+  }
+
+  #startWatching(): void {
+    try {
+      this.#watcher = watch(this.folder, { recursive: true }, (_event, name) => {
+        if (typeof name === 'string' && (name === STATE_DIR || name.startsWith(`${STATE_DIR}/`))) return
+        clearTimeout(this.#debounce)
+        this.#debounce = setTimeout(() => void this.scan().catch(() => {}), 250)
+      })
+      this.#watcher.on('error', () => {
+        // Watching is an optimisation; the periodic rescan still finds every change.
+        this.#watcher?.close()
+        this.#watcher = undefined
+      })
+    } catch {
+      this.#watcher = undefined
+    }
+  }
+
+  /** Stops watching, closes every session and saves the index. Files are left as they are. */
+  async stop(): Promise<void> {
+    if (this.#index === undefined) return
+    this.#abort.abort()
+    this.#watcher?.close()
+    this.#watcher = undefined
+    clearInterval(this.#rescanTimer)
+    clearTimeout(this.#debounce)
+    await Promise.all([...this.#sessions].map((session) => session.close()))
+    await this.#lock.run(async () => {
+      await this.#index?.save()
+      this.#index = undefined
+    })
+    this.#setState('stopped')
+    this.status.close()
+  }
+
+  /** Lets the deletions held back by the mass-delete guard go ahead, and rescans. */
+  async confirmDeletes(): Promise<ScanResult> {
+    this.#confirmDeletes = true
+    try {
+      return await this.scan()
+    } finally {
+      this.#confirmDeletes = false
+    }
+  }
+
+  /** Rescans now (incremental), then sends the changes to connected peers. */
+  scan(): Promise<ScanResult> {
+    return this.#lock.run(async () => {
+      const index = this.#requireIndex()
+      this.#setState('scanning')
+      this.#rules = await loadIgnoreRules(this.folder)
+      const result = await scanFolder(this.folder, index, this.#rules, {
+        deviceId: this.deviceId,
+        ...(this.options.maxDeleteShare === undefined ? {} : { maxDeleteShare: this.options.maxDeleteShare }),
+        confirmDeletes: this.#confirmDeletes,
+        signal: this.#abort.signal,
+      })
+      await index.save()
+      this.status.emit({ type: 'scan', scannedFiles: result.scannedFiles, hashedFiles: result.hashedFiles, hashedBytes: result.hashedBytes, changed: result.changed.length, deleted: result.deleted.length })
+      if (result.pausedDeletes.length > 0) {
+        this.status.emit({ type: 'delete-guard', paths: result.pausedDeletes })
+        this.status.emit({ type: 'error', error: new MassDeleteError(`A scan would delete ${result.pausedDeletes.length} files at once; deletions are paused. Call confirmDeletes() if this is intended.`) })
+        this.#setState('paused')
+      } else {
+        this.#setState(this.#sessions.size > 0 ? 'syncing' : 'idle')
+      }
+      for (const session of this.#sessions) session.announce()
+      return result
+    })
+  }
+
+  /**
+   * Syncs with a peer over `channel` until it closes. Bad input from the peer closes this
+   * session only; the engine and other sessions go on.
+   */
+  connect(channel: MessageChannel): SyncSession {
+    this.#requireIndex()
+    const session = new SyncSession(this, channel)
+    this.#sessions.add(session)
+    this.#setState('syncing')
+    void session.closed.then(() => {
+      this.#sessions.delete(session)
+      if (this.#index !== undefined && this.#state !== 'paused') this.#setState('idle')
+    })
+    return session
+  }
+
+  // ---- internals shared with sessions ----
+
+  /** @internal */
+  get index(): FolderIndex {
+    return this.#requireIndex()
+  }
+
+  /** @internal */
+  runLocked<T>(work: () => Promise<T>): Promise<T> {
+    return this.#lock.run(work)
+  }
+
+  /** @internal Where a chunk can be read locally (first live file that has it). */
+  locateChunk(hash: Uint8Array): ChunkLocation | undefined {
+    const index = this.#requireIndex()
+    if (this.#chunkMap === undefined || this.#chunkMap.sequence !== index.sequence) {
+      const map = new Map<string, ChunkLocation>()
+      for (const record of index.files()) {
+        let offset = 0
+        record.chunkLengths.forEach((length, i) => {
+          const key = hex(chunkHashAt(record, i))
+          if (!map.has(key)) map.set(key, { path: record.path, offset, length })
+          offset += length
+        })
+      }
+      this.#chunkMap = { sequence: index.sequence, map }
+    }
+    return this.#chunkMap.map.get(hex(hash))
+  }
+
+  /** @internal A chunk's bytes from the local folder, checked against its hash. */
+  async readLocalChunk(hash: Uint8Array): Promise<Uint8Array | undefined> {
+    const location = this.locateChunk(hash)
+    if (location === undefined) return undefined
+    let handle: FileHandle | undefined
+    try {
+      handle = await open(join(this.folder, location.path), 'r')
+      const buffer = Buffer.alloc(location.length)
+      const { bytesRead } = await handle.read(buffer, 0, location.length, location.offset)
+      if (bytesRead !== location.length) return undefined
+      return sameBytes(sha256(buffer), hash) ? new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength) : undefined
+    } catch {
+      return undefined
+    } finally {
+      await handle?.close()
+    }
+  }
+
+  /** @internal */
+  emitError(error: SyncError): void {
+    this.status.emit({ type: 'error', error, ...(error.path === undefined ? {} : { path: error.path }) })
+  }
+
+  /** @internal Live bytes in the folder per the index. */
+  usedBytes(): number {
+    return this.#requireIndex().files().reduce((sum, record) => sum + record.size, 0)
+  }
+}
+
+interface PendingRequest {
+  resolve(bytes: Uint8Array | undefined): void
+  reject(error: Error): void
+  hash: Uint8Array
+}
+
+/** One peer connection of an engine. */
+export class SyncSession {
+  readonly closed: Promise<Error | undefined>
+  #device: string | undefined
+  readonly #engine: SyncEngine
+  readonly #channel: MessageChannel
+  readonly #pending = new Map<number, PendingRequest>()
+  #nextId = 1
+  readonly #queue: WireRecord[] = []
+  #applying: Promise<void> | undefined
+  #peerUpTo = -1
+  #sentUpTo = -1
+  #wantedSince = -1
+  #failedThisPass = false
+  #closing = false
+  readonly #fromPeer = new Map<string, string>()
+  #sending: Promise<unknown> = Promise.resolve()
+  #progress = { doneBytes: 0, totalBytes: 0, doneFiles: 0, totalFiles: 0, started: 0 }
+  /** Bytes of chunk data received from the peer (for figures). */
+  bytesReceived = 0
+  bytesReused = 0
+
+  constructor(engine: SyncEngine, channel: MessageChannel) {
+    this.#engine = engine
+    this.#channel = channel
+    this.closed = this.#run()
+  }
+
+  get device(): string | undefined {
+    return this.#device
+  }
+
+  #send<Kind extends Parameters<typeof syncCodec.encode>[0]>(kind: Kind, body: Parameters<typeof syncCodec.encode<Kind>>[1]): Promise<void> {
+    const bytes = syncCodec.encode(kind, body)
+    const next = this.#sending.then(() => this.#channel.send(bytes))
+    this.#sending = next.catch(() => {})
+    return next
+  }
+
+  async close(reason?: Error): Promise<void> {
+    this.#closing = true
+    await this.#channel.close(reason).catch(() => {})
+    await this.closed
+  }
+
+  async #run(): Promise<Error | undefined> {
+    const engine = this.#engine
+    let failure: Error | undefined
+    try {
+      await this.#send('hello', { folder: engine.options.folderId, device: engine.deviceId, root: engine.root, sequence: engine.index.sequence })
+      for await (const raw of this.#channel) {
+        let message: SyncMessage
+        try {
+          message = syncCodec.decode(raw)
+        } catch (error) {
+          throw new SyncProtocolError(undefined, { cause: error })
+        }
+        await this.#handle(message)
+      }
+    } catch (error) {
+      failure = error as Error
+      if (!this.#closing) {
+        if (isSyncError(error)) engine.emitError(error)
+        await this.#channel.close(error as Error).catch(() => {})
+      }
+    } finally {
+      for (const pending of this.#pending.values()) pending.reject(failure ?? new ChunkUnavailableError('The peer disconnected during a transfer; the file will resume on reconnection.'))
+      this.#pending.clear()
+      await this.#applying?.catch(() => {})
+      if (this.#device !== undefined) engine.status.emit({ type: 'peer', device: this.#device, state: 'disconnected', ...(failure === undefined ? {} : { reason: failure }) })
+    }
+    return this.#closing ? undefined : failure
+  }
+
+  async #handle(message: SyncMessage): Promise<void> {
+    const engine = this.#engine
+    switch (message.kind) {
+      case 'hello': {
+        if (this.#device !== undefined) throw new SyncProtocolError('The peer said hello twice; the session was closed.')
+        if (message.body.folder !== engine.options.folderId) throw new FolderMismatchError()
+        if (!/^[A-Za-z0-9_-]{1,64}$/.test(message.body.device) || message.body.device === engine.deviceId) throw new SyncProtocolError('The peer gave an invalid device name (or this device\'s own).')
+        this.#device = message.body.device
+        engine.status.emit({ type: 'peer', device: this.#device, state: 'connected' })
+        await this.#send('want', { since: engine.index.peerSequence(this.#device) })
+        await this.#send('ping', { t: Date.now() })
+        return
+      }
+      case 'want':
+        this.#requireHello()
+        this.#wantedSince = message.body.since
+        this.#sentUpTo = message.body.since
+        await this.announce()
+        return
+      case 'index':
+        this.#requireHello()
+        for (const record of message.body.records) this.#queue.push(record)
+        return
+      case 'indexEnd':
+        this.#requireHello()
+        this.#peerUpTo = Math.max(this.#peerUpTo, message.body.sequence)
+        this.#kickApplier()
+        return
+      case 'request':
+        void this.#serve(message.body.id, message.body.hash)
+        return
+      case 'data':
+      case 'missing': {
+        const pending = this.#pending.get(message.body.id)
+        if (pending === undefined) throw new SyncProtocolError('The peer answered a request that was never made.')
+        this.#pending.delete(message.body.id)
+        if (message.kind === 'missing') return pending.resolve(undefined)
+        if (!sameBytes(sha256(message.body.bytes), pending.hash)) {
+          const error = new ChunkMismatchError()
+          pending.reject(error)
+          throw error
+        }
+        this.bytesReceived += message.body.bytes.length
+        return pending.resolve(message.body.bytes)
+      }
+      case 'ack':
+        this.#requireHello()
+        if (sameBytes(message.body.root, engine.root)) engine.status.emit({ type: 'peer', device: this.#device as string, state: 'in-sync' })
+        return
+      case 'ping':
+        await this.#send('pong', { t: message.body.t })
+        return
+      case 'pong':
+        engine.status.emit({ type: 'latency', device: this.#device ?? '', milliseconds: Math.max(0, Date.now() - message.body.t) })
+        return
+    }
+  }
+
+  #requireHello(): void {
+    if (this.#device === undefined) throw new SyncProtocolError('The peer sent a message before hello; the session was closed.')
+  }
+
+  /** Sends the records changed since what the peer has, then indexEnd. */
+  async announce(): Promise<void> {
+    if (this.#device === undefined || this.#wantedSince < 0) return
+    const index = this.#engine.index
+    const records = index.changedSince(this.#sentUpTo).filter((record) => this.#fromPeer.get(record.path) !== versionKey(record.version))
+    this.#sentUpTo = index.sequence
+    for (let i = 0; i < records.length; i += MAX_RECORDS_PER_MESSAGE) {
+      const batch = records.slice(i, i + MAX_RECORDS_PER_MESSAGE).map((record) => ({
+        path: record.path,
+        size: record.size,
+        mtimeMs: Math.floor(record.mtimeMs),
+        mode: record.mode,
+        chunkHashes: record.chunkHashes,
+        chunkLengths: [...record.chunkLengths],
+        version: record.version,
+        deleted: record.deleted,
+        sequence: record.sequence,
+      }))
+      await this.#send('index', { records: batch })
+    }
+    await this.#send('indexEnd', { sequence: index.sequence, root: index.root() })
+  }
+
+  async #serve(id: number, hash: Uint8Array): Promise<void> {
+    try {
+      const bytes = await this.#engine.readLocalChunk(hash)
+      if (bytes === undefined) await this.#send('missing', { id })
+      else await this.#send('data', { id, bytes })
+    } catch {
+      // The channel closed; the session loop reports it.
+    }
+  }
+
+  #request(hash: Uint8Array): Promise<Uint8Array | undefined> {
+    const id = this.#nextId++
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject, hash })
+      this.#send('request', { id, hash }).catch(reject)
+    })
+  }
+
+  #kickApplier(): void {
+    if (this.#applying !== undefined) return
+    this.#applying = this.#applyQueue().finally(() => {
+      this.#applying = undefined
+      if (this.#queue.length > 0) this.#kickApplier()
+    })
+  }
+
+  async #applyQueue(): Promise<void> {
+    const engine = this.#engine
+    const records = this.#queue.splice(0)
+    const upTo = this.#peerUpTo
+    this.#failedThisPass = false
+    // Additions first, deletions last: a rename then finds its data in the old file.
+    records.sort((a, b) => Number(a.deleted) - Number(b.deleted))
+    const downloads = records.filter((record) => !record.deleted)
+    this.#progress = { doneBytes: 0, totalBytes: downloads.reduce((sum, record) => sum + record.size, 0), doneFiles: 0, totalFiles: downloads.length, started: Date.now() }
+    for (const record of records) {
+      if (this.#closing) return
+      try {
+        await this.#apply(record)
+      } catch (error) {
+        this.#failedThisPass = true
+        if (isSyncError(error)) engine.emitError(error)
+        else if (isDiskFull(error)) engine.emitError(new DiskFullError(undefined, { path: record.path, cause: error }))
+        else if (!this.#closing) engine.emitError(new SyncError('ERR_SYNC_PROTOCOL', `Could not apply ${record.path}: ${(error as Error).message}`, { path: record.path, cause: error }))
+        if (isDiskFull(error) || (error instanceof SyncError && error.code === 'ERR_DISK_FULL')) break
+      }
+    }
+    if (this.#closing) return
+    await engine.runLocked(async () => {
+      if (!this.#failedThisPass && this.#queue.length === 0) engine.index.setPeerSequence(this.#device as string, upTo)
+      await engine.index.save()
+    })
+    await this.announce()
+    await this.#send('ack', { sequence: upTo, root: engine.root }).catch(() => {})
+  }
+
+  async #apply(remote: WireRecord): Promise<void> {
+    const engine = this.#engine
+    const path = validateRelativePath(remote.path)
+    if (remote.chunkHashes.length !== remote.chunkLengths.length * CHUNK_HASH_LENGTH || remote.chunkLengths.reduce((a, b) => a + b, 0) !== remote.size) {
+      throw new SyncProtocolError(`The peer's record for ${path} is inconsistent (chunk list and size differ); it was skipped.`, { path })
+    }
+    this.#fromPeer.set(path, versionKey(remote.version))
+    const local = engine.index.get(path)
+    const order = local === undefined ? 'newer' : compareVersions(remote.version, local.version)
+    if (order === 'equal' || order === 'older') return
+    if (local !== undefined && order === 'concurrent') return this.#resolveConflict(path, local, remote)
+    if (remote.deleted) return this.#applyDelete(path, local, remote.version)
+    await this.#download(path, remote, remote.version)
+  }
+
+  async #resolveConflict(path: string, local: FileRecord, remote: WireRecord): Promise<void> {
+    const engine = this.#engine
+    const merged = mergeVersions(local.version, remote.version)
+    if (remote.deleted && local.deleted) return engine.runLocked(async () => void engine.index.put({ ...local, version: merged }))
+    // An edit beats a delete: nothing is lost.
+    if (remote.deleted) return engine.runLocked(async () => void engine.index.put({ ...local, version: bump(merged, engine.deviceId) }))
+    if (local.deleted || sameBytes(local.chunkHashes, remote.chunkHashes)) return this.#download(path, remote, merged)
+    const remoteWins = remote.mtimeMs > local.mtimeMs || (remote.mtimeMs === local.mtimeMs && (this.#device as string) > engine.deviceId)
+    if (remoteWins) {
+      const copy = conflictName(path, engine.deviceId, new Date(local.mtimeMs))
+      await engine.runLocked(async () => {
+        await rename(join(engine.folder, path), join(engine.folder, copy))
+        const info = await lstat(join(engine.folder, copy))
+        engine.index.put({ ...local, path: copy, version: bump({}, engine.deviceId), mtimeMs: info.mtimeMs, inode: info.ino })
+        engine.index.put(tombstone(local, engine.deviceId))
+      })
+      engine.status.emit({ type: 'conflict', path, copy, kept: 'remote' })
+      engine.status.emit({ type: 'file', path: copy, action: 'renamed-local-copy', bytesFromPeer: 0, bytesReused: 0 })
+      await this.#download(path, remote, bump(mergeVersions(merged, engine.index.get(path)?.version ?? {}), engine.deviceId))
+    } else {
+      const copy = conflictName(path, this.#device as string, new Date(remote.mtimeMs))
+      await this.#download(copy, { ...remote, path: copy }, bump({}, engine.deviceId))
+      await engine.runLocked(async () => void engine.index.put({ ...local, version: bump(merged, engine.deviceId) }))
+      engine.status.emit({ type: 'conflict', path, copy, kept: 'local' })
+    }
+  }
+
+  async #applyDelete(path: string, local: FileRecord | undefined, version: VersionVector): Promise<void> {
+    const engine = this.#engine
+    await engine.runLocked(async () => {
+      const absolute = join(engine.folder, path)
+      const onDisk = await lstat(absolute).catch(() => undefined)
+      if (onDisk !== undefined && local !== undefined && !local.deleted && (onDisk.size !== local.size || onDisk.mtimeMs !== local.mtimeMs)) {
+        // Changed here since the last scan: keep it; the next scan makes it a new version.
+        return
+      }
+      if (onDisk?.isFile()) await unlink(absolute)
+      engine.index.put({ path, size: 0, mtimeMs: Date.now(), mode: local?.mode ?? 0o644, chunkHashes: new Uint8Array(0), chunkLengths: [], version, deleted: true })
+      engine.status.emit({ type: 'file', path, action: 'deleted', bytesFromPeer: 0, bytesReused: 0 })
+    })
+  }
+
+  /** Refuses a target whose parent folders are symlinks (they could lead outside). */
+  async #safeParent(path: string): Promise<void> {
+    const engine = this.#engine
+    const segments = path.split('/').slice(0, -1)
+    let current = engine.folder
+    for (const segment of segments) {
+      current = join(current, segment)
+      const info = await lstat(current).catch(() => undefined)
+      if (info === undefined) {
+        await mkdir(current)
+        continue
+      }
+      if (info.isSymbolicLink() || !info.isDirectory()) throw new UnsafePathError(`The path ${path} goes through a symbolic link or a file; it was refused.`, { path })
+    }
+  }
+
+  #caseClash(path: string): void {
+    const key = caseKey(path)
+    for (const record of this.#engine.index.files()) {
+      if (record.path !== path && caseKey(record.path) === key) throw new CaseClashError(`${path} and ${record.path} differ only by letter case; rename one of them.`, { path })
+    }
+  }
+
+  /** Fetches the file's chunks (local copies first), assembles it beside its target, and swaps it in. */
+  async #download(path: string, remote: WireRecord, version: VersionVector): Promise<void> {
+    const engine = this.#engine
+    this.#caseClash(path)
+    const quota = engine.options.quotaBytes
+    if (quota !== undefined && engine.usedBytes() - (engine.index.get(path)?.size ?? 0) + remote.size > quota) {
+      throw new QuotaExceededError(`Downloading ${path} would exceed the folder's quota of ${quota} bytes; it was skipped.`, { path })
+    }
+    const partialDir = join(engine.folder, STATE_DIR, 'partial')
+    await mkdir(partialDir, { recursive: true })
+    // Deterministic: a download cut by a crash or disconnection resumes in the same file.
+    const partial = join(partialDir, hex(sha256(Buffer.concat([Buffer.from(path), remote.chunkHashes]))).slice(0, 32))
+    const handle = await open(partial, 'a+').then(async (h) => {
+      await h.close()
+      return open(partial, 'r+')
+    })
+    let fromPeer = 0
+    let reused = 0
+    try {
+      const existing = (await handle.stat()).size
+      const offsets: number[] = []
+      let offset = 0
+      for (const length of remote.chunkLengths) {
+        offsets.push(offset)
+        offset += length
+      }
+      const window = this.#engine.options.requestWindow ?? 16
+      const inFlight = new Set<Promise<void>>()
+      let bytesInFlight = 0
+      const count = remote.chunkLengths.length
+      for (let i = 0; i < count; i++) {
+        if (this.#closing) throw new ChunkUnavailableError()
+        const hash = remote.chunkHashes.slice(i * CHUNK_HASH_LENGTH, (i + 1) * CHUNK_HASH_LENGTH)
+        const length = remote.chunkLengths[i] as number
+        const at = offsets[i] as number
+        // Already in the partial file from an earlier attempt?
+        if (at + length <= existing) {
+          const buffer = Buffer.alloc(length)
+          await handle.read(buffer, 0, length, at)
+          if (sameBytes(sha256(buffer), hash)) {
+            reused += length
+            this.#advance(path, length, remote.size)
+            continue
+          }
+        }
+        const local = await engine.readLocalChunk(hash)
+        if (local !== undefined) {
+          await handle.write(local, 0, length, at)
+          reused += length
+          this.#advance(path, length, remote.size)
+          continue
+        }
+        while (inFlight.size >= window || (bytesInFlight + length > MAX_BYTES_IN_FLIGHT && inFlight.size > 0)) await Promise.race(inFlight)
+        bytesInFlight += length
+        const task: Promise<void> = this.#request(hash).then(async (bytes) => {
+          if (bytes === undefined || bytes.length !== length) throw new ChunkUnavailableError(undefined, { path })
+          await handle.write(bytes, 0, length, at)
+          fromPeer += length
+          this.#advance(path, length, remote.size)
+        }).finally(() => {
+          bytesInFlight -= length
+          inFlight.delete(task)
+        })
+        task.catch(() => {})
+        inFlight.add(task)
+      }
+      await Promise.all(inFlight)
+      await handle.truncate(remote.size)
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+    await engine.runLocked(async () => {
+      const target = join(engine.folder, path)
+      await this.#safeParent(path)
+      const current = engine.index.get(path)
+      const onDisk = await lstat(target).catch(() => undefined)
+      if (onDisk !== undefined && !onDisk.isFile()) throw new UnsafePathError(`${path} is not a regular file here; it was left alone.`, { path })
+      if (onDisk !== undefined && (current === undefined || current.deleted || onDisk.size !== current.size || onDisk.mtimeMs !== current.mtimeMs)) {
+        // Changed here since the last scan (or never scanned): keep it as a conflict copy.
+        const copy = conflictName(path, engine.deviceId, new Date(onDisk.mtimeMs))
+        await rename(target, join(engine.folder, copy))
+        engine.status.emit({ type: 'conflict', path, copy, kept: 'remote' })
+      }
+      await chmod(partial, remote.mode)
+      await utimes(partial, new Date(), new Date(remote.mtimeMs))
+      await rename(partial, target)
+      await fsyncDirectory(dirname(target))
+      const info = await stat(target)
+      engine.index.put({
+        path,
+        size: remote.size,
+        mtimeMs: info.mtimeMs,
+        mode: remote.mode,
+        chunkHashes: remote.chunkHashes,
+        chunkLengths: [...remote.chunkLengths],
+        version,
+        deleted: false,
+        inode: info.ino,
+      })
+    })
+    this.bytesReused += reused
+    this.#progress.doneFiles++
+    engine.status.emit({ type: 'file', path, action: 'downloaded', bytesFromPeer: fromPeer, bytesReused: reused })
+  }
+
+  #advance(path: string, bytes: number, fileSize: number): void {
+    const progress = this.#progress
+    progress.doneBytes += bytes
+    const seconds = Math.max(0.001, (Date.now() - progress.started) / 1000)
+    const rate = progress.doneBytes / seconds
+    this.#engine.status.emit({
+      type: 'progress',
+      path,
+      fileBytes: bytes,
+      fileSize,
+      doneBytes: progress.doneBytes,
+      totalBytes: progress.totalBytes,
+      doneFiles: progress.doneFiles,
+      totalFiles: progress.totalFiles,
+      bytesPerSecond: rate,
+      etaSeconds: rate > 0 ? Math.max(0, (progress.totalBytes - progress.doneBytes) / rate) : undefined,
+    })
+  }
+}
+
+/** Removes partial downloads no record needs any more (housekeeping after a crash). */
+export async function listPartials(folder: string): Promise<string[]> {
+  return readdir(join(folder, STATE_DIR, 'partial')).catch(() => [])
+}

@@ -1,0 +1,230 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { createMemoryChannelPair, type MessageChannel } from '@cloudbox/encrypted-messaging'
+import { afterEach, describe, expect, it } from 'vitest'
+import { syncCodec, type SyncEngine } from '../src/index.js'
+import { link, makeEngine, removeDir, sameRoot, snapshot, tempDir, until } from './helpers.js'
+
+const cleanups: (() => Promise<void> | void)[] = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+async function pair(prepare?: (a: string, b: string) => void) {
+  const root = tempDir()
+  const a = makeEngine(join(root, 'a'), 'alice')
+  const b = makeEngine(join(root, 'b'), 'bob')
+  prepare?.(a.folder, b.folder)
+  await a.start()
+  await b.start()
+  cleanups.push(() => removeDir(root))
+  cleanups.push(() => b.stop())
+  cleanups.push(() => a.stop())
+  return { root, a, b }
+}
+
+async function synced(a: SyncEngine, b: SyncEngine): Promise<void> {
+  await until(() => sameRoot(a, b) && JSON.stringify(snapshot(a.folder)) === JSON.stringify(snapshot(b.folder)), 15_000, 'the folders to be in sync')
+}
+
+describe('two engines over a memory pair', () => {
+  it('sync both ways on first contact: nested folders, Unicode names, empty files', async () => {
+    const { a, b } = await pair((fa, fb) => {
+      mkdirSync(join(fa, 'docs/deep'), { recursive: true })
+      writeFileSync(join(fa, 'docs/deep/report.txt'), 'quarterly numbers')
+      writeFileSync(join(fa, 'empty.txt'), '')
+      writeFileSync(join(fa, 'ünïcødé ✓.md'), 'unicode')
+      writeFileSync(join(fb, 'photo.bin'), randomBytes(300_000))
+    })
+    link(a, b)
+    await synced(a, b)
+    expect(Object.keys(snapshot(b.folder))).toEqual(['docs/deep/report.txt', 'empty.txt', 'photo.bin', 'ünïcødé ✓.md'])
+    expect(a.events.some((event) => event.type === 'latency')).toBe(true)
+  })
+
+  it('sends only the changed chunks of an edited file, and nothing for a rename', async () => {
+    const data = randomBytes(4 * 1024 * 1024)
+    const { a, b } = await pair((fa) => writeFileSync(join(fa, 'big.bin'), data))
+    const [, sessionB] = link(a, b)
+    await synced(a, b)
+    const first = sessionB.bytesReceived
+    expect(first).toBe(data.length)
+    // 10 KiB changed in the middle, 100 bytes inserted near the start.
+    const edited = Buffer.concat([data.subarray(0, 1000), randomBytes(100), data.subarray(1000)])
+    randomBytes(10 * 1024).copy(edited, 2 * 1024 * 1024)
+    writeFileSync(join(a.folder, 'big.bin'), edited)
+    await a.scan()
+    await synced(a, b)
+    const delta = sessionB.bytesReceived - first
+    expect(delta).toBeGreaterThan(10 * 1024)
+    expect(delta).toBeLessThan(150 * 1024)
+    renameSync(join(a.folder, 'big.bin'), join(a.folder, 'moved.bin'))
+    await a.scan()
+    await synced(a, b)
+    expect(sessionB.bytesReceived - first - delta).toBe(0)
+    expect(existsSync(join(b.folder, 'big.bin'))).toBe(false)
+    expect(readFileSync(join(b.folder, 'moved.bin')).equals(edited)).toBe(true)
+  })
+
+  it('deletes propagate; an edit beats a concurrent delete', async () => {
+    const { a, b } = await pair((fa) => {
+      writeFileSync(join(fa, 'gone.txt'), 'bye')
+      writeFileSync(join(fa, 'kept.txt'), 'v1')
+    })
+    let [sa] = link(a, b)
+    await synced(a, b)
+    rmSync(join(a.folder, 'gone.txt'))
+    await a.scan()
+    await synced(a, b)
+    expect(existsSync(join(b.folder, 'gone.txt'))).toBe(false)
+    // Disconnect; A deletes kept.txt while B edits it.
+    await sa.close()
+    rmSync(join(a.folder, 'kept.txt'))
+    await a.scan()
+    writeFileSync(join(b.folder, 'kept.txt'), 'v2 from bob')
+    await b.scan()
+    ;[sa] = link(a, b)
+    await synced(a, b)
+    expect(readFileSync(join(a.folder, 'kept.txt'), 'utf8')).toBe('v2 from bob')
+  })
+
+  it('a file changed on both sides is never lost: the loser becomes a conflict copy', async () => {
+    const { a, b } = await pair((fa) => writeFileSync(join(fa, 'notes.txt'), 'base'))
+    const [sa] = link(a, b)
+    await synced(a, b)
+    await sa.close()
+    writeFileSync(join(a.folder, 'notes.txt'), 'alice version')
+    await a.scan()
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    writeFileSync(join(b.folder, 'notes.txt'), 'bob version (later)')
+    await b.scan()
+    link(a, b)
+    await synced(a, b)
+    const files = snapshot(a.folder)
+    const names = Object.keys(files)
+    expect(names).toHaveLength(2)
+    const contents = Object.values(files).map((v) => Buffer.from(v, 'base64').toString())
+    expect(contents.sort()).toEqual(['alice version', 'bob version (later)'])
+    expect(Buffer.from(files['notes.txt'] as string, 'base64').toString()).toBe('bob version (later)')
+    expect(names.find((n) => n !== 'notes.txt')).toMatch(/^notes\.sync-conflict-\d{8}-\d{6}-alice\.txt$/)
+    expect(a.events.some((event) => event.type === 'conflict') || b.events.some((event) => event.type === 'conflict')).toBe(true)
+  })
+
+  it('pauses a mass delete until confirmed', async () => {
+    const { a, b } = await pair((fa) => {
+      for (let i = 0; i < 20; i++) writeFileSync(join(fa, `f${i}.txt`), `file ${i}`)
+    })
+    link(a, b)
+    await synced(a, b)
+    for (let i = 0; i < 16; i++) rmSync(join(a.folder, `f${i}.txt`))
+    const result = await a.scan()
+    expect(result.pausedDeletes).toHaveLength(16)
+    expect(a.state).toBe('paused')
+    expect(a.events.some((event) => event.type === 'error' && event.error.code === 'ERR_MASS_DELETE')).toBe(true)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    expect(readdirSync(b.folder).filter((n) => n.endsWith('.txt'))).toHaveLength(20)
+    await a.confirmDeletes()
+    await synced(a, b)
+    expect(readdirSync(b.folder).filter((n) => n.endsWith('.txt'))).toHaveLength(4)
+  })
+
+  it('resumes a transfer cut mid-file from the chunks already received', async () => {
+    const data = randomBytes(3 * 1024 * 1024)
+    const { a, b } = await pair((fa) => writeFileSync(join(fa, 'large.bin'), data))
+    // A relay that cuts the connection after a few chunks went through.
+    const [ax, relayA] = createMemoryChannelPair()
+    const [relayB, bx] = createMemoryChannelPair()
+    let chunksSeen = 0
+    const pump = async (from: MessageChannel, to: MessageChannel, countData: boolean) => {
+      try {
+        for await (const message of from) {
+          if (countData && syncCodec.decode(message).kind === 'data' && ++chunksSeen > 10) {
+            await to.close(new Error('cut'))
+            await from.close(new Error('cut'))
+            return
+          }
+          await to.send(message)
+        }
+      } catch {
+        // cut
+      }
+    }
+    void pump(relayA, relayB, true)
+    void pump(relayB, relayA, false)
+    const first = b.connect(bx)
+    a.connect(ax)
+    await first.closed
+    expect(existsSync(join(b.folder, 'large.bin'))).toBe(false)
+    const received = first.bytesReceived
+    expect(received).toBeGreaterThan(0)
+    const [, second] = link(a, b)
+    await synced(a, b)
+    expect(second.bytesReceived + received).toBeLessThan(data.length + 200 * 1024)
+    expect(second.bytesReceived).toBeLessThan(data.length)
+    expect(readFileSync(join(b.folder, 'large.bin')).equals(data)).toBe(true)
+  })
+})
+
+describe('hostile peers', () => {
+  async function fakePeer(engine: SyncEngine) {
+    const [mine, theirs] = createMemoryChannelPair()
+    const session = engine.connect(theirs)
+    const inbox = mine[Symbol.asyncIterator]()
+    const next = async () => syncCodec.decode((await inbox.next()).value as Uint8Array)
+    await mine.send(syncCodec.encode('hello', { folder: 'test-folder', device: 'mallory', root: new Uint8Array(32), sequence: 1 }))
+    return { mine, session, next }
+  }
+
+  const record = (path: string, content: Buffer) => {
+    const hash = new Uint8Array(createHash('sha256').update(content).digest())
+    return { path, size: content.length, mtimeMs: Date.now(), mode: 0o644, chunkHashes: hash, chunkLengths: [content.length], version: { mallory: 1 }, deleted: false, sequence: 1 }
+  }
+
+  it('refuses unsafe names with ERR_UNSAFE_PATH and goes on with the rest', async () => {
+    const { a } = await pair()
+    const outside = join(a.folder, '..', 'outside')
+    mkdirSync(outside)
+    symlinkSync(outside, join(a.folder, 'link'))
+    const { mine, next } = await fakePeer(a)
+    const good = Buffer.from('good content')
+    const evil = ['../escape.txt', '/etc/passwd', 'a/../../b.txt', 'nul\u0000.txt', '.cloudbox/index.cbor', 'CON', 'link/inside.txt', 'back\\slash']
+    await mine.send(syncCodec.encode('index', { records: [...evil.map((p) => record(p, good)), record('ok.txt', good)] }))
+    await mine.send(syncCodec.encode('indexEnd', { sequence: 1, root: new Uint8Array(32) }))
+    // Serve whatever is asked (only ok.txt and link/inside.txt should get this far).
+    for (;;) {
+      const message = await next()
+      if (message.kind === 'request') await mine.send(syncCodec.encode('data', { id: message.body.id, bytes: good }))
+      if (message.kind === 'ack') break
+    }
+    expect(readFileSync(join(a.folder, 'ok.txt'), 'utf8')).toBe('good content')
+    expect(readdirSync(outside)).toEqual([])
+    const codes = a.events.filter((event) => event.type === 'error').map((event) => (event as { error: { code: string } }).error.code)
+    expect(codes.filter((code) => code === 'ERR_UNSAFE_PATH')).toHaveLength(evil.length)
+  })
+
+  it('a malformed message or a forged chunk closes that session only', async () => {
+    const { a, b } = await pair()
+    const { mine, session } = await fakePeer(a)
+    await mine.send(new Uint8Array([0xff, 0x00, 0x13]))
+    expect(await session.closed).toMatchObject({ code: 'ERR_SYNC_PROTOCOL' })
+    // A chunk that does not match its hash.
+    const second = await fakePeer(a)
+    await second.mine.send(syncCodec.encode('index', { records: [record('forged.txt', Buffer.from('real'))] }))
+    await second.mine.send(syncCodec.encode('indexEnd', { sequence: 1, root: new Uint8Array(32) }))
+    for (;;) {
+      const message = await second.next()
+      if (message.kind === 'request') {
+        await second.mine.send(syncCodec.encode('data', { id: message.body.id, bytes: Buffer.from('fake') }))
+        break
+      }
+    }
+    expect(await second.session.closed).toMatchObject({ code: 'ERR_CHUNK_MISMATCH' })
+    expect(existsSync(join(a.folder, 'forged.txt'))).toBe(false)
+    // The engine still syncs with an honest peer.
+    writeFileSync(join(b.folder, 'honest.txt'), 'hello')
+    await b.scan()
+    link(a, b)
+    await synced(a, b)
+  })
+})
