@@ -618,6 +618,7 @@ export class SyncSession {
       const inFlight = new Set<Promise<void>>()
       let bytesInFlight = 0
       const count = remote.chunkLengths.length
+      const written = new Map<string, number>()
       for (let i = 0; i < count; i++) {
         if (this.#closing) throw new ChunkUnavailableError()
         const hash = remote.chunkHashes.slice(i * CHUNK_HASH_LENGTH, (i + 1) * CHUNK_HASH_LENGTH)
@@ -628,14 +629,27 @@ export class SyncSession {
           const buffer = Buffer.alloc(length)
           await handle.read(buffer, 0, length, at)
           if (sameBytes(sha256(buffer), hash)) {
+            written.set(hex(hash), at)
             reused += length
             this.#advance(path, length, remote.size)
             continue
           }
         }
+        // The same chunk earlier in this file (repeated or zero-filled data): copy it.
+        const earlier = written.get(hex(hash))
+        if (earlier !== undefined) {
+          await Promise.all(inFlight)
+          const buffer = Buffer.alloc(length)
+          await handle.read(buffer, 0, length, earlier)
+          await handle.write(buffer, 0, length, at)
+          reused += length
+          this.#advance(path, length, remote.size)
+          continue
+        }
         const local = await engine.readLocalChunk(hash)
         if (local !== undefined) {
           await handle.write(local, 0, length, at)
+          written.set(hex(hash), at)
           reused += length
           this.#advance(path, length, remote.size)
           continue
@@ -645,6 +659,7 @@ export class SyncSession {
         const task: Promise<void> = this.#request(hash).then(async (bytes) => {
           if (bytes === undefined || bytes.length !== length) throw new ChunkUnavailableError(undefined, { path })
           await handle.write(bytes, 0, length, at)
+          written.set(hex(hash), at)
           fromPeer += length
           this.#advance(path, length, remote.size)
         }).finally(() => {
