@@ -42,14 +42,27 @@ function highMask(bits: number): number {
 const MIN_AVERAGE = 8 * 1024
 const MAX_AVERAGE = 1024 * 1024
 
+function parametersOf(average: number): ChunkParameters {
+  return { minSize: average / 4, averageSize: average, maxSize: average * 8 }
+}
+
 /**
  * Chunk sizes for a file of `size` bytes: the average grows with the file (about 8,192
- * chunks for a large file) between 8 KiB and 1 MiB; minimum a quarter, maximum 8× the average.
+ * chunks for a large file) between 8 KiB and 1 MiB; minimum a quarter, maximum 8× the
+ * average. A file that had chunks before keeps their average while its size stays within
+ * 4× of that class, so an edit that crosses a size threshold does not re-cut (and resend)
+ * the whole file; every device holds the same previous record, so all agree.
  */
-export function chunkParametersFor(size: number): ChunkParameters {
+export function chunkParametersFor(size: number, previousAverage?: number): ChunkParameters {
+  if (previousAverage !== undefined && previousAverage >= MIN_AVERAGE && previousAverage <= MAX_AVERAGE && 2 ** Math.round(Math.log2(previousAverage)) === previousAverage) {
+    const nominal = previousAverage * 8192
+    const fitsBelow = previousAverage === MIN_AVERAGE || size >= nominal / 8
+    const fitsAbove = previousAverage === MAX_AVERAGE || size <= nominal * 4
+    if (fitsBelow && fitsAbove) return parametersOf(previousAverage)
+  }
   let average = MIN_AVERAGE
   while (average < MAX_AVERAGE && average * 8192 < size) average *= 2
-  return { minSize: average / 4, averageSize: average, maxSize: average * 8 }
+  return parametersOf(average)
 }
 
 /**

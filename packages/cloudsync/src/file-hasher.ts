@@ -7,6 +7,8 @@ export interface FileChunks {
   readonly size: number
   readonly chunkHashes: Uint8Array
   readonly chunkLengths: number[]
+  /** The average chunk size the file was cut with. */
+  readonly chunkSize: number
 }
 
 export function packChunks(chunks: readonly Chunk[]): { chunkHashes: Uint8Array; chunkLengths: number[] } {
@@ -16,10 +18,11 @@ export function packChunks(chunks: readonly Chunk[]): { chunkHashes: Uint8Array;
 }
 
 /** Chunks and hashes a file in constant memory (1 MiB reads). */
-export async function hashFile(path: string, expectedSize: number, signal?: AbortSignal): Promise<FileChunks> {
+export async function hashFile(path: string, expectedSize: number, previousChunkSize?: number, signal?: AbortSignal): Promise<FileChunks> {
   const handle: FileHandle = await open(path, 'r')
   try {
-    const chunker = new Chunker(chunkParametersFor(expectedSize))
+    const parameters = chunkParametersFor(expectedSize, previousChunkSize)
+    const chunker = new Chunker(parameters)
     const chunks: Chunk[] = []
     let size = 0
     for (;;) {
@@ -31,7 +34,7 @@ export async function hashFile(path: string, expectedSize: number, signal?: Abor
       for (const chunk of chunker.push(buffer.subarray(0, bytesRead))) chunks.push(chunk)
     }
     chunks.push(...chunker.finish())
-    return { size, ...packChunks(chunks) }
+    return { size, chunkSize: parameters.averageSize, ...packChunks(chunks) }
   } finally {
     await handle.close()
   }

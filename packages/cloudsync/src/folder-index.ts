@@ -17,6 +17,8 @@ export interface FileRecord {
   /** Concatenated SHA-256 hashes of the chunks, in order. */
   readonly chunkHashes: Uint8Array
   readonly chunkLengths: readonly number[]
+  /** The average chunk size the file was cut with (0 for tombstones); kept across edits. */
+  readonly chunkSize: number
   readonly version: VersionVector
   readonly deleted: boolean
   /** Local sequence number of the last change to this record. */
@@ -26,6 +28,13 @@ export interface FileRecord {
 }
 
 export type NewRecord = Omit<FileRecord, 'sequence'>
+
+/** Where a chunk's bytes can be read locally. */
+export interface ChunkLocation {
+  readonly path: string
+  readonly offset: number
+  readonly length: number
+}
 
 const INDEX_FILE = 'index.cbor'
 const FORMAT_VERSION = 1
@@ -67,16 +76,17 @@ interface Persisted {
 }
 
 function encodeRecord(record: FileRecord): unknown[] {
-  return [record.path, record.size, record.mtimeMs, record.mode, record.chunkHashes, record.chunkLengths, record.version, record.deleted, record.sequence, record.inode ?? 0]
+  return [record.path, record.size, record.mtimeMs, record.mode, record.chunkHashes, record.chunkLengths, record.version, record.deleted, record.sequence, record.inode ?? 0, record.chunkSize]
 }
 
 function decodeRecord(raw: unknown): FileRecord {
-  if (!Array.isArray(raw) || raw.length !== 10) throw new Error('record shape')
-  const [path, size, mtimeMs, mode, chunkHashes, chunkLengths, version, deleted, sequence, inode] = raw as [unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown]
+  if (!Array.isArray(raw) || raw.length !== 11) throw new Error('record shape')
+  const [path, size, mtimeMs, mode, chunkHashes, chunkLengths, version, deleted, sequence, inode, chunkSize] = raw as [unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown]
+  if (typeof chunkSize !== 'number') throw new Error('record chunk size')
   if (typeof path !== 'string' || typeof size !== 'number' || typeof mtimeMs !== 'number' || typeof mode !== 'number') throw new Error('record fields')
   if (!(chunkHashes instanceof Uint8Array) || !Array.isArray(chunkLengths) || chunkHashes.length !== chunkLengths.length * CHUNK_HASH_LENGTH) throw new Error('record chunks')
   if (typeof version !== 'object' || version === null || typeof deleted !== 'boolean' || typeof sequence !== 'number' || typeof inode !== 'number') throw new Error('record meta')
-  return { path, size, mtimeMs, mode, chunkHashes: new Uint8Array(chunkHashes), chunkLengths: chunkLengths as number[], version: version as VersionVector, deleted, sequence, ...(inode === 0 ? {} : { inode }) }
+  return { path, size, mtimeMs, mode, chunkHashes: new Uint8Array(chunkHashes), chunkLengths: chunkLengths as number[], chunkSize, version: version as VersionVector, deleted, sequence, ...(inode === 0 ? {} : { inode }) }
 }
 
 /**
@@ -91,6 +101,7 @@ export class FolderIndex {
   #sequence = 0
   #root: Uint8Array | undefined
   #dirty = false
+  #chunks: Map<string, ChunkLocation> | undefined
 
   private constructor(stateDir: string) {
     this.#stateDir = stateDir
@@ -147,11 +158,42 @@ export class FolderIndex {
 
   /** Stores a changed record under the next sequence number. */
   put(record: NewRecord): FileRecord {
+    const previous = this.#records.get(record.path)
     const stored: FileRecord = { ...record, sequence: ++this.#sequence }
     this.#records.set(record.path, stored)
     this.#root = undefined
     this.#dirty = true
+    // A replaced or deleted file makes its old chunk locations wrong: rebuild lazily.
+    if (previous !== undefined && !previous.deleted) this.#chunks = undefined
+    else if (this.#chunks !== undefined && !stored.deleted) this.#addChunks(this.#chunks, stored)
     return stored
+  }
+
+  #addChunks(map: Map<string, ChunkLocation>, record: FileRecord): void {
+    let offset = 0
+    record.chunkLengths.forEach((length, i) => {
+      const key = Buffer.from(chunkHashAt(record, i)).toString('hex')
+      if (!map.has(key)) map.set(key, { path: record.path, offset, length })
+      offset += length
+    })
+  }
+
+  /**
+   * Where a chunk may be read locally. Kept up to date as records change; an entry can go
+   * stale when a file changes on disk, so readers verify the hash and call
+   * {@link forgetChunkLocations} when it does not match.
+   */
+  locateChunk(hash: Uint8Array): ChunkLocation | undefined {
+    if (this.#chunks === undefined) {
+      const map = new Map<string, ChunkLocation>()
+      for (const record of this.#records.values()) if (!record.deleted) this.#addChunks(map, record)
+      this.#chunks = map
+    }
+    return this.#chunks.get(Buffer.from(hash).toString('hex'))
+  }
+
+  forgetChunkLocations(): void {
+    this.#chunks = undefined
   }
 
   /** Updates local-only fields (mtime, inode) without a new sequence number. */

@@ -21,6 +21,7 @@ export const recordSchema = v.strictObject({
   mode: uintSchema(0o777),
   chunkHashes: bytesSchema({ maxLength: MAX_CHUNKS_PER_FILE * CHUNK_HASH_LENGTH }),
   chunkLengths: v.pipe(v.array(uintSchema(MAX_CHUNK_SIZE)), v.maxLength(MAX_CHUNKS_PER_FILE)),
+  chunkSize: uintSchema(MAX_CHUNK_SIZE),
   version: versionSchema,
   deleted: v.boolean(),
   sequence: uintSchema(),

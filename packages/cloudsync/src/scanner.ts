@@ -71,7 +71,7 @@ export async function scanFolder(root: string, index: FolderIndex, rules: Ignore
       const record = index.get(relative)
       const mode = before.mode & 0o777
       if (record !== undefined && !record.deleted && record.size === before.size && record.mtimeMs === before.mtimeMs && (record.inode === undefined || record.inode === before.ino) && record.mode === mode) continue
-      const hashed = await hashFile(absolute, before.size, options.signal).catch((error: NodeJS.ErrnoException) => {
+      const hashed = await hashFile(absolute, before.size, record?.chunkSize || undefined, options.signal).catch((error: NodeJS.ErrnoException) => {
         if (error.code === 'ENOENT') return undefined
         throw error
       })
@@ -91,6 +91,7 @@ export async function scanFolder(root: string, index: FolderIndex, rules: Ignore
         mode,
         chunkHashes: hashed.chunkHashes,
         chunkLengths: hashed.chunkLengths,
+        chunkSize: hashed.chunkSize,
         version: bump(record?.version ?? {}, options.deviceId),
         deleted: false,
         inode: before.ino,
@@ -117,5 +118,5 @@ export async function scanFolder(root: string, index: FolderIndex, rules: Ignore
 }
 
 export function tombstone(record: FileRecord, deviceId: string): Omit<FileRecord, 'sequence'> {
-  return { path: record.path, size: 0, mtimeMs: Date.now(), mode: record.mode, chunkHashes: new Uint8Array(0), chunkLengths: [], version: bump(record.version, deviceId), deleted: true }
+  return { path: record.path, size: 0, mtimeMs: Date.now(), mode: record.mode, chunkHashes: new Uint8Array(0), chunkLengths: [], chunkSize: 0, version: bump(record.version, deviceId), deleted: true }
 }

@@ -11,7 +11,7 @@ export type SyncEvent =
   | { type: 'conflict'; path: string; copy: string; kept: 'local' | 'remote' }
   | { type: 'error'; error: SyncError; path?: string }
   | { type: 'delete-guard'; paths: readonly string[] }
-  | { type: 'peer'; device: string; state: 'connected' | 'in-sync' | 'disconnected'; reason?: Error }
+  | { type: 'peer'; device: string; state: 'connected' | 'in-sync' | 'disconnected'; reason?: Error; root?: Uint8Array }
   | { type: 'latency'; device: string; milliseconds: number }
 
 type Listener = (event: SyncEvent) => void

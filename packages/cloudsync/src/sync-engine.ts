@@ -66,12 +66,6 @@ function isDiskFull(error: unknown): boolean {
   return code === 'ENOSPC' || code === 'EDQUOT'
 }
 
-interface ChunkLocation {
-  readonly path: string
-  readonly offset: number
-  readonly length: number
-}
-
 /**
  * The sync engine of one folder. Scans and watches the folder, keeps its index, and
  * syncs with any number of peers, each over a {@link MessageChannel}.
@@ -88,7 +82,6 @@ export class SyncEngine {
   #rescanTimer: NodeJS.Timeout | undefined
   #debounce: NodeJS.Timeout | undefined
   #confirmDeletes = false
-  #chunkMap: { sequence: number; map: Map<string, ChunkLocation> } | undefined
   #abort = new AbortController()
 
   constructor(options: SyncEngineOptions) {
@@ -240,27 +233,10 @@ export class SyncEngine {
     return this.#lock.run(work)
   }
 
-  /** @internal Where a chunk can be read locally (first live file that has it). */
-  locateChunk(hash: Uint8Array): ChunkLocation | undefined {
-    const index = this.#requireIndex()
-    if (this.#chunkMap === undefined || this.#chunkMap.sequence !== index.sequence) {
-      const map = new Map<string, ChunkLocation>()
-      for (const record of index.files()) {
-        let offset = 0
-        record.chunkLengths.forEach((length, i) => {
-          const key = hex(chunkHashAt(record, i))
-          if (!map.has(key)) map.set(key, { path: record.path, offset, length })
-          offset += length
-        })
-      }
-      this.#chunkMap = { sequence: index.sequence, map }
-    }
-    return this.#chunkMap.map.get(hex(hash))
-  }
-
   /** @internal A chunk's bytes from the local folder, checked against its hash. */
   async readLocalChunk(hash: Uint8Array): Promise<Uint8Array | undefined> {
-    const location = this.locateChunk(hash)
+    const index = this.#requireIndex()
+    const location = index.locateChunk(hash)
     if (location === undefined) return undefined
     let handle: FileHandle | undefined
     try {
@@ -268,8 +244,12 @@ export class SyncEngine {
       const buffer = Buffer.alloc(location.length)
       const { bytesRead } = await handle.read(buffer, 0, location.length, location.offset)
       if (bytesRead !== location.length) return undefined
-      return sameBytes(sha256(buffer), hash) ? new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength) : undefined
+      if (sameBytes(sha256(buffer), hash)) return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength)
+      // The file changed since it was indexed: rebuild the locations on next use.
+      index.forgetChunkLocations()
+      return undefined
     } catch {
+      index.forgetChunkLocations()
       return undefined
     } finally {
       await handle?.close()
@@ -414,7 +394,7 @@ export class SyncSession {
       }
       case 'ack':
         this.#requireHello()
-        if (sameBytes(message.body.root, engine.root)) engine.status.emit({ type: 'peer', device: this.#device as string, state: 'in-sync' })
+        if (sameBytes(message.body.root, engine.root)) engine.status.emit({ type: 'peer', device: this.#device as string, state: 'in-sync', root: message.body.root })
         return
       case 'ping':
         await this.#send('pong', { t: message.body.t })
@@ -443,6 +423,7 @@ export class SyncSession {
         mode: record.mode,
         chunkHashes: record.chunkHashes,
         chunkLengths: [...record.chunkLengths],
+        chunkSize: record.chunkSize,
         version: record.version,
         deleted: record.deleted,
         sequence: record.sequence,
@@ -560,7 +541,7 @@ export class SyncSession {
         return
       }
       if (onDisk?.isFile()) await unlink(absolute)
-      engine.index.put({ path, size: 0, mtimeMs: Date.now(), mode: local?.mode ?? 0o644, chunkHashes: new Uint8Array(0), chunkLengths: [], version, deleted: true })
+      engine.index.put({ path, size: 0, mtimeMs: Date.now(), mode: local?.mode ?? 0o644, chunkHashes: new Uint8Array(0), chunkLengths: [], chunkSize: 0, version, deleted: true })
       engine.status.emit({ type: 'file', path, action: 'deleted', bytesFromPeer: 0, bytesReused: 0 })
     })
   }
@@ -619,7 +600,11 @@ export class SyncSession {
       let bytesInFlight = 0
       const count = remote.chunkLengths.length
       const written = new Map<string, number>()
+      // Every chunk must be accounted for before the file may replace anything.
+      let completed = 0
+      let failure: unknown
       for (let i = 0; i < count; i++) {
+        if (failure !== undefined) throw failure
         if (this.#closing) throw new ChunkUnavailableError()
         const hash = remote.chunkHashes.slice(i * CHUNK_HASH_LENGTH, (i + 1) * CHUNK_HASH_LENGTH)
         const length = remote.chunkLengths[i] as number
@@ -630,6 +615,7 @@ export class SyncSession {
           await handle.read(buffer, 0, length, at)
           if (sameBytes(sha256(buffer), hash)) {
             written.set(hex(hash), at)
+            completed++
             reused += length
             this.#advance(path, length, remote.size)
             continue
@@ -642,6 +628,7 @@ export class SyncSession {
           const buffer = Buffer.alloc(length)
           await handle.read(buffer, 0, length, earlier)
           await handle.write(buffer, 0, length, at)
+          completed++
           reused += length
           this.#advance(path, length, remote.size)
           continue
@@ -650,6 +637,7 @@ export class SyncSession {
         if (local !== undefined) {
           await handle.write(local, 0, length, at)
           written.set(hex(hash), at)
+          completed++
           reused += length
           this.#advance(path, length, remote.size)
           continue
@@ -660,16 +648,20 @@ export class SyncSession {
           if (bytes === undefined || bytes.length !== length) throw new ChunkUnavailableError(undefined, { path })
           await handle.write(bytes, 0, length, at)
           written.set(hex(hash), at)
+          completed++
           fromPeer += length
           this.#advance(path, length, remote.size)
+        }).catch((error: unknown) => {
+          failure ??= error
         }).finally(() => {
           bytesInFlight -= length
           inFlight.delete(task)
         })
-        task.catch(() => {})
         inFlight.add(task)
       }
       await Promise.all(inFlight)
+      if (failure !== undefined) throw failure
+      if (completed !== count) throw new ChunkUnavailableError(`Only ${completed} of ${count} parts of ${path} arrived; it will resume on the next pass.`, { path })
       await handle.truncate(remote.size)
       await handle.sync()
     } finally {
@@ -699,6 +691,7 @@ export class SyncSession {
         mode: remote.mode,
         chunkHashes: remote.chunkHashes,
         chunkLengths: [...remote.chunkLengths],
+        chunkSize: remote.chunkSize,
         version,
         deleted: false,
         inode: info.ino,

@@ -64,6 +64,9 @@ export function channelFromStream(stream: Duplex, options: StreamChannelOptions 
     }
   }
 
+  // Messages are often small requests waiting for an answer: Nagle's algorithm would hold
+  // them back for up to 40 ms (with delayed ACKs), so send them at once.
+  if (typeof (stream as { setNoDelay?: unknown }).setNoDelay === 'function') (stream as unknown as { setNoDelay(on: boolean): void }).setNoDelay(true)
   stream.on('data', onData)
   stream.once('end', () => finish(pendingLength > 0 ? new ChannelClosedError('The connection ended in the middle of a message.') : undefined))
   stream.once('close', () => finish(undefined))

@@ -1,0 +1,202 @@
+#!/usr/bin/env node
+/**
+ * Two engines over TCP on 127.0.0.1, each in its own process, on generated data:
+ * 2,000 files of 1–256 KiB in nested folders; one 512 MiB file; that file edited
+ * (1 MiB changed in the middle, 100 bytes inserted near the start); then a 4 GiB file.
+ * Prints times, MB/s, bytes on the wire, the receiver's peak RSS, and the edit's delta
+ * next to what `rsync --no-whole-file --stats` moves for the same edit.
+ *
+ * BENCH_SYNC_BIG_GIB=0 skips the 4 GiB file; BENCH_DIR picks where data goes
+ * (default /dev/shm, so the disk's write-back does not dominate).
+ */
+import { spawn, spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs'
+import { connect, createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { channelFromStream } from '@cloudbox/encrypted-messaging'
+import { SyncEngine } from '../dist/index.js'
+
+const self = fileURLToPath(import.meta.url)
+const MIB = 1024 * 1024
+
+/** Resolves when the peer acknowledges the engine's current root (call after scan()). */
+async function waitInSync(engine, timeoutMs = 600_000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('sync timed out')), timeoutMs)
+    const off = engine.status.on((event) => {
+      if (event.type === 'peer' && event.state === 'in-sync' && Buffer.compare(event.root, engine.root) === 0) {
+        clearTimeout(timer)
+        off()
+        resolve()
+      }
+    })
+  })
+}
+
+if (process.argv[2] === '--receiver') {
+  // The receiving engine, in its own process so its RSS is its own.
+  const folder = process.argv[3]
+  const engine = new SyncEngine({ folder, deviceId: 'receiver', folderId: 'bench', watch: false, rescanIntervalMs: 3_600_000 })
+  await engine.start()
+  const server = createServer((socket) => {
+    engine.connect(channelFromStream(socket))
+  })
+  server.listen(0, '127.0.0.1', () => process.send({ port: server.address().port }))
+  process.on('message', async (message) => {
+    if (message === 'rss') process.send({ maxRssMiB: process.resourceUsage().maxRSS / 1024 })
+    if (message === 'stop') {
+      server.close()
+      await engine.stop()
+      process.exit(0)
+    }
+  })
+} else {
+  const base = process.env.BENCH_DIR ?? (existsSync('/dev/shm') ? '/dev/shm' : tmpdir())
+  const root = mkdtempSync(join(base, 'cloudbox-bench-sync-'))
+  const bigGiB = Number(process.env.BENCH_SYNC_BIG_GIB ?? 4)
+  const source = join(root, 'source')
+  const target = join(root, 'target')
+  mkdirSync(source)
+  mkdirSync(target)
+
+  // Deterministic pseudo-random bytes: SHA-256 in counter mode (incompressible, no dedupe).
+  function* stream(seed, length) {
+    let counter = 0
+    let produced = 0
+    while (produced < length) {
+      const block = Buffer.alloc(Math.min(MIB, length - produced))
+      for (let offset = 0; offset < block.length; offset += 32) {
+        createHash('sha256').update(`${seed}:${counter++}`).digest().copy(block, offset)
+      }
+      produced += block.length
+      yield block
+    }
+  }
+  const writeGenerated = (path, seed, length) => {
+    const fd = openSync(path, 'w')
+    for (const block of stream(seed, length)) writeSync(fd, block)
+    closeSync(fd)
+  }
+
+  let rng = 42
+  const next = () => ((rng = (rng * 1103515245 + 12345) >>> 0) / 2 ** 32)
+  let smallBytes = 0
+  for (let i = 0; i < 2000; i++) {
+    const dir = join(source, `dir${i % 20}`, `sub${i % 7}`)
+    mkdirSync(dir, { recursive: true })
+    const size = 1024 + Math.floor(next() * (256 * 1024 - 1024))
+    smallBytes += size
+    writeGenerated(join(dir, `file${i}.bin`), `small${i}`, size)
+  }
+
+  const receiver = spawn(process.execPath, [self, '--receiver', target], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const port = await new Promise((resolve) => receiver.once('message', (message) => resolve(message.port)))
+  const ask = (message) => new Promise((resolve) => { receiver.once('message', resolve); receiver.send(message) })
+
+  const engine = new SyncEngine({ folder: source, deviceId: 'sender', folderId: 'bench', watch: false, rescanIntervalMs: 3_600_000 })
+  const rows = []
+  let started = performance.now()
+  await engine.start()
+  const scanSeconds = (performance.now() - started) / 1000
+  const socket = connect(port, '127.0.0.1')
+  await new Promise((resolve) => socket.once('connect', resolve))
+  const wire = () => socket.bytesWritten + socket.bytesRead
+
+  started = performance.now()
+  const inSync1 = waitInSync(engine)
+  engine.connect(channelFromStream(socket))
+  await inSync1
+  let seconds = (performance.now() - started) / 1000
+  rows.push(['2,000 files, 1–256 KiB (initial sync)', smallBytes, seconds, wire(), `sender scan ${scanSeconds.toFixed(2)} s`])
+
+  const bigPath = join(source, 'big.bin')
+  writeGenerated(bigPath, 'big', 512 * MIB)
+  let before = wire()
+  started = performance.now()
+  await engine.scan()
+  let inSync = waitInSync(engine)
+  await inSync
+  seconds = (performance.now() - started) / 1000
+  rows.push(['512 MiB file (scan + sync)', 512 * MIB, seconds, wire() - before, ''])
+
+  // The edit, streamed (no whole-file buffers): 100 bytes inserted near the start, 1 MiB
+  // changed in the middle.
+  const rsyncDir = join(root, 'rsync')
+  mkdirSync(rsyncDir)
+  copyFileSync(bigPath, join(rsyncDir, 'big.bin'))
+  {
+    const input = openSync(bigPath, 'r')
+    const output = openSync(`${bigPath}.new`, 'w')
+    const block = Buffer.alloc(MIB)
+    const changed = [...stream('edit', MIB)][0]
+    let position = 0
+    for (;;) {
+      const read = readSync(input, block, 0, MIB, position)
+      if (read === 0) break
+      if (position === 0) {
+        writeSync(output, block, 0, 4096)
+        writeSync(output, Buffer.alloc(100, 7))
+        writeSync(output, block, 4096, read - 4096)
+      } else if (position === 256 * MIB) {
+        writeSync(output, changed, 0, read)
+      } else {
+        writeSync(output, block, 0, read)
+      }
+      position += read
+    }
+    closeSync(input)
+    closeSync(output)
+    renameSync(`${bigPath}.new`, bigPath)
+  }
+  before = wire()
+  started = performance.now()
+  await engine.scan()
+  inSync = waitInSync(engine)
+  await inSync
+  seconds = (performance.now() - started) / 1000
+  const delta = wire() - before
+  rows.push(['edit of the 512 MiB file (delta)', 512 * MIB, seconds, delta, ''])
+
+  let rsyncLine = 'rsync: not installed, skipped'
+  let rsyncBytes
+  const rsync = spawnSync('rsync', ['--no-whole-file', '--stats', '-a', bigPath, join(rsyncDir, 'big.bin')], { encoding: 'utf8' })
+  if (rsync.status === 0) {
+    const sent = Number(/Total bytes sent: ([\d,]+)/.exec(rsync.stdout)?.[1].replaceAll(',', ''))
+    const received = Number(/Total bytes received: ([\d,]+)/.exec(rsync.stdout)?.[1].replaceAll(',', ''))
+    rsyncBytes = sent + received
+    rsyncLine = `rsync --no-whole-file moved ${sent.toLocaleString('en')} B sent + ${received.toLocaleString('en')} B received = ${rsyncBytes.toLocaleString('en')} B; CloudBox ${delta.toLocaleString('en')} B on the wire (both directions) = ${(delta / rsyncBytes).toFixed(2)}× rsync (target ≤ 1.2×)`
+  }
+  rmSync(rsyncDir, { recursive: true, force: true })
+
+  if (bigGiB > 0) {
+    rmSync(bigPath)
+    writeGenerated(join(source, 'huge.bin'), 'huge', bigGiB * 1024 * MIB)
+    before = wire()
+    started = performance.now()
+    await engine.scan()
+    inSync = waitInSync(engine, 1_800_000)
+    await inSync
+    seconds = (performance.now() - started) / 1000
+    rows.push([`${bigGiB} GiB file (scan + sync)`, bigGiB * 1024 * MIB, seconds, wire() - before, ''])
+  }
+  const { maxRssMiB } = await ask('rss')
+  const senderRss = process.resourceUsage().maxRSS / 1024
+
+  console.log(`Two engines over TCP 127.0.0.1 (plain length-prefixed channel, no encryption), data in ${base}.\n`)
+  console.log('| workload | data | time s | MB/s | bytes on the wire | note |')
+  console.log('|---|---|---|---|---|---|')
+  for (const [name, bytes, time, onWire, note] of rows) {
+    console.log(`| ${name} | ${(bytes / MIB).toFixed(1)} MiB | ${time.toFixed(2)} | ${(bytes / 1e6 / time).toFixed(0)} | ${onWire.toLocaleString('en')} | ${note} |`)
+  }
+  console.log(`\n${rsyncLine}`)
+  console.log(`Peak RSS: receiver ${maxRssMiB.toFixed(0)} MiB, sender ${senderRss.toFixed(0)} MiB${bigGiB > 0 ? ` (through the ${bigGiB} GiB file; target < 150 MB)` : ''}.`)
+
+  receiver.send('stop')
+  await new Promise((resolve) => receiver.once('exit', resolve))
+  socket.destroy()
+  await engine.stop()
+  rmSync(root, { recursive: true, force: true })
+}
