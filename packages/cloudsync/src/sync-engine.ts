@@ -46,6 +46,8 @@ export interface SyncEngineOptions {
 }
 
 const MAX_BYTES_IN_FLIGHT = 32 * 1024 * 1024
+/** Files downloaded at the same time within one pass. */
+const FILES_IN_PARALLEL = 8
 
 class Mutex {
   #tail: Promise<unknown> = Promise.resolve()
@@ -443,6 +445,27 @@ export class SyncSession {
     }
   }
 
+  #windowCount = 0
+  #windowBytes = 0
+  #windowWaiters: (() => void)[] = []
+
+  async #acquireWindow(length: number): Promise<void> {
+    const limit = this.#engine.options.requestWindow ?? 16
+    while (this.#windowCount >= limit || (this.#windowCount > 0 && this.#windowBytes + length > MAX_BYTES_IN_FLIGHT)) {
+      await new Promise<void>((resolve) => this.#windowWaiters.push(resolve))
+    }
+    this.#windowCount++
+    this.#windowBytes += length
+  }
+
+  #releaseWindow(length: number): void {
+    this.#windowCount--
+    this.#windowBytes -= length
+    const waiters = this.#windowWaiters
+    this.#windowWaiters = []
+    for (const wake of waiters) wake()
+  }
+
   #request(hash: Uint8Array): Promise<Uint8Array | undefined> {
     const id = this.#nextId++
     return new Promise((resolve, reject) => {
@@ -468,18 +491,33 @@ export class SyncSession {
     records.sort((a, b) => Number(a.deleted) - Number(b.deleted))
     const downloads = records.filter((record) => !record.deleted)
     this.#progress = { doneBytes: 0, totalBytes: downloads.reduce((sum, record) => sum + record.size, 0), doneFiles: 0, totalFiles: downloads.length, started: Date.now() }
-    for (const record of records) {
-      if (this.#closing) return
+    let diskFull = false
+    const applyOne = async (record: WireRecord) => {
+      if (this.#closing || diskFull) return
       try {
         await this.#apply(record)
       } catch (error) {
         this.#failedThisPass = true
-        if (isSyncError(error)) engine.emitError(error)
-        else if (isDiskFull(error)) engine.emitError(new DiskFullError(undefined, { path: record.path, cause: error }))
+        if (isDiskFull(error) || (error instanceof SyncError && error.code === 'ERR_DISK_FULL')) {
+          // Stop this pass: nothing more can be written; partial files stay to resume from.
+          if (!diskFull) engine.emitError(isSyncError(error) ? error : new DiskFullError(undefined, { path: record.path, cause: error }))
+          diskFull = true
+        } else if (isSyncError(error)) engine.emitError(error)
         else if (!this.#closing) engine.emitError(new SyncError('ERR_SYNC_PROTOCOL', `Could not apply ${record.path}: ${(error as Error).message}`, { path: record.path, cause: error }))
-        if (isDiskFull(error) || (error instanceof SyncError && error.code === 'ERR_DISK_FULL')) break
       }
     }
+    // Several files at once (their chunk requests share the window), so small files do not
+    // wait on one round trip each; a path is never worked on twice at the same time.
+    const additions = records.filter((record) => !record.deleted)
+    const seenPaths = new Set<string>()
+    const parallel = additions.filter((record) => (seenPaths.has(record.path) ? false : (seenPaths.add(record.path), true)))
+    const sequential = additions.filter((record) => !parallel.includes(record))
+    let cursor = 0
+    await Promise.all(Array.from({ length: Math.min(FILES_IN_PARALLEL, parallel.length) }, async () => {
+      while (cursor < parallel.length) await applyOne(parallel[cursor++] as WireRecord)
+    }))
+    for (const record of sequential) await applyOne(record)
+    for (const record of records.filter((r) => r.deleted)) await applyOne(record)
     if (this.#closing) return
     await engine.runLocked(async () => {
       if (!this.#failedThisPass && this.#queue.length === 0) engine.index.setPeerSequence(this.#device as string, upTo)
@@ -595,9 +633,7 @@ export class SyncSession {
         offsets.push(offset)
         offset += length
       }
-      const window = this.#engine.options.requestWindow ?? 16
       const inFlight = new Set<Promise<void>>()
-      let bytesInFlight = 0
       const count = remote.chunkLengths.length
       const written = new Map<string, number>()
       // Every chunk must be accounted for before the file may replace anything.
@@ -642,8 +678,8 @@ export class SyncSession {
           this.#advance(path, length, remote.size)
           continue
         }
-        while (inFlight.size >= window || (bytesInFlight + length > MAX_BYTES_IN_FLIGHT && inFlight.size > 0)) await Promise.race(inFlight)
-        bytesInFlight += length
+        // The window is the session's: all files downloading at once share it.
+        await this.#acquireWindow(length)
         const task: Promise<void> = this.#request(hash).then(async (bytes) => {
           if (bytes === undefined || bytes.length !== length) throw new ChunkUnavailableError(undefined, { path })
           await handle.write(bytes, 0, length, at)
@@ -654,7 +690,7 @@ export class SyncSession {
         }).catch((error: unknown) => {
           failure ??= error
         }).finally(() => {
-          bytesInFlight -= length
+          this.#releaseWindow(length)
           inFlight.delete(task)
         })
         inFlight.add(task)
