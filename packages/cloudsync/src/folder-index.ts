@@ -54,7 +54,12 @@ export function recordDigest(record: FileRecord): Uint8Array {
 
 /** A binary Merkle tree over the records' digests in path order; empty: SHA-256(""). */
 export function merkleRoot(records: readonly FileRecord[]): Uint8Array {
-  let level = [...records].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)).map(recordDigest)
+  const sorted = [...records].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
+  return merkleOfLeaves(sorted.map(recordDigest))
+}
+
+function merkleOfLeaves(leaves: Uint8Array[]): Uint8Array {
+  let level = leaves
   if (level.length === 0) return new Uint8Array(createHash('sha256').digest())
   while (level.length > 1) {
     const next: Uint8Array[] = []
@@ -100,8 +105,12 @@ export class FolderIndex {
   readonly #peers = new Map<string, number>()
   #sequence = 0
   #root: Uint8Array | undefined
+  /** Each record's digest, computed once per change (the root is recomputed often). */
+  readonly #digests = new Map<string, Uint8Array>()
   #dirty = false
   #chunks: Map<string, ChunkLocation> | undefined
+  /** Case-folded path → live paths with that folding (to find case clashes fast). */
+  readonly #byCase = new Map<string, Set<string>>()
 
   private constructor(stateDir: string) {
     this.#stateDir = stateDir
@@ -129,6 +138,7 @@ export class FolderIndex {
       for (const raw of data.records) {
         const record = decodeRecord(raw)
         index.#records.set(record.path, record)
+        index.#trackCase(record)
       }
     } catch (cause) {
       const aside = join(stateDir, `${INDEX_FILE}.corrupt-${Date.now()}`)
@@ -161,6 +171,8 @@ export class FolderIndex {
     const previous = this.#records.get(record.path)
     const stored: FileRecord = { ...record, sequence: ++this.#sequence }
     this.#records.set(record.path, stored)
+    this.#digests.delete(record.path)
+    this.#trackCase(stored)
     this.#root = undefined
     this.#dirty = true
     // A replaced or deleted file makes its old chunk locations wrong: rebuild lazily.
@@ -204,6 +216,24 @@ export class FolderIndex {
     this.#dirty = true
   }
 
+  #trackCase(record: FileRecord): void {
+    const key = record.path.toLowerCase()
+    let paths = this.#byCase.get(key)
+    if (record.deleted) {
+      paths?.delete(record.path)
+      if (paths?.size === 0) this.#byCase.delete(key)
+      return
+    }
+    if (paths === undefined) this.#byCase.set(key, (paths = new Set()))
+    paths.add(record.path)
+  }
+
+  /** A live path other than `path` that differs from it only by letter case, if any. */
+  caseClash(path: string): string | undefined {
+    for (const other of this.#byCase.get(path.toLowerCase()) ?? []) if (other !== path) return other
+    return undefined
+  }
+
   /** Records changed after `sequence`, in sequence order. */
   changedSince(sequence: number): FileRecord[] {
     return this.records()
@@ -221,7 +251,19 @@ export class FolderIndex {
   }
 
   root(): Uint8Array {
-    this.#root ??= merkleRoot(this.records())
+    if (this.#root === undefined) {
+      const paths = [...this.#records.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+      this.#root = merkleOfLeaves(
+        paths.map((path) => {
+          let digest = this.#digests.get(path)
+          if (digest === undefined) {
+            digest = recordDigest(this.#records.get(path) as FileRecord)
+            this.#digests.set(path, digest)
+          }
+          return digest
+        }),
+      )
+    }
     return this.#root
   }
 

@@ -21,7 +21,7 @@ import {
 } from './errors.js'
 import { chunkHashAt, FolderIndex, type FileRecord } from './folder-index.js'
 import { loadIgnoreRules, type IgnoreRules } from './ignore-rules.js'
-import { caseKey, conflictName, STATE_DIR, validateRelativePath } from './paths.js'
+import { conflictName, STATE_DIR, validateRelativePath } from './paths.js'
 import { MAX_RECORDS_PER_MESSAGE, syncCodec, type SyncMessage, type WireRecord } from './protocol.js'
 import { scanFolder, tombstone, type ScanResult } from './scanner.js'
 import { StatusStream, type EngineState } from './status.js'
@@ -601,10 +601,8 @@ export class SyncSession {
   }
 
   #caseClash(path: string): void {
-    const key = caseKey(path)
-    for (const record of this.#engine.index.files()) {
-      if (record.path !== path && caseKey(record.path) === key) throw new CaseClashError(`${path} and ${record.path} differ only by letter case; rename one of them.`, { path })
-    }
+    const other = this.#engine.index.caseClash(path)
+    if (other !== undefined) throw new CaseClashError(`${path} and ${other} differ only by letter case; rename one of them.`, { path })
   }
 
   /** Fetches the file's chunks (local copies first), assembles it beside its target, and swaps it in. */
