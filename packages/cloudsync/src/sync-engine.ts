@@ -45,7 +45,7 @@ export interface SyncEngineOptions {
   readonly requestWindow?: number
 }
 
-const MAX_BYTES_IN_FLIGHT = 32 * 1024 * 1024
+const MAX_BYTES_IN_FLIGHT = 16 * 1024 * 1024
 /** Files downloaded at the same time within one pass. */
 const FILES_IN_PARALLEL = 8
 
