@@ -476,7 +476,10 @@ export class SyncSession {
 
   #kickApplier(): void {
     if (this.#applying !== undefined) return
-    this.#applying = this.#applyQueue().finally(() => {
+    this.#applying = this.#applyQueue().catch((error: unknown) => {
+      // Saving the index can fail too (a full disk): report it; the next pass retries.
+      this.#engine.emitError(isSyncError(error) ? error : isDiskFull(error) ? new DiskFullError(undefined, { cause: error }) : new SyncError('ERR_SYNC_PROTOCOL', `Applying the peer's changes failed: ${(error as Error).message}`, { cause: error }))
+    }).finally(() => {
       this.#applying = undefined
       if (this.#queue.length > 0) this.#kickApplier()
     })
