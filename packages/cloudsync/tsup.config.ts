@@ -1,7 +1,8 @@
 import { defineConfig } from 'tsup'
 
 export default defineConfig({
-  entry: ['src/index.ts'],
+  // The hash worker is its own entry: it runs in worker threads next to the bundle.
+  entry: ['src/index.ts', 'src/hash-worker.ts'],
   format: ['esm'],
   dts: true,
   sourcemap: true,

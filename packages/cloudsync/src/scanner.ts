@@ -1,7 +1,8 @@
+import type { Stats } from 'node:fs'
 import { lstat, readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { FolderMissingError } from './errors.js'
-import { hashFile } from './file-hasher.js'
+import { hashPool } from './hash-pool.js'
 import type { FileRecord, FolderIndex } from './folder-index.js'
 import type { IgnoreRules } from './ignore-rules.js'
 import { bump } from './version-vector.js'
@@ -45,6 +46,9 @@ export async function scanFolder(root: string, index: FolderIndex, rules: Ignore
   let hashedFiles = 0
   let hashedBytes = 0
 
+  // First walk the tree (cheap), then hash what changed, several files at once on the
+  // worker threads.
+  const candidates: { relative: string; absolute: string; before: Stats; record: FileRecord | undefined }[] = []
   const visit = async (relativeDir: string): Promise<void> => {
     options.signal?.throwIfAborted()
     let entries
@@ -71,36 +75,48 @@ export async function scanFolder(root: string, index: FolderIndex, rules: Ignore
       const record = index.get(relative)
       const mode = before.mode & 0o777
       if (record !== undefined && !record.deleted && record.size === before.size && record.mtimeMs === before.mtimeMs && (record.inode === undefined || record.inode === before.ino) && record.mode === mode) continue
-      const hashed = await hashFile(absolute, before.size, record?.chunkSize || undefined, options.signal).catch((error: NodeJS.ErrnoException) => {
-        if (error.code === 'ENOENT') return undefined
-        throw error
-      })
-      const after = await lstat(absolute).catch(() => undefined)
-      if (hashed === undefined || after === undefined || after.size !== before.size || after.mtimeMs !== before.mtimeMs || hashed.size !== before.size) continue
-      hashedFiles++
-      hashedBytes += hashed.size
-      options.onFile?.(relative, hashed.size)
-      if (record !== undefined && !record.deleted && record.mode === mode && sameBytes(record.chunkHashes, hashed.chunkHashes)) {
-        index.touch(relative, { mtimeMs: before.mtimeMs, inode: before.ino })
-        continue
-      }
-      index.put({
-        path: relative,
-        size: hashed.size,
-        mtimeMs: before.mtimeMs,
-        mode,
-        chunkHashes: hashed.chunkHashes,
-        chunkLengths: hashed.chunkLengths,
-        chunkSize: hashed.chunkSize,
-        version: bump(record?.version ?? {}, options.deviceId),
-        deleted: false,
-        inode: before.ino,
-      })
-      changed.push(relative)
+      candidates.push({ relative, absolute, before, record })
     }
   }
   await visit('')
 
+  const hashOne = async ({ relative, absolute, before, record }: (typeof candidates)[number]): Promise<void> => {
+    options.signal?.throwIfAborted()
+    const mode = before.mode & 0o777
+    const hashed = await hashPool.hash(absolute, before.size, record?.chunkSize || undefined).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return undefined
+      throw error
+    })
+    const after = await lstat(absolute).catch(() => undefined)
+    // Changed while being hashed: the next scan takes it.
+    if (hashed === undefined || after === undefined || after.size !== before.size || after.mtimeMs !== before.mtimeMs || hashed.size !== before.size) return
+    hashedFiles++
+    hashedBytes += hashed.size
+    options.onFile?.(relative, hashed.size)
+    if (record !== undefined && !record.deleted && record.mode === mode && sameBytes(record.chunkHashes, hashed.chunkHashes)) {
+      index.touch(relative, { mtimeMs: before.mtimeMs, inode: before.ino })
+      return
+    }
+    index.put({
+      path: relative,
+      size: hashed.size,
+      mtimeMs: before.mtimeMs,
+      mode,
+      chunkHashes: hashed.chunkHashes,
+      chunkLengths: hashed.chunkLengths,
+      chunkSize: hashed.chunkSize,
+      version: bump(record?.version ?? {}, options.deviceId),
+      deleted: false,
+      inode: before.ino,
+    })
+    changed.push(relative)
+  }
+  let cursor = 0
+  await Promise.all(
+    Array.from({ length: Math.min(candidates.length, hashPool.size * 2) }, async () => {
+      while (cursor < candidates.length) await hashOne(candidates[cursor++] as (typeof candidates)[number])
+    }),
+  )
   const live = index.files()
   const missing = live.filter((record) => !seen.has(record.path) && !rules.ignores(record.path, false))
   const guardTrips =
