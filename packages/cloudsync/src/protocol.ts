@@ -55,6 +55,10 @@ export const syncCodec = defineMessageCodec({
     ack: { type: 8, schema: v.strictObject({ sequence: uintSchema(), root: bytesSchema({ length: 32 }) }) },
     ping: { type: 9, schema: v.strictObject({ t: uintSchema() }) },
     pong: { type: 10, schema: v.strictObject({ t: uintSchema() }) },
+    /** One of your records was refused here (unsafe name, case clash, quota, full disk). */
+    error: { type: 11, schema: v.strictObject({ code: textSchema(64), message: textSchema(1000), path: v.optional(textSchema(4096)) }) },
+    /** Where applying your changes stands here. */
+    status: { type: 12, schema: v.strictObject({ state: v.picklist(['syncing', 'idle']), pendingFiles: uintSchema(), pendingBytes: uintSchema() }) },
   },
 })
 

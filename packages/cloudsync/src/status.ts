@@ -13,6 +13,10 @@ export type SyncEvent =
   | { type: 'delete-guard'; paths: readonly string[] }
   | { type: 'peer'; device: string; state: 'connected' | 'in-sync' | 'disconnected'; reason?: Error; root?: Uint8Array }
   | { type: 'latency'; device: string; milliseconds: number }
+  /** The peer refused one of this side's files (the reason is the peer's error code). */
+  | { type: 'peer-error'; device: string; code: string; message: string; path?: string }
+  /** The peer's progress applying this side's changes. */
+  | { type: 'peer-status'; device: string; state: 'syncing' | 'idle'; pendingFiles: number; pendingBytes: number }
 
 type Listener = (event: SyncEvent) => void
 

@@ -401,6 +401,14 @@ export class SyncSession {
       case 'ping':
         await this.#send('pong', { t: message.body.t })
         return
+      case 'error':
+        this.#requireHello()
+        engine.status.emit({ type: 'peer-error', device: this.#device as string, code: message.body.code, message: message.body.message, ...(message.body.path === undefined ? {} : { path: message.body.path }) })
+        return
+      case 'status':
+        this.#requireHello()
+        engine.status.emit({ type: 'peer-status', device: this.#device as string, ...message.body })
+        return
       case 'pong':
         engine.status.emit({ type: 'latency', device: this.#device ?? '', milliseconds: Math.max(0, Date.now() - message.body.t) })
         return
@@ -494,6 +502,7 @@ export class SyncSession {
     records.sort((a, b) => Number(a.deleted) - Number(b.deleted))
     const downloads = records.filter((record) => !record.deleted)
     this.#progress = { doneBytes: 0, totalBytes: downloads.reduce((sum, record) => sum + record.size, 0), doneFiles: 0, totalFiles: downloads.length, started: Date.now() }
+    await this.#send('status', { state: 'syncing', pendingFiles: records.length, pendingBytes: this.#progress.totalBytes }).catch(() => {})
     let diskFull = false
     const applyOne = async (record: WireRecord) => {
       if (this.#closing || diskFull) return
@@ -507,6 +516,10 @@ export class SyncSession {
           diskFull = true
         } else if (isSyncError(error)) engine.emitError(error)
         else if (!this.#closing) engine.emitError(new SyncError('ERR_SYNC_PROTOCOL', `Could not apply ${record.path}: ${(error as Error).message}`, { path: record.path, cause: error }))
+        // Tell the peer too, so its owner sees why the file did not arrive.
+        if (isSyncError(error) && !this.#closing) {
+          await this.#send('error', { code: error.code, message: error.message.slice(0, 1000), path: record.path.slice(0, 4096).replace(/\u0000/g, '') }).catch(() => {})
+        }
       }
     }
     // Several files at once (their chunk requests share the window), so small files do not
@@ -527,6 +540,7 @@ export class SyncSession {
       await engine.index.save()
     })
     await this.announce()
+    await this.#send('status', { state: 'idle', pendingFiles: this.#queue.length, pendingBytes: 0 }).catch(() => {})
     await this.#send('ack', { sequence: upTo, root: engine.root }).catch(() => {})
   }
 

@@ -50,7 +50,7 @@ describe('kill -9 of a syncing process', () => {
     expect(built, 'run `pnpm build` (npm test does it) first').toBe(true)
   })
 
-  it('never leaves a half-written file in place of a good one, and resumes after restart', async () => {
+  it('never leaves a half-written file in place of a good one, and resumes after restart', { timeout: 90_000 }, async () => {
     const root = tempDir()
     cleanups.push(() => removeDir(root))
     const sender = makeEngine(join(root, 'a'), 'sender', { folderId: 'crash-test' })

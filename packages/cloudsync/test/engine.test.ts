@@ -193,11 +193,15 @@ describe('hostile peers', () => {
     await mine.send(syncCodec.encode('index', { records: [...evil.map((p) => record(p, good)), record('ok.txt', good)] }))
     await mine.send(syncCodec.encode('indexEnd', { sequence: 1, root: new Uint8Array(32) }))
     // Serve whatever is asked (only ok.txt and link/inside.txt should get this far).
+    const refusedHere: string[] = []
     for (;;) {
       const message = await next()
       if (message.kind === 'request') await mine.send(syncCodec.encode('data', { id: message.body.id, bytes: good }))
+      if (message.kind === 'error') refusedHere.push(message.body.code)
       if (message.kind === 'ack') break
     }
+    // The peer is told about each refusal, so its owner can see why.
+    expect(refusedHere).toEqual(evil.map(() => 'ERR_UNSAFE_PATH'))
     expect(readFileSync(join(a.folder, 'ok.txt'), 'utf8')).toBe('good content')
     expect(readdirSync(outside)).toEqual([])
     const codes = a.events.filter((event) => event.type === 'error').map((event) => (event as { error: { code: string } }).error.code)
