@@ -73,6 +73,8 @@ if (process.argv[2] === '--sender') {
 } else {
   const base = process.env.BENCH_DIR ?? (existsSync('/dev/shm') ? '/dev/shm' : tmpdir())
   const root = mkdtempSync(join(base, 'cloudbox-bench-sync-'))
+  // Never leave gigabytes in memory-backed /dev/shm behind, even when something fails.
+  process.on('exit', () => rmSync(root, { recursive: true, force: true }))
   const bigGiB = Number(process.env.BENCH_SYNC_BIG_GIB ?? 4)
   const source = join(root, 'source')
   const target = join(root, 'target')
@@ -110,6 +112,9 @@ if (process.argv[2] === '--sender') {
 
   const receiver = spawn(process.execPath, [self, '--receiver', target], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const port = await new Promise((resolve) => receiver.once('message', (message) => resolve(message.port)))
+  receiver.once('exit', (code) => {
+    if (code !== 0) console.error(`The receiver process exited with ${code}.`)
+  })
   const ask = (message) => new Promise((resolve) => { receiver.once('message', resolve); receiver.send(message) })
 
   const engine = new SyncEngine({ folder: source, deviceId: 'sender', folderId: 'bench', watch: false, rescanIntervalMs: 3_600_000 })
@@ -207,7 +212,12 @@ if (process.argv[2] === '--sender') {
     const bigReceiver = spawn(process.execPath, [self, '--receiver', hugeTarget], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
     const bigPort = await new Promise((resolve) => bigReceiver.once('message', (message) => resolve(message.port)))
     const sender = spawn(process.execPath, [self, '--sender', hugeSource, String(bigPort)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-    const result = await new Promise((resolve) => sender.once('message', resolve))
+    // Keep this process waiting for the sender whatever its IPC listeners are doing.
+    const keepAlive = setInterval(() => {}, 1000)
+    const result = await new Promise((resolve, reject) => {
+      sender.once('message', resolve)
+      sender.once('exit', (code) => reject(new Error(`the sender process exited with ${code} before finishing`)))
+    })
     const receiverRss = await new Promise((resolve) => {
       bigReceiver.once('message', resolve)
       bigReceiver.send('rss')
@@ -215,6 +225,7 @@ if (process.argv[2] === '--sender') {
     bigReceiver.send('stop')
     await new Promise((resolve) => bigReceiver.once('exit', resolve))
     await new Promise((resolve) => sender.once('exit', resolve))
+    clearInterval(keepAlive)
     rows.push([`${bigGiB} GiB file alone (scan + sync, fresh processes)`, bigGiB * 1024 * MIB, result.seconds, result.wire, `sender scan ${result.scanSeconds.toFixed(1)} s`])
     bigLine = `Peak RSS with the ${bigGiB} GiB file alone: receiver ${receiverRss.maxRssMiB.toFixed(0)} MiB, sender ${result.maxRssMiB.toFixed(0)} MiB (target < 150 MB = 143 MiB).`
   }

@@ -19,7 +19,8 @@ interface Pending {
  * blocks the event loop. Workers are unref'd and stop after a short idle time.
  */
 class HashPool {
-  readonly size = Math.max(1, Math.min(availableParallelism(), 4))
+  // One core stays with the event loop (I/O, the protocol); the others hash.
+  readonly size = Math.max(1, Math.min(availableParallelism() - 1, 4))
   #workers: { worker: Worker; busy: number }[] = []
   #pending = new Map<number, Pending>()
   #ids = 0
@@ -49,7 +50,8 @@ class HashPool {
 
   #start(): void {
     for (let i = 0; i < this.size; i++) {
-      const worker = new Worker(WORKER_URL)
+      // Small heaps: a worker holds one 1 MiB read buffer and a chunk list at a time.
+      const worker = new Worker(WORKER_URL, { resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 } })
       worker.unref()
       worker.on('message', (message: { id: number; result?: FileChunks; error?: { code?: string; message: string } }) => {
         const pending = this.#pending.get(message.id)

@@ -292,6 +292,7 @@ export class SyncSession {
   #closing = false
   readonly #fromPeer = new Map<string, string>()
   #sending: Promise<unknown> = Promise.resolve()
+  #serving: Promise<void> = Promise.resolve()
   #progress = { doneBytes: 0, totalBytes: 0, doneFiles: 0, totalFiles: 0, started: 0 }
   /** Bytes of chunk data received from the peer (for figures). */
   bytesReceived = 0
@@ -377,9 +378,13 @@ export class SyncSession {
         this.#peerUpTo = Math.max(this.#peerUpTo, message.body.sequence)
         this.#kickApplier()
         return
-      case 'request':
-        void this.#serve(message.body.id, message.body.hash)
+      case 'request': {
+        // One chunk at a time: each waits for the channel to take the previous one, so a
+        // window of requests never means a window of chunks in memory.
+        const { id, hash } = message.body
+        this.#serving = this.#serving.then(() => this.#serve(id, hash))
         return
+      }
       case 'data':
       case 'missing': {
         const pending = this.#pending.get(message.body.id)
