@@ -25,9 +25,11 @@ export async function hashFile(path: string, expectedSize: number, previousChunk
     const chunker = new Chunker(parameters)
     const chunks: Chunk[] = []
     let size = 0
+    // One buffer for the whole file: the chunker hashes as it goes and keeps no reference,
+    // so reusing it avoids a gigabyte of short-lived allocations for a large file.
+    const buffer = Buffer.allocUnsafeSlow(READ_SIZE)
     for (;;) {
       signal?.throwIfAborted()
-      const buffer = Buffer.allocUnsafe(READ_SIZE)
       const { bytesRead } = await handle.read(buffer, 0, READ_SIZE, null)
       if (bytesRead === 0) break
       size += bytesRead
