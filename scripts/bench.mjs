@@ -42,7 +42,9 @@ for (const path of selected) {
   }
 }
 mkdirSync(join(root, 'bench', 'results'), { recursive: true })
-const out = join(root, 'bench', 'results', `${new Date().toISOString().slice(0, 10)}.md`)
+// A filtered run gets its own file, so it never replaces the full run's figures.
+const stem = `${new Date().toISOString().slice(0, 10)}${filter === undefined ? '' : `-${filter.replace(/[^A-Za-z0-9-]/g, '_')}`}`
+const out = join(root, 'bench', 'results', `${stem}.md`)
 writeFileSync(out, `${sections.join('\n')}\n`)
 console.log(`\nResults written to ${relative(root, out)}`)
 process.exit(failed === 0 ? 0 : 1)

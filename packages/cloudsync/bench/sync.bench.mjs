@@ -218,13 +218,22 @@ if (process.argv[2] === '--sender') {
       sender.once('message', resolve)
       sender.once('exit', (code) => reject(new Error(`the sender process exited with ${code} before finishing`)))
     })
-    const receiverRss = await new Promise((resolve) => {
-      bigReceiver.once('message', resolve)
-      bigReceiver.send('rss')
-    })
-    bigReceiver.send('stop')
-    await new Promise((resolve) => bigReceiver.once('exit', resolve))
-    await new Promise((resolve) => sender.once('exit', resolve))
+    // The receiver answers with its peak RSS; if it is gone, say so instead of waiting.
+    const receiverRss = bigReceiver.exitCode !== null
+      ? { maxRssMiB: Number.NaN }
+      : await Promise.race([
+          new Promise((resolve) => {
+            bigReceiver.once('message', resolve)
+            bigReceiver.send('rss')
+          }),
+          new Promise((resolve) => setTimeout(() => resolve({ maxRssMiB: Number.NaN }), 10_000)),
+        ])
+    if (Number.isNaN(receiverRss.maxRssMiB)) console.error(`The large-file receiver did not report (exit code ${bigReceiver.exitCode}).`)
+    if (bigReceiver.exitCode === null) {
+      bigReceiver.send('stop')
+      await new Promise((resolve) => bigReceiver.once('exit', resolve))
+    }
+    if (sender.exitCode === null) await new Promise((resolve) => sender.once('exit', resolve))
     clearInterval(keepAlive)
     rows.push([`${bigGiB} GiB file alone (scan + sync, fresh processes)`, bigGiB * 1024 * MIB, result.seconds, result.wire, `sender scan ${result.scanSeconds.toFixed(1)} s`])
     bigLine = `Peak RSS with the ${bigGiB} GiB file alone: receiver ${receiverRss.maxRssMiB.toFixed(0)} MiB, sender ${result.maxRssMiB.toFixed(0)} MiB (target < 150 MB = 143 MiB).`
