@@ -1,4 +1,4 @@
-import { ChannelClosedError, throwIfAborted, type AbortOptions } from '../errors.js'
+import { abortError, ChannelClosedError, throwIfAborted, type AbortOptions } from '../errors.js'
 import type { MessageChannel } from '../interfaces/message-channel.js'
 import { MessageQueue } from './message-queue.js'
 
@@ -26,7 +26,18 @@ class MemoryChannel implements MessageChannel {
     if (this.#closed) throw new ChannelClosedError()
     // Copy: the sender may reuse its buffer, as it could with a socket.
     this.peer.inbox.push(message.slice())
-    await this.peer.inbox.waitForDrain()
+    const drained = this.peer.inbox.waitForDrain()
+    const { signal } = options
+    if (signal === undefined) return drained
+    // The message is already delivered; an abort only stops waiting for room.
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = () => reject(abortError(signal))
+      signal.addEventListener('abort', onAbort, { once: true })
+      void drained.then(() => {
+        signal.removeEventListener('abort', onAbort)
+        resolve()
+      })
+    })
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {

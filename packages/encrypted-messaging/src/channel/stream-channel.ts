@@ -39,22 +39,35 @@ export function channelFromStream(stream: Duplex, options: StreamChannelOptions 
     else stream.end()
   }
 
+  // Buffered chunks are joined only once a whole message (or a whole header) is in:
+  // linear in the message size, however small the chunks the socket delivers.
+  let expected = -1 // body length of the message being read, -1 while reading its header
+  const take = (length: number): Buffer => {
+    const joined = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, pendingLength)
+    const rest = joined.subarray(length)
+    pending = rest.length > 0 ? [rest] : []
+    pendingLength = rest.length
+    return joined.subarray(0, length)
+  }
+
   const onData = (chunk: Buffer) => {
+    if (closed) return
     pending.push(chunk)
     pendingLength += chunk.length
-    while (pendingLength >= LENGTH_BYTES) {
-      const head = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending)
-      pending = [head]
-      const length = head.readUInt32BE(0)
-      if (length > maxMessageSize) {
-        finish(new FrameTooLargeError(`The peer sent a ${length}-byte message; the limit is ${maxMessageSize}. The connection was closed.`))
-        return
+    for (;;) {
+      if (expected < 0) {
+        if (pendingLength < LENGTH_BYTES) return
+        const length = take(LENGTH_BYTES).readUInt32BE(0)
+        if (length > maxMessageSize) {
+          finish(new FrameTooLargeError(`The peer sent a ${length}-byte message; the limit is ${maxMessageSize}. The connection was closed.`))
+          return
+        }
+        expected = length
       }
-      if (pendingLength < LENGTH_BYTES + length) break
-      const message = new Uint8Array(head.subarray(LENGTH_BYTES, LENGTH_BYTES + length))
-      const rest = head.subarray(LENGTH_BYTES + length)
-      pending = rest.length > 0 ? [rest] : []
-      pendingLength = rest.length
+      if (pendingLength < expected) return
+      // Copy out of the socket's buffer: the consumer may keep the message.
+      const message = new Uint8Array(take(expected))
+      expected = -1
       if (!inbox.push(message)) {
         stream.pause()
         void inbox.waitForDrain().then(() => {
@@ -68,7 +81,7 @@ export function channelFromStream(stream: Duplex, options: StreamChannelOptions 
   // them back for up to 40 ms (with delayed ACKs), so send them at once.
   if (typeof (stream as { setNoDelay?: unknown }).setNoDelay === 'function') (stream as unknown as { setNoDelay(on: boolean): void }).setNoDelay(true)
   stream.on('data', onData)
-  stream.once('end', () => finish(pendingLength > 0 ? new ChannelClosedError('The connection ended in the middle of a message.') : undefined))
+  stream.once('end', () => finish(pendingLength > 0 || expected >= 0 ? new ChannelClosedError('The connection ended in the middle of a message.') : undefined))
   stream.once('close', () => finish(undefined))
   stream.on('error', (error) => finish(new ChannelClosedError(`The connection failed: ${error.message}`, { cause: error })))
 

@@ -1,42 +1,53 @@
 import { chachaDecrypt, chachaEncrypt, wipe } from '../crypto.js'
 import { NonceExhaustedError } from '../errors.js'
 
-/** Noise's reserved nonce 2^64-1, used only by Rekey(). */
-const REKEY_NONCE = new Uint8Array([0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])
-/** Our counters are JS numbers: exact up to 2^53, far beyond what rekeying lets happen. */
-const MAX_NONCE = Number.MAX_SAFE_INTEGER
+/** Noise's reserved nonce 2^64-1: never used for a message, only by Rekey() (spec §5.1, §11.3). */
+export const MAX_NONCE = 2n ** 64n - 1n
+const EMPTY = new Uint8Array(0)
 
-/** Noise ChaChaPoly nonce: 32 zero bits, then the 64-bit counter little-endian. */
-function nonceBytes(n: number): Uint8Array {
+/** Noise ChaChaPoly nonce (spec §12.3): 32 zero bits, then the 64-bit counter little-endian. */
+function nonceBytes(n: bigint): Uint8Array {
   const nonce = new Uint8Array(12)
-  const view = new DataView(nonce.buffer)
-  view.setUint32(4, n >>> 0, true)
-  view.setUint32(8, Math.floor(n / 2 ** 32), true)
+  new DataView(nonce.buffer).setBigUint64(4, n, true)
   return nonce
 }
 
-/** A Noise CipherState (spec §5.1) over ChaCha20-Poly1305. */
+const REKEY_NONCE = nonceBytes(MAX_NONCE)
+
+/**
+ * A Noise CipherState (spec §5.1) over ChaCha20-Poly1305: a key and a 64-bit counter
+ * nonce. The nonce 2^64-1 is reserved: reaching it is NonceExhaustedError, never a wrap.
+ */
 export class CipherState {
   #key: Uint8Array | undefined
-  #nonce = 0
+  #nonce = 0n
   #destroyed = false
 
   constructor(key?: Uint8Array) {
     if (key !== undefined) this.initializeKey(key)
   }
 
+  /** InitializeKey(key): also resets the nonce to 0. */
   initializeKey(key: Uint8Array): void {
+    if (key.length !== 32) throw new RangeError('A CipherState key is 32 bytes')
     wipe(this.#key)
-    this.#key = key.slice(0, 32)
-    this.#nonce = 0
+    this.#key = key.slice()
+    this.#nonce = 0n
   }
 
   hasKey(): boolean {
     return this.#key !== undefined
   }
 
-  get nonce(): number {
+  /** The next nonce (the count of messages this state encrypted or decrypted). */
+  get nonce(): bigint {
     return this.#nonce
+  }
+
+  /** SetNonce(nonce) (spec §5.1). Out-of-order transports and tests only. */
+  setNonce(nonce: bigint): void {
+    if (nonce < 0n || nonce > MAX_NONCE) throw new RangeError('A Noise nonce is a 64-bit unsigned integer')
+    this.#nonce = nonce
   }
 
   #assertUsable(): void {
@@ -44,6 +55,7 @@ export class CipherState {
     if (this.#destroyed) throw new Error('This CipherState was destroyed')
   }
 
+  /** EncryptWithAd: ciphertext ‖ tag, or the plaintext itself while there is no key. */
   encryptWithAd(ad: Uint8Array, plaintext: Uint8Array): Uint8Array {
     this.#assertUsable()
     if (this.#key === undefined) return plaintext
@@ -53,7 +65,7 @@ export class CipherState {
     return ciphertext
   }
 
-  /** The plaintext, or undefined when authentication fails (the nonce does not advance then). */
+  /** DecryptWithAd: the plaintext, or undefined when authentication fails (the nonce does not advance then). */
   decryptWithAd(ad: Uint8Array, ciphertext: Uint8Array): Uint8Array | undefined {
     this.#assertUsable()
     if (this.#key === undefined) return ciphertext
@@ -63,10 +75,14 @@ export class CipherState {
     return plaintext
   }
 
-  /** Rekey() (spec §11.3): the new key is ENCRYPT(k, 2^64-1, "", zeros(32)), first 32 bytes. */
+  /**
+   * Rekey() (spec §11.3, §12.3): k = the first 32 bytes of ENCRYPT(k, 2^64-1, "", zeros(32)).
+   * The nonce is not reset.
+   */
   rekey(): void {
+    this.#assertUsable()
     if (this.#key === undefined) return
-    const next = chachaEncrypt(this.#key, REKEY_NONCE, new Uint8Array(32)).slice(0, 32)
+    const next = chachaEncrypt(this.#key, REKEY_NONCE, new Uint8Array(32), EMPTY).slice(0, 32)
     wipe(this.#key)
     this.#key = next
   }
