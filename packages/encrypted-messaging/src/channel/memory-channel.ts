@@ -24,8 +24,8 @@ class MemoryChannel implements MessageChannel {
   async send(message: Uint8Array, options: AbortOptions = {}): Promise<void> {
     throwIfAborted(options.signal)
     if (this.#closed) throw new ChannelClosedError()
-    // Copy: the sender may reuse its buffer, as it could with a socket.
-    this.peer.inbox.push(message.slice())
+    // Copy (never Buffer#slice, a view): the sender may reuse its buffer, as with a socket.
+    this.peer.inbox.push(new Uint8Array(message))
     const drained = this.peer.inbox.waitForDrain()
     const { signal } = options
     if (signal === undefined) return drained

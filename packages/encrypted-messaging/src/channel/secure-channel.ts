@@ -89,12 +89,12 @@ function authPayload(identity: Signer, role: 'I' | 'R', handshakeHash: Uint8Arra
 function verifyAuth(payload: Uint8Array, role: 'I' | 'R', handshakeHash: Uint8Array, remoteStatic: Uint8Array | undefined, withTimestamp: boolean): { publicKey: Uint8Array; timestamp?: Uint8Array } {
   const expected = ED25519_PUBLIC_KEY_LENGTH + ED25519_SIGNATURE_LENGTH + (withTimestamp ? TIMESTAMP_LENGTH : 0)
   if (payload.length !== expected || remoteStatic === undefined) throw new HandshakeFailedError()
-  const publicKey = payload.slice(0, ED25519_PUBLIC_KEY_LENGTH)
+  const publicKey = new Uint8Array(payload.subarray(0, ED25519_PUBLIC_KEY_LENGTH))
   const signature = payload.subarray(ED25519_PUBLIC_KEY_LENGTH, ED25519_PUBLIC_KEY_LENGTH + ED25519_SIGNATURE_LENGTH)
   const converted = ed25519PublicKeyToX25519(publicKey)
   if (converted === undefined || !constantTimeEqual(converted, remoteStatic)) throw new HandshakeFailedError()
   if (!ed25519Verify(publicKey, authMessage(role, handshakeHash), signature)) throw new HandshakeFailedError()
-  return withTimestamp ? { publicKey, timestamp: payload.slice(expected - TIMESTAMP_LENGTH) } : { publicKey }
+  return withTimestamp ? { publicKey, timestamp: new Uint8Array(payload.subarray(expected - TIMESTAMP_LENGTH)) } : { publicKey }
 }
 
 /** Runs `work` with a deadline and the caller's abort signal; closes `raw` when either fires. */
@@ -217,7 +217,7 @@ export async function acceptSecureChannel(raw: MessageChannel, options: AcceptOp
       }
       const result = handshake.result as NonNullable<HandshakeState['result']>
       const channel = new NoiseTransportChannel(raw, iterator, result.send, result.receive, { remotePublicKey: initiator.publicKey, handshakeHash: result.handshakeHash, maxMessageSize: options.maxMessageSize, rekeyInterval: options.rekeyInterval })
-      const allowed = options.authorize === undefined ? true : await options.authorize(initiator.publicKey.slice(), channel.remotePublicId)
+      const allowed = options.authorize === undefined ? true : await options.authorize(new Uint8Array(initiator.publicKey), channel.remotePublicId)
       if (!allowed) {
         // Tell the initiator inside the session (authenticated), then close.
         await channel.reject()

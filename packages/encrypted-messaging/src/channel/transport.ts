@@ -32,6 +32,16 @@ const CLOSE_NORMAL = 0
 const CLOSE_REJECTED = 1
 const EMPTY = new Uint8Array(0)
 
+function join(parts: readonly Uint8Array[], size: number): Uint8Array {
+  const out = new Uint8Array(size)
+  let offset = 0
+  for (const part of parts) {
+    out.set(part, offset)
+    offset += part.length
+  }
+  return out
+}
+
 /** A message channel whose peer proved its identity, with everything encrypted. */
 export interface SecureChannel extends MessageChannel {
   /** The peer's Ed25519 public key, proven in the handshake. */
@@ -80,9 +90,9 @@ export class NoiseTransportChannel implements SecureChannel {
     this.#raw = raw
     this.#send = send
     this.#receive = receive
-    this.remotePublicKey = options.remotePublicKey.slice()
+    this.remotePublicKey = new Uint8Array(options.remotePublicKey)
     this.remotePublicId = encodePublicId(options.remotePublicKey)
-    this.handshakeHash = options.handshakeHash.slice()
+    this.handshakeHash = new Uint8Array(options.handshakeHash)
     this.#maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
     this.#rekeyInterval = options.rekeyInterval ?? REKEY_INTERVAL
     if (!Number.isSafeInteger(this.#rekeyInterval) || this.#rekeyInterval < 1) throw new RangeError('rekeyInterval must be a positive integer')
@@ -200,7 +210,7 @@ export class NoiseTransportChannel implements SecureChannel {
         if (size > this.#maxMessageSize) throw new MessageTooLargeError(`The peer sent a message over ${this.#maxMessageSize} bytes; the session was closed.`)
         parts.push(data)
         if (flag === FLAG_FINAL) {
-          const message = parts.length === 1 ? (parts[0] as Uint8Array) : new Uint8Array(Buffer.concat(parts, size))
+          const message = parts.length === 1 ? (parts[0] as Uint8Array) : join(parts, size)
           parts.length = 0
           size = 0
           if (!this.#inbox.push(message)) await this.#inbox.waitForDrain()

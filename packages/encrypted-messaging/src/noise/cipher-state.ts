@@ -31,7 +31,7 @@ export class CipherState {
   initializeKey(key: Uint8Array): void {
     if (key.length !== 32) throw new RangeError('A CipherState key is 32 bytes')
     wipe(this.#key)
-    this.#key = key.slice()
+    this.#key = new Uint8Array(key)
     this.#nonce = 0n
   }
 
@@ -82,7 +82,7 @@ export class CipherState {
   rekey(): void {
     this.#assertUsable()
     if (this.#key === undefined) return
-    const next = chachaEncrypt(this.#key, REKEY_NONCE, new Uint8Array(32), EMPTY).slice(0, 32)
+    const next = chachaEncrypt(this.#key, REKEY_NONCE, new Uint8Array(32), EMPTY).subarray(0, 32).slice()
     wipe(this.#key)
     this.#key = next
   }

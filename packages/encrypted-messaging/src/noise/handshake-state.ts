@@ -32,6 +32,8 @@ export interface HandshakeResult {
 }
 
 const EMPTY = new Uint8Array(0)
+/** A real copy (Buffer#slice would be a view). */
+const copy = (bytes: Uint8Array | undefined) => (bytes === undefined ? undefined : new Uint8Array(bytes))
 
 /**
  * A Noise HandshakeState (spec §5.3) for `Noise_*_25519_ChaChaPoly_{BLAKE2b,SHA256}`,
@@ -58,9 +60,9 @@ export class HandshakeState {
     this.#symmetric = new SymmetricState(options.protocolName, parsed.hash)
     this.#initiator = options.initiator
     this.#static = options.staticKey
-    this.#remoteStatic = options.remoteStaticKey?.slice()
-    this.#psks = (options.psks ?? []).map((psk) => psk.slice())
-    this.#ephemeralSecrets = (options.ephemeralSecrets ?? []).map((secret) => secret.slice())
+    this.#remoteStatic = copy(options.remoteStaticKey)
+    this.#psks = (options.psks ?? []).map((psk) => new Uint8Array(psk))
+    this.#ephemeralSecrets = (options.ephemeralSecrets ?? []).map((secret) => new Uint8Array(secret))
     this.#symmetric.mixHash(options.prologue ?? EMPTY)
     // Pre-messages: the initiator's static key first, then the responder's (§7.1).
     const initiatorStatic = this.#initiator ? this.#static?.x25519PublicKey : this.#remoteStatic
@@ -84,7 +86,7 @@ export class HandshakeState {
   }
 
   get remoteStaticKey(): Uint8Array | undefined {
-    return this.#remoteStatic?.slice()
+    return copy(this.#remoteStatic)
   }
 
   get handshakeHash(): Uint8Array {
@@ -155,7 +157,7 @@ export class HandshakeState {
     const payloadBytes = typeof payload === 'function' ? payload(this.#symmetric.handshakeHash) : payload
     parts.push(this.#symmetric.encryptAndHash(payloadBytes))
     this.#advance()
-    return Buffer.concat(parts)
+    return new Uint8Array(Buffer.concat(parts))
   }
 
   /**
@@ -174,14 +176,14 @@ export class HandshakeState {
     }
     for (const token of this.#tokens()) {
       if (token === 'e') {
-        this.#remoteEphemeral = take(X25519_KEY_LENGTH).slice()
+        this.#remoteEphemeral = new Uint8Array(take(X25519_KEY_LENGTH))
         this.#symmetric.mixHash(this.#remoteEphemeral)
         if (this.#pattern.psk) this.#symmetric.mixKey(this.#remoteEphemeral)
       } else if (token === 's') {
         const encrypted = take(this.#symmetric.cipher.hasKey() ? X25519_KEY_LENGTH + 16 : X25519_KEY_LENGTH)
         const key = this.#symmetric.decryptAndHash(encrypted)
         if (key === undefined) throw new HandshakeFailedError()
-        this.#remoteStatic = key.slice()
+        this.#remoteStatic = new Uint8Array(key)
       } else {
         this.#token(token)
       }
@@ -203,7 +205,7 @@ export class HandshakeState {
       send: this.#initiator ? first : second,
       receive: this.#initiator ? second : first,
       handshakeHash,
-      remoteStaticKey: this.#remoteStatic?.slice(),
+      remoteStaticKey: copy(this.#remoteStatic),
     }
   }
 

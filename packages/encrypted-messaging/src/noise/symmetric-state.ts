@@ -24,11 +24,11 @@ export class SymmetricState {
     } else {
       this.#h = hash(this.#hash.name, name)
     }
-    this.#ck = this.#h.slice()
+    this.#ck = new Uint8Array(this.#h)
   }
 
   get handshakeHash(): Uint8Array {
-    return this.#h.slice()
+    return new Uint8Array(this.#h)
   }
 
   /** Noise's HKDF (spec §4.3): HMAC-based, two or three outputs of HASHLEN bytes. */
