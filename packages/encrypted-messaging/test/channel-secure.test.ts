@@ -436,6 +436,18 @@ describe('secure channel limits and properties (memory pair)', () => {
     )
   })
 
+  it('a malformed handshake message closes the raw channel (the peer sees it closed with an error)', async () => {
+    for (const garbage of [new Uint8Array([1, 2, 3]), new Uint8Array([2]), new Uint8Array(2000).fill(1)]) {
+      const [a, b] = createMemoryChannelPair()
+      const accepted = outcome(acceptSecureChannel(b, { identity: bob, timeoutMs: 1000 }))
+      await a.send(garbage)
+      expect(await accepted).toBe('ERR_HANDSHAKE_FAILED')
+      expect(await b.closed).toMatchObject({ code: 'ERR_HANDSHAKE_FAILED' })
+      expect(await a.closed).toBeInstanceOf(Error)
+      expect(await outcome(a.send(new Uint8Array(1)))).toBe('ERR_CHANNEL_CLOSED')
+    }
+  })
+
   it('rekeys after exactly 2^16 frames by default (a side rekeying later fails at frame 2^16 + 1)', async () => {
     const total = 2 ** 16 + 10
     const [client, server] = await connectPair(createMemoryChannelPair({ highWaterMark: 256 }))
