@@ -1,7 +1,8 @@
 import { defineConfig } from 'tsup'
 
 export default defineConfig({
-  entry: ['src/index.ts'],
+  // durable-file is its own entry so importing it loads no keyring binding.
+  entry: ['src/index.ts', 'src/durable-file.ts'],
   format: ['esm'],
   dts: true,
   sourcemap: true,

@@ -4,11 +4,12 @@
  * The secret (recovery phrase) lives only in the keyring or the vault.
  */
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { formatMinisignPublicKey, Identity } from '@cloudbox/encrypted-messaging'
 import { openSecureStorage, type SecureStorage } from '@cloudbox/securestorage'
+import { writeFileAtomically } from '@cloudbox/securestorage/durable-file'
 import { CliError, noIdentityError } from './errors.js'
 import type { Output } from './output.js'
 import { readPassphrase } from './passphrase.js'
@@ -59,18 +60,6 @@ export function hasIdentity(home: string): boolean {
   return existsSync(join(home, METADATA_FILE))
 }
 
-function writeAtomically(path: string, content: string): void {
-  const temporary = `${path}.${process.pid}.tmp`
-  writeFileSync(temporary, content, { mode: 0o600 })
-  const descriptor = openSync(temporary, 'r')
-  try {
-    fsyncSync(descriptor)
-  } finally {
-    closeSync(descriptor)
-  }
-  renameSync(temporary, path)
-}
-
 // One keyring service per home, fixed at init so a moved home keeps finding its key.
 function keyringServiceFor(home: string): string {
   return `cloudbox:${createHash('sha256').update(home).digest('hex').slice(0, 16)}`
@@ -107,7 +96,7 @@ export async function saveIdentity(home: string, identity: Identity, choice: Sto
       keyringService: service,
       createdAt: new Date().toISOString(),
     }
-    writeAtomically(join(home, METADATA_FILE), `${JSON.stringify(metadata, null, 2)}\n`)
+    await writeFileAtomically(join(home, METADATA_FILE), `${JSON.stringify(metadata, null, 2)}\n`)
     return metadata
   } finally {
     await storage.stop()

@@ -40,11 +40,6 @@ export function validateRelativePath(path: unknown): string {
   return normalized
 }
 
-/** The case-folded form used to detect names that clash on case-insensitive file systems. */
-export function caseKey(path: string): string {
-  return path.normalize('NFC').toLowerCase()
-}
-
 /**
  * The name a losing version is kept under: `NAME.sync-conflict-<YYYYMMDD-HHMMSS>-<device>.EXT`.
  */

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto'
 import { watch, type FSWatcher } from 'node:fs'
-import { lstat, mkdir, open, readdir, rename, stat, unlink, utimes, chmod, type FileHandle } from 'node:fs/promises'
+import { lstat, mkdir, open, rename, stat, unlink, utimes, chmod, type FileHandle } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import type { MessageChannel } from '@cloudbox/encrypted-messaging'
-import { fsyncDirectory } from './atomic-file.js'
+import { fsyncDirectory } from '@cloudbox/securestorage/durable-file'
 import { CHUNK_HASH_LENGTH } from './chunker.js'
 import {
   CaseClashError,
@@ -776,9 +776,4 @@ export class SyncSession {
       etaSeconds: rate > 0 ? Math.max(0, (progress.totalBytes - progress.doneBytes) / rate) : undefined,
     })
   }
-}
-
-/** Removes partial downloads no record needs any more (housekeeping after a crash). */
-export async function listPartials(folder: string): Promise<string[]> {
-  return readdir(join(folder, STATE_DIR, 'partial')).catch(() => [])
 }

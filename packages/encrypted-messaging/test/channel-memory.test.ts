@@ -1,16 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { createMemoryChannelPair } from '../src/channel/memory-channel.js'
+import { outcome as codeOf } from './support/channels.js'
 
 const tick = () => new Promise((resolve) => setImmediate(resolve))
-const codeOf = async (promise: Promise<unknown>) => {
-  try {
-    await promise
-    return 'ok'
-  } catch (error) {
-    return (error as Error).name === 'AbortError' ? 'AbortError' : ((error as { code?: string }).code ?? (error as Error).name)
-  }
-}
-
 describe('createMemoryChannelPair', () => {
   it('delivers messages in order, copied from the sender buffer', async () => {
     const [a, b] = createMemoryChannelPair()

@@ -1,14 +1,13 @@
-import { createServer, connect, type Server, type Socket } from 'node:net'
 import fc from 'fast-check'
 import { afterEach, describe, expect, it } from 'vitest'
 import { tai64nNow, tai64nToMillis } from '../src/channel/replay-guard.js'
+import { codeOf, outcome, readAll, socketPair } from './support/channels.js'
 import {
   acceptSecureChannel,
   channelFromStream,
   createMemoryChannelPair,
   Identity,
   initiateSecureChannel,
-  isEncryptedMessagingError,
   ReplayGuard,
   type MessageChannel,
   type SecureChannel,
@@ -23,21 +22,6 @@ afterEach(async () => {
   for (const step of cleanup.splice(0).reverse()) await step()
 })
 
-function codeOf(error: unknown): string {
-  if ((error as Error)?.name === 'AbortError') return 'AbortError'
-  if (isEncryptedMessagingError(error)) return error.code
-  throw error
-}
-
-async function outcome(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise
-    return 'ok'
-  } catch (error) {
-    return codeOf(error)
-  }
-}
-
 /** The channel, or the error code it failed with. */
 async function settle(promise: Promise<SecureChannel>): Promise<SecureChannel | string> {
   try {
@@ -45,12 +29,6 @@ async function settle(promise: Promise<SecureChannel>): Promise<SecureChannel | 
   } catch (error) {
     return codeOf(error)
   }
-}
-
-async function readAll(channel: MessageChannel): Promise<Uint8Array[]> {
-  const out: Uint8Array[] = []
-  for await (const message of channel) out.push(message)
-  return out
 }
 
 function pattern(length: number, seed: number): Uint8Array {
@@ -67,21 +45,8 @@ const memoryPair: RawPair = async () => createMemoryChannelPair()
 
 /** Two message channels over a real TCP loopback connection (length-prefixed). */
 const tcpPair: RawPair = async () => {
-  let accepted!: (socket: Socket) => void
-  const serverSide = new Promise<Socket>((resolve) => {
-    accepted = resolve
-  })
-  const server: Server = createServer((socket) => {
-    cleanup.push(() => void socket.destroy())
-    accepted(socket)
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  cleanup.push(() => new Promise<void>((resolve) => server.close(() => resolve())))
-  const port = (server.address() as { port: number }).port
-  const socket = connect(port, '127.0.0.1')
-  cleanup.push(() => void socket.destroy())
-  await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject))
-  return [channelFromStream(socket), channelFromStream(await serverSide)]
+  const [client, server] = await socketPair(cleanup)
+  return [channelFromStream(client), channelFromStream(server)]
 }
 
 type Direction = 'toResponder' | 'toInitiator'

@@ -1,50 +1,15 @@
-import { createServer, connect, type Server, type Socket } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import { channelFromStream } from '../src/channel/stream-channel.js'
-import type { MessageChannel } from '../src/interfaces/message-channel.js'
+import { outcome as codeOf, readAll, socketPair as connectedSockets } from './support/channels.js'
 
 const cleanup: (() => Promise<void> | void)[] = []
 afterEach(async () => {
   for (const step of cleanup.splice(0).reverse()) await step()
 })
 
-/** A connected TCP loopback pair: [client socket, server socket]. */
-async function socketPair(): Promise<[Socket, Socket]> {
-  let accepted!: (socket: Socket) => void
-  const serverSide = new Promise<Socket>((resolve) => {
-    accepted = resolve
-  })
-  const server: Server = createServer((socket) => {
-    cleanup.push(() => void socket.destroy())
-    accepted(socket)
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  cleanup.push(() => new Promise<void>((resolve) => server.close(() => resolve())))
-  const port = (server.address() as { port: number }).port
-  const client = connect(port, '127.0.0.1')
-  cleanup.push(() => void client.destroy())
-  await new Promise((resolve, reject) => client.once('connect', resolve).once('error', reject))
-  return [client, await serverSide]
-}
-
-async function readAll(channel: MessageChannel): Promise<Uint8Array[]> {
-  const out: Uint8Array[] = []
-  for await (const message of channel) out.push(message)
-  return out
-}
-
-const codeOf = async (promise: Promise<unknown>) => {
-  try {
-    await promise
-    return 'ok'
-  } catch (error) {
-    return (error as Error).name === 'AbortError' ? 'AbortError' : ((error as { code?: string }).code ?? (error as Error).name)
-  }
-}
-
 describe('channelFromStream over TCP loopback', () => {
   it('carries messages of any size (u32 BE length prefix), end propagates', async () => {
-    const [c, s] = await socketPair()
+    const [c, s] = await connectedSockets(cleanup)
     const client = channelFromStream(c)
     const server = channelFromStream(s)
     const received = readAll(server)
@@ -58,7 +23,7 @@ describe('channelFromStream over TCP loopback', () => {
   })
 
   it('reassembles messages written one byte at a time, and several in one chunk', async () => {
-    const [c, s] = await socketPair()
+    const [c, s] = await connectedSockets(cleanup)
     const server = channelFromStream(s)
     const received = readAll(server)
     const wire = Buffer.from([0, 0, 0, 3, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 1, 7])
@@ -71,7 +36,7 @@ describe('channelFromStream over TCP loopback', () => {
   })
 
   it('a length over maxMessageSize closes the connection with FrameTooLargeError', async () => {
-    const [c, s] = await socketPair()
+    const [c, s] = await connectedSockets(cleanup)
     const server = channelFromStream(s, { maxMessageSize: 1024 })
     const reading = codeOf(readAll(server))
     const peerClosed = new Promise((resolve) => c.once('close', resolve))
@@ -82,7 +47,7 @@ describe('channelFromStream over TCP loopback', () => {
   })
 
   it('a connection that ends in the middle of a message is an error, not a clean end', async () => {
-    const [c, s] = await socketPair()
+    const [c, s] = await connectedSockets(cleanup)
     const server = channelFromStream(s)
     const reading = codeOf(readAll(server))
     c.end(Buffer.from([0, 0, 0, 9, 1, 2]))
@@ -90,7 +55,7 @@ describe('channelFromStream over TCP loopback', () => {
   })
 
   it('a destroyed socket fails the channel; sends after close fail', async () => {
-    const [c, s] = await socketPair()
+    const [c, s] = await connectedSockets(cleanup)
     const client = channelFromStream(c)
     const server = channelFromStream(s)
     const reading = codeOf(readAll(server))
@@ -102,7 +67,7 @@ describe('channelFromStream over TCP loopback', () => {
   })
 
   it('respects socket backpressure: send waits while nobody reads, and resumes', async () => {
-    const [c, s] = await socketPair()
+    const [c, s] = await connectedSockets(cleanup)
     const client = channelFromStream(c)
     const server = channelFromStream(s, { highWaterMark: 1 })
     const chunk = new Uint8Array(1024 * 1024)

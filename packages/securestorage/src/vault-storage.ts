@@ -1,8 +1,7 @@
-import { randomBytes } from 'node:crypto'
-import { open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises'
-import { basename, dirname, join } from 'node:path'
+import { readFile } from 'node:fs/promises'
 import sodiumModule from 'libsodium-wrappers-sumo'
 import { PassphraseRequiredError, StorageStoppedError, VaultWrongPassphraseError } from './errors.js'
+import { writeFileAtomically } from './durable-file.js'
 import { acquireLock } from './file-lock.js'
 import type { SecureStorage } from './interfaces/secure-storage.js'
 import { assertBytes, assertValidName } from './names.js'
@@ -226,30 +225,3 @@ export class VaultStorage implements SecureStorage {
     await this.stop()
   }
 }
-
-async function writeFileAtomically(path: string, parts: Uint8Array[]): Promise<void> {
-  const temporary = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`)
-  let handle: FileHandle | undefined
-  try {
-    handle = await open(temporary, 'wx', 0o600)
-    await handle.writev(parts)
-    await handle.sync()
-    await handle.close()
-    handle = undefined
-    await rename(temporary, path)
-  } catch (error) {
-    await handle?.close().catch(() => {})
-    await unlink(temporary).catch(() => {})
-    throw error
-  }
-  let directory: FileHandle | undefined
-  try {
-    directory = await open(dirname(path), 'r')
-    await directory.sync()
-  } catch {
-    // Not every platform can fsync a directory; the rename is atomic regardless.
-  } finally {
-    await directory?.close()
-  }
-}
-

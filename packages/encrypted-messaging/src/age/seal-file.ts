@@ -1,6 +1,7 @@
 import { randomBytes as nodeRandomBytes } from 'node:crypto'
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
+import { fsyncDirectory } from '@cloudbox/securestorage/durable-file'
 import { wipe } from '../crypto.js'
 import { AgePayloadCorruptedError, AgeTruncatedError, throwIfAborted, type AbortOptions } from '../errors.js'
 import type { KeyAgreement } from '../interfaces/key-agreement.js'
@@ -93,18 +94,6 @@ async function writeAtomically(input: string, output: string, mode: number, prod
     throw error
   } finally {
     await source.close()
-  }
-}
-
-async function fsyncDirectory(path: string): Promise<void> {
-  let handle: FileHandle | undefined
-  try {
-    handle = await open(path, 'r')
-    await handle.sync()
-  } catch {
-    // Some platforms cannot open or sync directories; the rename is still atomic.
-  } finally {
-    await handle?.close()
   }
 }
 
