@@ -1,0 +1,62 @@
+import { BadMessageError, ChannelClosedError, throwIfAborted, type AbortOptions } from '../errors.js'
+import type { MessageChannel } from '../interfaces/message-channel.js'
+import { MessageQueue } from './message-queue.js'
+
+/**
+ * Splits one message channel into `lanes` channels (at most 256): each message carries
+ * its lane number in a first byte. The lanes share fate: closing any of them, or a
+ * message for a lane that does not exist, closes the underlying channel and every lane.
+ * A lane whose reader falls behind holds back the others (the underlying channel is
+ * read in order), so put bulk data on its own lane and keep control traffic small.
+ */
+export function createChannelMux(channel: MessageChannel, lanes: number, options: { highWaterMark?: number } = {}): MessageChannel[] {
+  if (!Number.isInteger(lanes) || lanes < 1 || lanes > 256) throw new RangeError('lanes: 1 to 256')
+  const inboxes = Array.from({ length: lanes }, () => new MessageQueue(options.highWaterMark ?? 16))
+  let closed = false
+  const finish = (reason: Error | undefined) => {
+    if (closed) return
+    closed = true
+    for (const inbox of inboxes) inbox.end(reason)
+  }
+  const pump = (async () => {
+    try {
+      for await (const message of channel) {
+        const lane = message[0]
+        const inbox = lane === undefined ? undefined : inboxes[lane]
+        if (inbox === undefined) throw new BadMessageError('A message arrived for an unknown channel lane; the session was closed.')
+        if (!inbox.push(message.subarray(1))) await inbox.waitForDrain()
+        if (closed) return
+      }
+      finish(undefined)
+    } catch (error) {
+      finish(error as Error)
+      await channel.close(error as Error).catch(() => {})
+    }
+  })()
+  void pump
+  const closedPromise = channel.closed.then((reason) => {
+    finish(reason)
+    return reason
+  })
+  return inboxes.map((inbox, lane) => ({
+    async send(message: Uint8Array, sendOptions: AbortOptions = {}): Promise<void> {
+      throwIfAborted(sendOptions.signal)
+      if (closed) throw new ChannelClosedError()
+      const framed = new Uint8Array(message.length + 1)
+      framed[0] = lane
+      framed.set(message, 1)
+      await channel.send(framed, sendOptions)
+    },
+    [Symbol.asyncIterator]() {
+      return inbox.iterator(() => {
+        finish(undefined)
+        void channel.close().catch(() => {})
+      })
+    },
+    async close(reason?: Error): Promise<void> {
+      finish(reason)
+      await channel.close(reason).catch(() => {})
+    },
+    closed: closedPromise,
+  }))
+}
