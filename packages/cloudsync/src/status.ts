@@ -18,16 +18,15 @@ export type SyncEvent =
   /** The peer's progress applying this side's changes. */
   | { type: 'peer-status'; device: string; state: 'syncing' | 'idle'; pendingFiles: number; pendingBytes: number }
 
-type Listener = (event: SyncEvent) => void
 
 /**
  * A typed event stream: listeners (`on`) and async iteration (each iterator gets every
  * event from when it starts; a slow iterator keeps at most `buffer` events, dropping the
  * oldest progress events first).
  */
-export class StatusStream {
-  readonly #listeners = new Set<Listener>()
-  readonly #iterators = new Set<{ queue: SyncEvent[]; wake?: () => void }>()
+export class StatusStream<Event extends { type: string } = SyncEvent> {
+  readonly #listeners = new Set<(event: Event) => void>()
+  readonly #iterators = new Set<{ queue: Event[]; wake?: () => void }>()
   #closed = false
   readonly #buffer: number
 
@@ -35,12 +34,12 @@ export class StatusStream {
     this.#buffer = buffer
   }
 
-  on(listener: Listener): () => void {
+  on(listener: (event: Event) => void): () => void {
     this.#listeners.add(listener)
     return () => this.#listeners.delete(listener)
   }
 
-  emit(event: SyncEvent): void {
+  emit(event: Event): void {
     for (const listener of this.#listeners) {
       try {
         listener(event)
@@ -63,8 +62,8 @@ export class StatusStream {
     for (const iterator of this.#iterators) iterator.wake?.()
   }
 
-  async *[Symbol.asyncIterator](): AsyncGenerator<SyncEvent, void, undefined> {
-    const state: { queue: SyncEvent[]; wake?: () => void } = { queue: [] }
+  async *[Symbol.asyncIterator](): AsyncGenerator<Event, void, undefined> {
+    const state: { queue: Event[]; wake?: () => void } = { queue: [] }
     this.#iterators.add(state)
     try {
       for (;;) {

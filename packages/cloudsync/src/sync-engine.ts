@@ -90,6 +90,7 @@ export class SyncEngine {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(options.deviceId)) throw new RangeError('deviceId: 1–64 letters, digits, "-" or "_"')
     if (typeof options.folderId !== 'string' || options.folderId.length === 0 || options.folderId.length > 128) throw new RangeError('folderId: 1–128 characters')
     this.options = options
+    this.quotaBytes = options.quotaBytes
   }
 
   get state(): EngineState {
@@ -102,6 +103,18 @@ export class SyncEngine {
 
   get deviceId(): string {
     return this.options.deviceId
+  }
+
+  #quotaBytes: number | undefined
+
+  /** Bytes the folder may hold (undefined: no limit); changeable while running. */
+  get quotaBytes(): number | undefined {
+    return this.#quotaBytes
+  }
+
+  set quotaBytes(bytes: number | undefined) {
+    if (bytes !== undefined && (!Number.isSafeInteger(bytes) || bytes < 0)) throw new RangeError('quotaBytes: a whole number of bytes ≥ 0')
+    this.#quotaBytes = bytes
   }
 
   /** The index root: equal on two engines exactly when their folders are in sync. */
@@ -631,7 +644,7 @@ export class SyncSession {
   async #download(path: string, remote: WireRecord, version: VersionVector): Promise<void> {
     const engine = this.#engine
     this.#caseClash(path)
-    const quota = engine.options.quotaBytes
+    const quota = engine.quotaBytes
     if (quota !== undefined && engine.usedBytes() - (engine.index.get(path)?.size ?? 0) + remote.size > quota) {
       throw new QuotaExceededError(`Downloading ${path} would exceed the folder's quota of ${quota} bytes; it was skipped.`, { path })
     }
