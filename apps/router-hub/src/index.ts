@@ -1,7 +1,10 @@
 /**
  * @packageDocumentation
- * The CloudBox router hub: relays encrypted frames it cannot read.
- *
- * Not built yet: see the open issues.
+ * The CloudBox router hub: nodes register by proving their key, clients open routes to
+ * a node by its public ID, and frames pass through unread. The wire format is in
+ * `@cloudbox/encrypted-messaging/hub` (PROTOCOL.md, "Router hub").
  */
-export {}
+export { RouterHub } from './router-hub.js'
+export type { RouterHubOptions, RouterHubComponents } from './router-hub.js'
+export { HubMetrics } from './metrics.js'
+export type { FrameHook } from './relay.js'

@@ -1,0 +1,305 @@
+/**
+ * The router hub: nodes register by proving their key; clients open routes to a node
+ * by its public ID; frames pass through unread, with backpressure end to end.
+ *
+ * A route is two WebSockets joined by the hub: the client's (`/v1/route/<id>`) and one
+ * the node opens on request (`/v1/accept/<route>`), so each route has its own flow
+ * control and a slow route never stalls another.
+ */
+import { randomBytes, timingSafeEqual } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { WebSocketServer, type WebSocket, type RawData } from 'ws'
+import { encodePublicId, parsePublicId } from '@cloudbox/encrypted-messaging'
+import {
+  HUB_ACCEPT_PATH,
+  HUB_CHALLENGE_LENGTH,
+  HUB_DEFAULT_MAX_FRAME,
+  HUB_NODE_PATH,
+  HUB_ROUTE_PATH,
+  HUB_ROUTE_TOKEN_LENGTH,
+  HubCloseCodes,
+  hubCodec,
+  verifyRegistration,
+} from '@cloudbox/encrypted-messaging/hub'
+import { HubMetrics } from './metrics.js'
+import { relay, type FrameHook } from './relay.js'
+
+export interface RouterHubOptions {
+  host?: string
+  /** 0 picks a free port (read it back from `address`). */
+  port?: number
+  /** Largest frame relayed (default 65,536: one Noise message). */
+  maxFrameSize?: number
+  /** Routes a node may have open at once (default 1,024). */
+  maxRoutesPerNode?: number
+  /** WebSocket connections from one IP address (default 1,024). */
+  maxConnectionsPerAddress?: number
+  /** Registered nodes (default 100,000). */
+  maxNodes?: number
+  /** A route without a frame either way for this long is closed (default 10 min). */
+  idleTimeoutMs?: number
+  /** Registration and route set-up must finish within this (default 10 s). */
+  setupTimeoutMs?: number
+  /** Node connections are pinged at this interval and dropped after a missed pong (default 30 s). */
+  keepAliveMs?: number
+  /** Relay buffering per direction before the sender is paused (default 1 MiB). */
+  highWaterMark?: number
+}
+
+export interface RouterHubComponents {
+  /** Sees every relayed frame; a test uses it to play a hostile hub. */
+  frameHook?: FrameHook
+  log?: (event: { level: 'info' | 'warn'; message: string; [key: string]: unknown }) => void
+}
+
+interface NodeSession {
+  id: string
+  socket: WebSocket
+  routes: Set<number>
+}
+
+interface PendingRoute {
+  id: number
+  nodeId: string
+  token: Buffer
+  client: WebSocket
+  timer: NodeJS.Timeout
+}
+
+const DEFAULTS = {
+  host: '127.0.0.1',
+  port: 0,
+  maxFrameSize: HUB_DEFAULT_MAX_FRAME,
+  maxRoutesPerNode: 1024,
+  maxConnectionsPerAddress: 1024,
+  maxNodes: 100_000,
+  idleTimeoutMs: 10 * 60_000,
+  setupTimeoutMs: 10_000,
+  keepAliveMs: 30_000,
+  highWaterMark: 1024 * 1024,
+} satisfies Required<RouterHubOptions>
+
+export class RouterHub {
+  readonly options: Required<RouterHubOptions>
+  readonly metrics = new HubMetrics()
+  readonly #components: RouterHubComponents
+  #app: FastifyInstance | undefined
+  #wss: WebSocketServer | undefined
+  readonly #nodes = new Map<string, NodeSession>()
+  readonly #pending = new Map<number, PendingRoute>()
+  readonly #perAddress = new Map<string, number>()
+  readonly #sockets = new Set<WebSocket>()
+  #nextRoute = 1
+  #keepAlive: NodeJS.Timeout | undefined
+  #address: { host: string; port: number } | undefined
+
+  constructor(options: RouterHubOptions = {}, components: RouterHubComponents = {}) {
+    this.options = { ...DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) }
+    this.#components = components
+  }
+
+  /** Where the hub listens, once started. */
+  get address(): { host: string; port: number } {
+    if (this.#address === undefined) throw new Error('The hub is not started; call start() first.')
+    return this.#address
+  }
+
+  /** `ws://host:port`, the URL nodes and clients are given. */
+  get url(): string {
+    const { host, port } = this.address
+    return `ws://${host.includes(':') ? `[${host}]` : host}:${port}`
+  }
+
+  /** Is a node with this ID registered here? */
+  hasNode(id: string): boolean {
+    return this.#nodes.has(id)
+  }
+
+  async start(): Promise<void> {
+    if (this.#app !== undefined) return
+    const app = Fastify({ logger: false, forceCloseConnections: true })
+    app.get('/health', async () => ({ status: 'ok', nodes: this.#nodes.size, routes: this.metrics.routesOpen }))
+    app.get('/metrics', async (_request, reply) => reply.type('text/plain; version=0.0.4').send(this.metrics.prometheus(this.#nodes.size)))
+    const wss = new WebSocketServer({ noServer: true, maxPayload: this.options.maxFrameSize, perMessageDeflate: false, skipUTF8Validation: true })
+    app.server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(wss, request, socket, head))
+    this.#app = app
+    this.#wss = wss
+    await app.listen({ host: this.options.host, port: this.options.port })
+    const address = app.server.address()
+    if (address === null || typeof address === 'string') throw new Error('The hub did not bind a TCP port.')
+    this.#address = { host: this.options.host, port: address.port }
+    this.#keepAlive = setInterval(() => this.#ping(), this.options.keepAliveMs).unref()
+    this.#log('info', 'hub started', { url: this.url })
+  }
+
+  async stop(): Promise<void> {
+    const app = this.#app
+    if (app === undefined) return
+    this.#app = undefined
+    clearInterval(this.#keepAlive)
+    for (const pending of this.#pending.values()) clearTimeout(pending.timer)
+    this.#pending.clear()
+    for (const socket of this.#sockets) socket.terminate()
+    this.#sockets.clear()
+    this.#nodes.clear()
+    this.#wss?.close()
+    await app.close()
+    this.#log('info', 'hub stopped', {})
+  }
+
+  #log(level: 'info' | 'warn', message: string, fields: Record<string, unknown>): void {
+    this.#components.log?.({ level, message, ...fields })
+  }
+
+  #upgrade(wss: WebSocketServer, request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const url = new URL(request.url ?? '/', 'ws://hub')
+    const address = request.socket.remoteAddress ?? 'unknown'
+    const refuse = (status: number, text: string) => {
+      socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+    }
+    let kind: 'node' | 'route' | 'accept'
+    if (url.pathname === HUB_NODE_PATH) kind = 'node'
+    else if (url.pathname.startsWith(HUB_ROUTE_PATH)) kind = 'route'
+    else if (url.pathname.startsWith(HUB_ACCEPT_PATH)) kind = 'accept'
+    else return refuse(404, 'Not Found')
+    const count = this.#perAddress.get(address) ?? 0
+    if (count >= this.options.maxConnectionsPerAddress) {
+      this.metrics.refused++
+      return refuse(429, 'Too Many Requests')
+    }
+    wss.handleUpgrade(request, socket, head, (ws) => {
+      if (this.#app === undefined) return ws.terminate()
+      this.#perAddress.set(address, (this.#perAddress.get(address) ?? 0) + 1)
+      this.#sockets.add(ws)
+      this.metrics.connections++
+      ws.once('close', () => {
+        this.#sockets.delete(ws)
+        this.metrics.connections--
+        const left = (this.#perAddress.get(address) ?? 1) - 1
+        if (left <= 0) this.#perAddress.delete(address)
+        else this.#perAddress.set(address, left)
+      })
+      ws.on('error', () => ws.terminate())
+      if (kind === 'node') this.#onNode(ws)
+      else if (kind === 'route') this.#onRoute(ws, decodeURIComponent(url.pathname.slice(HUB_ROUTE_PATH.length)))
+      else this.#onAccept(ws, url.pathname.slice(HUB_ACCEPT_PATH.length), url.searchParams.get('token') ?? '')
+    })
+  }
+
+  #onNode(ws: WebSocket): void {
+    const nonce = randomBytes(HUB_CHALLENGE_LENGTH)
+    let session: NodeSession | undefined
+    const timer = setTimeout(() => ws.close(HubCloseCodes.TIMEOUT, 'register within the set-up time'), this.options.setupTimeoutMs)
+    ws.send(hubCodec.encode('challenge', { nonce }))
+    ws.on('message', (data: RawData, isBinary: boolean) => {
+      if (session !== undefined) return ws.close(HubCloseCodes.BAD_MESSAGE, 'no messages after registration')
+      clearTimeout(timer)
+      let message
+      try {
+        if (!isBinary) throw new Error('text frame')
+        message = hubCodec.decode(data as Buffer)
+      } catch {
+        return ws.close(HubCloseCodes.BAD_MESSAGE, 'malformed registration')
+      }
+      if (message.kind !== 'register' || !verifyRegistration(message.body.publicKey, nonce, message.body.signature)) {
+        this.metrics.registrationsFailed++
+        return ws.close(HubCloseCodes.REGISTRATION_FAILED, 'registration signature invalid')
+      }
+      const id = encodePublicId(message.body.publicKey)
+      const previous = this.#nodes.get(id)
+      if (previous === undefined && this.#nodes.size >= this.options.maxNodes) return ws.close(HubCloseCodes.LIMIT, 'hub is full')
+      session = { id, socket: ws, routes: previous?.routes ?? new Set() }
+      this.#nodes.set(id, session)
+      // A node that reconnects (its old TCP connection may be half dead) takes over.
+      if (previous !== undefined) previous.socket.close(HubCloseCodes.REPLACED, 'registered from a newer connection')
+      this.metrics.registrations++
+      ws.send(hubCodec.encode('registered', { id }))
+      this.#log('info', 'node registered', { node: id })
+    })
+    ws.once('close', () => {
+      clearTimeout(timer)
+      if (session !== undefined && this.#nodes.get(session.id) === session) this.#nodes.delete(session.id)
+    })
+    ws.on('pong', () => ((ws as WebSocket & { alive?: boolean }).alive = true))
+  }
+
+  #onRoute(client: WebSocket, target: string): void {
+    let nodeId: string
+    try {
+      nodeId = encodePublicId(parsePublicId(target))
+    } catch {
+      return client.close(HubCloseCodes.BAD_MESSAGE, 'not a CloudBox ID')
+    }
+    const node = this.#nodes.get(nodeId)
+    if (node === undefined) {
+      this.metrics.routesRefused++
+      return client.close(HubCloseCodes.NODE_OFFLINE, 'that node is not connected to this hub')
+    }
+    if (node.routes.size >= this.options.maxRoutesPerNode) {
+      this.metrics.routesRefused++
+      return client.close(HubCloseCodes.LIMIT, 'that node has too many routes open')
+    }
+    // Frames that arrive before the node accepts stay in the kernel buffer.
+    client.pause()
+    const id = this.#nextRoute
+    this.#nextRoute = this.#nextRoute >= 0xffff_fffe ? 1 : this.#nextRoute + 1
+    const token = randomBytes(HUB_ROUTE_TOKEN_LENGTH)
+    const timer = setTimeout(() => {
+      this.#pending.delete(id)
+      node.routes.delete(id)
+      // A paused socket would never read the peer's close reply.
+      client.resume()
+      client.close(HubCloseCodes.TIMEOUT, 'the node did not accept the route in time')
+    }, this.options.setupTimeoutMs)
+    this.#pending.set(id, { id, nodeId, token, client, timer })
+    node.routes.add(id)
+    client.once('close', () => {
+      const pending = this.#pending.get(id)
+      if (pending !== undefined) {
+        clearTimeout(pending.timer)
+        this.#pending.delete(id)
+        node.routes.delete(id)
+      }
+    })
+    node.socket.send(hubCodec.encode('incoming', { route: id, token }))
+  }
+
+  #onAccept(nodeSide: WebSocket, routeText: string, tokenHex: string): void {
+    const id = Number(routeText)
+    const pending = Number.isSafeInteger(id) ? this.#pending.get(id) : undefined
+    const token = /^[0-9a-f]{32}$/.test(tokenHex) ? Buffer.from(tokenHex, 'hex') : undefined
+    if (pending === undefined || token === undefined || !timingSafeEqual(token, pending.token)) {
+      return nodeSide.close(HubCloseCodes.BAD_MESSAGE, 'unknown route or wrong token')
+    }
+    clearTimeout(pending.timer)
+    this.#pending.delete(id)
+    const node = this.#nodes.get(pending.nodeId)
+    this.metrics.routesOpened++
+    this.metrics.routesOpen++
+    relay(pending.client, nodeSide, {
+      route: id,
+      highWaterMark: this.options.highWaterMark,
+      idleTimeoutMs: this.options.idleTimeoutMs,
+      metrics: this.metrics,
+      ...(this.#components.frameHook === undefined ? {} : { hook: this.#components.frameHook }),
+      onClose: () => {
+        this.metrics.routesOpen--
+        node?.routes.delete(id)
+      },
+    })
+  }
+
+  #ping(): void {
+    for (const node of this.#nodes.values()) {
+      const socket = node.socket as WebSocket & { alive?: boolean }
+      if (socket.alive === false) {
+        socket.terminate()
+        continue
+      }
+      socket.alive = false
+      socket.ping()
+    }
+  }
+}
