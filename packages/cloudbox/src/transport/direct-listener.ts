@@ -1,0 +1,99 @@
+/**
+ * A server's own WebSocket listener. Several clouds (a server and its sub-clouds) share
+ * one listener; a client picks one by path: `/v1/cloud/<cb1…>`.
+ */
+import { createServer, type IncomingMessage, type Server } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { WebSocketServer } from 'ws'
+import { channelFromWebSocket, type MessageChannel } from '@cloudbox/encrypted-messaging'
+import { DIRECT_CLOUD_PATH } from '../wire/control.js'
+import { MAX_WS_MESSAGE } from './websocket.js'
+
+export interface DirectListenerOptions {
+  host?: string
+  /** 0 picks a free port. */
+  port?: number
+  /** Connections from one address at once (default 256). */
+  maxConnectionsPerAddress?: number
+}
+
+export class DirectListener {
+  readonly #options: DirectListenerOptions
+  readonly #clouds = new Map<string, (raw: MessageChannel) => void>()
+  readonly #perAddress = new Map<string, number>()
+  #server: Server | undefined
+  #wss: WebSocketServer | undefined
+  #address: { host: string; port: number } | undefined
+
+  constructor(options: DirectListenerOptions = {}) {
+    this.#options = options
+  }
+
+  get address(): { host: string; port: number } {
+    if (this.#address === undefined) throw new Error('The listener is not started.')
+    return this.#address
+  }
+
+  get url(): string {
+    const { host, port } = this.address
+    return `ws://${host.includes(':') ? `[${host}]` : host}:${port}`
+  }
+
+  /** Routes connections for `cloudId` to `handler`; returns the function that stops it. */
+  register(cloudId: string, handler: (raw: MessageChannel) => void): () => void {
+    this.#clouds.set(cloudId, handler)
+    return () => {
+      if (this.#clouds.get(cloudId) === handler) this.#clouds.delete(cloudId)
+    }
+  }
+
+  async start(): Promise<void> {
+    if (this.#server !== undefined) return
+    const server = createServer((_request, response) => response.writeHead(426, { Connection: 'close' }).end())
+    const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_MESSAGE, perMessageDeflate: false, skipUTF8Validation: true })
+    server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(wss, request, socket, head))
+    this.#server = server
+    this.#wss = wss
+    const host = this.#options.host ?? '127.0.0.1'
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(this.#options.port ?? 0, host, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    })
+    const address = server.address()
+    if (address === null || typeof address === 'string') throw new Error('The listener did not bind a TCP port.')
+    this.#address = { host, port: address.port }
+  }
+
+  async stop(): Promise<void> {
+    const server = this.#server
+    if (server === undefined) return
+    this.#server = undefined
+    for (const client of this.#wss?.clients ?? []) client.terminate()
+    this.#wss?.close()
+    server.closeAllConnections()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  }
+
+  #upgrade(wss: WebSocketServer, request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const path = new URL(request.url ?? '/', 'ws://x').pathname
+    const handler = path.startsWith(DIRECT_CLOUD_PATH) ? this.#clouds.get(path.slice(DIRECT_CLOUD_PATH.length)) : undefined
+    const address = request.socket.remoteAddress ?? ''
+    const count = this.#perAddress.get(address) ?? 0
+    if (handler === undefined || count >= (this.#options.maxConnectionsPerAddress ?? 256)) {
+      socket.end(`HTTP/1.1 ${handler === undefined ? '404 Not Found' : '429 Too Many Requests'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+      return
+    }
+    wss.handleUpgrade(request, socket, head, (ws) => {
+      this.#perAddress.set(address, (this.#perAddress.get(address) ?? 0) + 1)
+      ws.once('close', () => {
+        const left = (this.#perAddress.get(address) ?? 1) - 1
+        if (left <= 0) this.#perAddress.delete(address)
+        else this.#perAddress.set(address, left)
+      })
+      handler(channelFromWebSocket(ws))
+    })
+  }
+}

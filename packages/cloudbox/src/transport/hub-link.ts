@@ -1,0 +1,129 @@
+/**
+ * A node's registration at a router hub: connect, prove the key by signing the hub's
+ * challenge, then accept the routes the hub announces. Reconnects with backoff and
+ * jitter until stopped; pings the hub so a dead connection is noticed.
+ */
+import type WebSocket from 'ws'
+import type { MessageChannel, Signer } from '@cloudbox/encrypted-messaging'
+import { HUB_NODE_PATH, hubCodec, signRegistration } from '@cloudbox/encrypted-messaging/hub'
+import { Backoff, sleep, type BackoffOptions } from '../backoff.js'
+import { errors } from '../errors.js'
+import { acceptHubRoute, openWebSocket, trimUrl } from './websocket.js'
+
+export type HubLinkEvent =
+  | { type: 'hub'; state: 'registered'; url: string }
+  | { type: 'hub'; state: 'disconnected'; url: string; reason?: Error }
+  | { type: 'retry'; target: 'hub'; attempt: number; delayMs: number }
+
+export interface HubLinkOptions {
+  url: string
+  signer: Signer
+  onRoute: (raw: MessageChannel) => void
+  onEvent: (event: HubLinkEvent) => void
+  backoff?: BackoffOptions
+  keepAliveMs?: number
+}
+
+export class HubLink {
+  readonly url: string
+  readonly #options: HubLinkOptions
+  readonly #abort = new AbortController()
+  #socket: WebSocket | undefined
+  #loop: Promise<void> | undefined
+  #registered = false
+
+  constructor(options: HubLinkOptions) {
+    this.url = trimUrl(options.url)
+    this.#options = options
+  }
+
+  get registered(): boolean {
+    return this.#registered
+  }
+
+  start(): void {
+    this.#loop ??= this.#run()
+  }
+
+  async stop(): Promise<void> {
+    this.#abort.abort()
+    this.#socket?.terminate()
+    await this.#loop
+  }
+
+  async #run(): Promise<void> {
+    const backoff = new Backoff(this.#options.backoff)
+    const signal = this.#abort.signal
+    while (!signal.aborted) {
+      let reason: Error | undefined
+      try {
+        await this.#session(signal, () => backoff.reset())
+      } catch (error) {
+        reason = error as Error
+      }
+      if (this.#registered || reason !== undefined) this.#options.onEvent({ type: 'hub', state: 'disconnected', url: this.url, ...(reason === undefined ? {} : { reason }) })
+      this.#registered = false
+      if (signal.aborted) return
+      const delayMs = backoff.next()
+      this.#options.onEvent({ type: 'retry', target: 'hub', attempt: backoff.attempt, delayMs })
+      await sleep(delayMs, signal)
+    }
+  }
+
+  async #session(signal: AbortSignal, onRegistered: () => void): Promise<void> {
+    const { socket, takeReceived } = await openWebSocket(`${this.url}${HUB_NODE_PATH}`, { signal })
+    this.#socket = socket
+    const keepAliveMs = this.#options.keepAliveMs ?? 15_000
+    let alive = true
+    const keepAlive = setInterval(() => {
+      if (!alive) return socket.terminate()
+      alive = false
+      socket.ping()
+    }, keepAliveMs)
+    socket.on('pong', () => (alive = true))
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const setup = setTimeout(() => {
+          reject(errors.timeout('Registering at the hub'))
+          socket.terminate()
+        }, 10_000)
+        const onMessage = (data: Buffer, isBinary: boolean) => {
+          alive = true
+          let message
+          try {
+            if (!isBinary) throw new Error('text frame')
+            message = hubCodec.decode(data)
+          } catch (error) {
+            reject(errors.protocol('the hub sent a malformed message', error))
+            return socket.terminate()
+          }
+          if (message.kind === 'challenge') {
+            socket.send(hubCodec.encode('register', signRegistration(this.#options.signer, message.body.nonce)))
+          } else if (message.kind === 'registered') {
+            clearTimeout(setup)
+            this.#registered = true
+            onRegistered()
+            this.#options.onEvent({ type: 'hub', state: 'registered', url: this.url })
+          } else if (message.kind === 'incoming') {
+            const { route, token } = message.body
+            acceptHubRoute(this.url, route, token, { signal }).then(this.#options.onRoute, () => {
+              // The client gave up or the hub dropped the route: nothing to do.
+            })
+          }
+        }
+        for (const early of takeReceived()) onMessage(early, true)
+        socket.on('message', onMessage)
+        socket.once('close', (code: number, reasonBytes: Buffer) => {
+          clearTimeout(setup)
+          const text = reasonBytes.toString()
+          if (signal.aborted || code === 1000) resolve()
+          else reject(errors.unreachable(`the hub closed the connection (${code}${text ? `: ${text}` : ''})`))
+        })
+        socket.on('error', () => socket.terminate())
+      })
+    } finally {
+      clearInterval(keepAlive)
+      this.#socket = undefined
+    }
+  }
+}

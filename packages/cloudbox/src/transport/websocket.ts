@@ -1,0 +1,95 @@
+/** Opening WebSockets to a server or a hub, as message channels. */
+import WebSocket from 'ws'
+import { channelFromWebSocket, type MessageChannel } from '@cloudbox/encrypted-messaging'
+import { HUB_ACCEPT_PATH, HUB_ROUTE_PATH, HubCloseCodes } from '@cloudbox/encrypted-messaging/hub'
+import { errors } from '../errors.js'
+import { DIRECT_CLOUD_PATH } from '../wire/control.js'
+
+/** Largest WebSocket message accepted: one Noise message (65,535 bytes) plus slack. */
+export const MAX_WS_MESSAGE = 65_536 + 1024
+
+export interface DialOptions {
+  signal?: AbortSignal
+  /** Connection set-up limit (default 10 s). */
+  timeoutMs?: number
+}
+
+/** An open WebSocket and the messages that arrived before anyone listened. */
+export interface OpenedWebSocket {
+  socket: WebSocket
+  /** Stops collecting and returns what arrived so far; call it right before attaching a listener. */
+  takeReceived(): Buffer[]
+}
+
+export function openWebSocket(url: string, options: DialOptions = {}): Promise<OpenedWebSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(url, { perMessageDeflate: false, maxPayload: MAX_WS_MESSAGE, handshakeTimeout: options.timeoutMs ?? 10_000, skipUTF8Validation: true })
+    // ws emits a message that came in the same packet as the upgrade before our
+    // continuation runs: collect until the caller listens.
+    const received: Buffer[] = []
+    const collect = (data: Buffer, isBinary: boolean) => {
+      if (isBinary) received.push(data)
+      else socket.terminate()
+    }
+    socket.on('message', collect)
+    const takeReceived = () => {
+      socket.off('message', collect)
+      return received.splice(0)
+    }
+    const fail = (error: Error) => {
+      cleanup()
+      // terminate() while connecting emits one more 'error': swallow it.
+      socket.on('error', () => {})
+      socket.terminate()
+      reject(error)
+    }
+    const onAbort = () => fail(errors.unreachable('cancelled'))
+    const onError = (error: Error) => fail(errors.unreachable(`${new URL(url).host}: ${error.message}`, error))
+    const onResponse = (_request: unknown, response: { statusCode?: number }) => fail(errors.unreachable(`${new URL(url).host} answered HTTP ${response.statusCode}`))
+    const onOpen = () => {
+      cleanup()
+      resolve({ socket, takeReceived })
+    }
+    const cleanup = () => {
+      options.signal?.removeEventListener('abort', onAbort)
+      socket.off('error', onError)
+      socket.off('open', onOpen)
+      socket.off('unexpected-response', onResponse)
+    }
+    if (options.signal?.aborted) return fail(errors.unreachable('cancelled'))
+    options.signal?.addEventListener('abort', onAbort, { once: true })
+    socket.on('error', onError)
+    socket.on('open', onOpen)
+    socket.on('unexpected-response', onResponse)
+  })
+}
+
+/** Maps the hub's close codes to errors a user can act on. */
+export function describeHubClose(code: number, reason: string): Error | undefined {
+  if (code === HubCloseCodes.NODE_OFFLINE) return errors.nodeOffline()
+  if (code === HubCloseCodes.LIMIT) return errors.unreachable(`the hub refused: ${reason || 'limit reached'}`)
+  if (code === HubCloseCodes.TIMEOUT) return errors.unreachable(`the hub closed the route: ${reason || 'timeout'}`)
+  return undefined
+}
+
+export function trimUrl(url: string): string {
+  return url.replace(/\/+$/, '')
+}
+
+/** A client's channel straight to a server's listener. */
+export async function dialDirect(address: string, cloudId: string, options: DialOptions = {}): Promise<MessageChannel> {
+  const { socket, takeReceived } = await openWebSocket(`${trimUrl(address)}${DIRECT_CLOUD_PATH}${cloudId}`, options)
+  return channelFromWebSocket(socket, { received: takeReceived() })
+}
+
+/** A client's route to a node through a hub. */
+export async function dialHub(hub: string, nodeId: string, options: DialOptions = {}): Promise<MessageChannel> {
+  const { socket, takeReceived } = await openWebSocket(`${trimUrl(hub)}${HUB_ROUTE_PATH}${nodeId}`, options)
+  return channelFromWebSocket(socket, { describeClose: describeHubClose, received: takeReceived() })
+}
+
+/** The node's side of a route the hub announced. */
+export async function acceptHubRoute(hub: string, route: number, token: Uint8Array, options: DialOptions = {}): Promise<MessageChannel> {
+  const { socket, takeReceived } = await openWebSocket(`${trimUrl(hub)}${HUB_ACCEPT_PATH}${route}?token=${Buffer.from(token).toString('hex')}`, options)
+  return channelFromWebSocket(socket, { describeClose: describeHubClose, received: takeReceived() })
+}

@@ -1,0 +1,82 @@
+import { existsSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { Identity } from '@cloudbox/encrypted-messaging'
+import { CloudBox, formatPairingUri, parsePairingUri } from '../src/index.js'
+
+const root = await mkdtemp(join(tmpdir(), 'cloudbox-instances-'))
+afterAll(() => rm(root, { recursive: true, force: true }))
+
+const resources = () => process.getActiveResourcesInfo().filter((kind) => kind !== 'TTYWrap' && kind !== 'Timeout').length
+
+describe('CloudBox instances', () => {
+  it('creates, starts, stops and destroys 100 servers in one process without leaking handles', async () => {
+    const identity = Identity.generate().identity
+    const before = resources()
+    const heapBefore = process.memoryUsage().heapUsed
+    const boxes = Array.from({ length: 100 }, (_, i) => new CloudBox({ role: 'server', folder: join(root, `box-${i}`), listen: { port: 0 } }, { identity: identity.subCloud(i + 1) }))
+    for (let i = 0; i < boxes.length; i += 10) await Promise.all(boxes.slice(i, i + 10).map((box) => box.start()))
+    expect(new Set(boxes.map((box) => box.directUrl)).size).toBe(100)
+    expect(boxes.every((box) => box.state === 'running')).toBe(true)
+    for (const box of boxes) await box.destroy({ wipe: true })
+    expect(boxes.every((box) => box.state === 'destroyed')).toBe(true)
+    expect(existsSync(join(root, 'box-0', '.cloudbox'))).toBe(false)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(resources()).toBeLessThanOrEqual(before)
+    // Nothing keeps the instances alive: most of the heap they used is collectable.
+    ;(globalThis as { gc?: () => void }).gc?.()
+    expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(64 * 1024 * 1024)
+  }, 120_000)
+
+  it('keeps its state unless destroyed with wipe', async () => {
+    const identity = Identity.generate().identity
+    const folder = join(root, 'kept')
+    const box = new CloudBox({ role: 'server', folder, masterPin: '1234' }, { identity })
+    await box.start()
+    await box.admin.addPin({ label: 'phone' })
+    await box.destroy()
+    await expect(box.start()).rejects.toMatchObject({ code: 'ERR_INSTANCE_STATE' })
+    const again = new CloudBox({ role: 'server', folder }, { identity })
+    await again.start()
+    expect((await again.admin.listPins()).map((pin) => pin.label)).toEqual(['master', 'phone'])
+    await again.destroy({ wipe: true })
+    expect(existsSync(join(folder, '.cloudbox'))).toBe(false)
+  })
+
+  it('refuses calls that do not fit the role or the lifecycle, with typed errors', async () => {
+    const identity = Identity.generate().identity
+    const client = new CloudBox({ role: 'client', folder: join(root, 'client') }, { identity })
+    expect(() => client.pairingUri()).toThrow(expect.objectContaining({ code: 'ERR_ROLE' }))
+    await expect(client.pair('cloudbox://pair?id=x', '1234')).rejects.toMatchObject({ code: 'ERR_INSTANCE_STATE' })
+    await client.start()
+    await expect(client.pair('https://example.com', '1234')).rejects.toMatchObject({ code: 'ERR_INVALID_PAIRING_URI' })
+    await expect(client.pair(formatPairingUri({ id: identity.publicId, name: 'x', addresses: ['ws://127.0.0.1:9'] }), '12')).rejects.toMatchObject({ code: 'ERR_INVALID_PIN' })
+    await expect(client.admin.listDevices()).rejects.toMatchObject({ code: 'ERR_UNREACHABLE' })
+    await client.destroy({ wipe: true })
+    expect(() => new CloudBox({ role: 'server', folder: join(root, 's'), masterPin: ' 12 ' }, { identity })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_PIN' }))
+  })
+})
+
+describe('pairing URIs', () => {
+  const id = Identity.generate().identity.publicId
+  it('round-trips and normalizes', () => {
+    const info = { id, name: 'home server', hub: 'wss://hub.example.com', addresses: ['ws://192.168.1.2:7070', 'ws://[::1]:7070'] }
+    const uri = formatPairingUri(info)
+    expect(uri.startsWith(`cloudbox://pair?id=${id}&hub=`)).toBe(true)
+    expect(parsePairingUri(uri)).toEqual(info)
+  })
+
+  it.each([
+    ['not a pairing URI', 'cloudbox://other?id=x'],
+    ['no id', 'cloudbox://pair?hub=ws://h'],
+    ['a bad id', 'cloudbox://pair?id=cb1abc&hub=ws://h'],
+    ['an http hub', `cloudbox://pair?id=${id}&hub=http://h`],
+    ['credentials in an address', `cloudbox://pair?id=${id}&addr=ws://u:p@h`],
+    ['no way to reach it', `cloudbox://pair?id=${id}&name=x`],
+    ['a huge URI', `cloudbox://pair?id=${id}&name=${'x'.repeat(3000)}`],
+  ])('refuses %s', (_what, uri) => {
+    expect(() => parsePairingUri(uri)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_PAIRING_URI' }))
+  })
+})
