@@ -7,7 +7,7 @@ export default defineConfig({
     projects: [
       'packages/*',
       'apps/*',
-      { test: { name: 'repo', include: ['test/**/*.test.ts'] } },
+      { extends: true, test: { name: 'repo', include: ['test/**/*.test.ts'] } },
     ],
     testTimeout: 30_000,
     hookTimeout: 120_000,
