@@ -36,9 +36,18 @@ describe('one-way dependency check', () => {
     expect(check(dir).status).toBe(0)
   })
 
+  it('lets the cloudbox program host the router hub', () => {
+    const dir = fixture((r) => {
+      writeFileSync(join(r, 'apps/demo/package.json'), JSON.stringify({ dependencies: { '@cloudbox/router-hub': 'workspace:^' } }))
+      writeFileSync(join(r, 'apps/demo/src/index.ts'), "import { RouterHub } from '@cloudbox/router-hub'\n")
+    })
+    expect(check(dir).status).toBe(0)
+  })
+
   it.each([
     ['an upward package.json dependency', (r: string) => writeFileSync(join(r, 'packages/securestorage/package.json'), JSON.stringify({ dependencies: { '@cloudbox/cloudsync': '1' } }))],
     ['a sideways app dependency', (r: string) => writeFileSync(join(r, 'apps/router-hub/package.json'), JSON.stringify({ dependencies: { '@cloudbox/cloudbox': '1' } }))],
+    ['the hub importing the program', (r: string) => writeFileSync(join(r, 'apps/router-hub/src/index.ts'), "import '@cloudbox/demo'\n")],
     ['an upward import', (r: string) => writeFileSync(join(r, 'packages/encrypted-messaging/src/index.ts'), "import '@cloudbox/cloudserver'\n")],
     ['a dynamic upward import in a test', (r: string) => {
       mkdirSync(join(r, 'packages/cloudsync/test'))

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs'
 import { CommanderError } from 'commander'
 import { registerDemoCommand } from './commands/demo-command.js'
+import { registerHubCommand } from './commands/hub-command.js'
 import { registerIdentityCommands } from './commands/identity-commands.js'
 import { registerSealCommands } from './commands/seal-commands.js'
 import { registerSignatureCommands } from './commands/signature-commands.js'
@@ -33,6 +34,7 @@ async function main(argv: string[]): Promise<void> {
   registerSignatureCommands(program)
   registerSealCommands(program)
   registerDemoCommand(program)
+  registerHubCommand(program)
   process.once('SIGINT', () => {
     process.stderr.write('\nInterrupted.\n')
     process.exit(ExitCode.interrupted)

@@ -1,0 +1,51 @@
+import type { Command } from 'commander'
+import { RouterHub } from '@cloudbox/router-hub'
+import { CliError } from '../errors.js'
+import { globalOptions } from '../program.js'
+
+function parsePort(text: string): number {
+  const port = Number(text)
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new CliError('ERR_USAGE', `--port takes 0–65535, not "${text}".`, { exitCode: 2 })
+  return port
+}
+
+export function registerHubCommand(program: Command): void {
+  program
+    .command('hub')
+    .description('Run a router hub: nodes register by proving their key, clients reach them by public ID, frames pass through unread.')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <n>', 'port to listen on (0 picks a free one)', '7070')
+    .addHelpText('after', '\nExamples:\n  cloudbox hub\n  cloudbox hub --host 0.0.0.0 --port 443\n\nHealth: GET /health. Metrics (Prometheus): GET /metrics. Ctrl-C stops it cleanly.')
+    .action(async (options: { host: string; port: string }, command: Command) => {
+      const { output } = globalOptions(command)
+      const hub = new RouterHub(
+        { host: options.host, port: parsePort(options.port) },
+        {
+          log: (event) => {
+            if (output.json) process.stdout.write(`${JSON.stringify({ event: 'log', ...event })}\n`)
+            else output.note(`${event.level === 'warn' ? 'warning: ' : ''}${event.message}${typeof event.node === 'string' ? ` ${event.node}` : ''}`)
+          },
+        },
+      )
+      try {
+        await hub.start()
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code
+        if (code === 'EADDRINUSE') throw new CliError('ERR_ADDRESS_IN_USE', `${options.host}:${options.port} is in use; pick another --port (0 picks a free one).`, { cause: error })
+        if (code === 'EACCES') throw new CliError('ERR_ADDRESS_DENIED', `Not allowed to listen on ${options.host}:${options.port}; use a port above 1023 or run with the needed rights.`, { cause: error })
+        throw error
+      }
+      if (output.json) process.stdout.write(`${JSON.stringify({ event: 'listening', url: hub.url })}\n`)
+      else process.stdout.write(`CloudBox hub listening on ${hub.url}\n`)
+      // Ctrl-C: close every connection, then exit 130.
+      process.removeAllListeners('SIGINT')
+      const signal = await new Promise<string>((resolve) => {
+        process.once('SIGINT', () => resolve('SIGINT'))
+        process.once('SIGTERM', () => resolve('SIGTERM'))
+      })
+      await hub.stop()
+      output.note('hub stopped')
+      // A service manager's SIGTERM is a normal stop; Ctrl-C is an interruption.
+      process.exitCode = signal === 'SIGINT' ? 130 : 0
+    })
+}
