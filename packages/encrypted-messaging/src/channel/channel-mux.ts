@@ -19,8 +19,14 @@ export function createChannelMux(channel: MessageChannel, lanes: number, options
     for (const inbox of inboxes) inbox.end(reason)
   }
   const pump = (async () => {
+    // A manual reader: leaving a for-await early would end the channel cleanly
+    // (through its iterator's return) before the error could be recorded.
+    const reader = channel[Symbol.asyncIterator]()
     try {
-      for await (const message of channel) {
+      for (;;) {
+        const next = await reader.next()
+        if (next.done === true) break
+        const message = next.value
         const lane = message[0]
         const inbox = lane === undefined ? undefined : inboxes[lane]
         if (inbox === undefined) throw new BadMessageError('A message arrived for an unknown channel lane; the session was closed.')
