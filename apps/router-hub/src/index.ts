@@ -7,4 +7,4 @@
 export { RouterHub } from './router-hub.js'
 export type { RouterHubOptions, RouterHubComponents } from './router-hub.js'
 export { HubMetrics } from './metrics.js'
-export type { FrameHook } from './relay.js'
+export type { FrameHook } from './frame-relay.js'

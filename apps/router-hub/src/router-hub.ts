@@ -8,6 +8,7 @@
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { WebSocketServer, type WebSocket, type RawData } from 'ws'
@@ -24,7 +25,8 @@ import {
   verifyRegistration,
 } from '@cloudbox/encrypted-messaging/hub'
 import { HubMetrics } from './metrics.js'
-import { relay, type FrameHook } from './relay.js'
+import { closeConnection, relayFrames, type FrameHook } from './frame-relay.js'
+import { acceptUpgrade } from './websocket-frames.js'
 
 export interface RouterHubOptions {
   host?: string
@@ -64,7 +66,7 @@ interface PendingRoute {
   id: number
   nodeId: string
   token: Buffer
-  client: WebSocket
+  client: Socket
   timer: NodeJS.Timeout
 }
 
@@ -91,6 +93,8 @@ export class RouterHub {
   readonly #pending = new Map<number, PendingRoute>()
   readonly #perAddress = new Map<string, number>()
   readonly #sockets = new Set<WebSocket>()
+  /** Route connections: the hub speaks WebSocket framing on them itself (frame-relay.ts). */
+  readonly #routeSockets = new Set<Socket>()
   #nextRoute = 1
   #keepAlive: NodeJS.Timeout | undefined
   #address: { host: string; port: number } | undefined
@@ -143,6 +147,8 @@ export class RouterHub {
     this.#pending.clear()
     for (const socket of this.#sockets) socket.terminate()
     this.#sockets.clear()
+    for (const socket of this.#routeSockets) socket.destroy()
+    this.#routeSockets.clear()
     this.#nodes.clear()
     this.#wss?.close()
     await app.close()
@@ -169,23 +175,45 @@ export class RouterHub {
       this.metrics.refused++
       return refuse(429, 'Too Many Requests')
     }
-    wss.handleUpgrade(request, socket, head, (ws) => {
-      if (this.#app === undefined) return ws.terminate()
+    const counted = () => {
       this.#perAddress.set(address, (this.#perAddress.get(address) ?? 0) + 1)
-      this.#sockets.add(ws)
       this.metrics.connections++
-      ws.once('close', () => {
-        this.#sockets.delete(ws)
+      return () => {
         this.metrics.connections--
         const left = (this.#perAddress.get(address) ?? 1) - 1
         if (left <= 0) this.#perAddress.delete(address)
         else this.#perAddress.set(address, left)
+      }
+    }
+    if (kind === 'node') {
+      wss.handleUpgrade(request, socket, head, (ws) => {
+        if (this.#app === undefined) return ws.terminate()
+        const uncount = counted()
+        this.#sockets.add(ws)
+        ws.once('close', () => {
+          this.#sockets.delete(ws)
+          uncount()
+        })
+        ws.on('error', () => ws.terminate())
+        this.#onNode(ws)
       })
-      ws.on('error', () => ws.terminate())
-      if (kind === 'node') this.#onNode(ws)
-      else if (kind === 'route') this.#onRoute(ws, decodeURIComponent(url.pathname.slice(HUB_ROUTE_PATH.length)))
-      else this.#onAccept(ws, url.pathname.slice(HUB_ACCEPT_PATH.length), url.searchParams.get('token') ?? '')
+      return
+    }
+    // Routes carry only relayed frames: the hub does the handshake and the framing itself.
+    const raw = socket as Socket
+    if (this.#app === undefined || !acceptUpgrade(request, raw)) return
+    const uncount = counted()
+    this.#routeSockets.add(raw)
+    raw.once('close', () => {
+      this.#routeSockets.delete(raw)
+      uncount()
     })
+    raw.on('error', () => raw.destroy())
+    raw.setTimeout(0)
+    raw.setNoDelay(true)
+    if (head.length > 0) raw.unshift(head)
+    if (kind === 'route') this.#onRoute(raw, decodeURIComponent(url.pathname.slice(HUB_ROUTE_PATH.length)))
+    else this.#onAccept(raw, url.pathname.slice(HUB_ACCEPT_PATH.length), url.searchParams.get('token') ?? '')
   }
 
   #onNode(ws: WebSocket): void {
@@ -225,21 +253,21 @@ export class RouterHub {
     ws.on('pong', () => ((ws as WebSocket & { alive?: boolean }).alive = true))
   }
 
-  #onRoute(client: WebSocket, target: string): void {
+  #onRoute(client: Socket, target: string): void {
     let nodeId: string
     try {
       nodeId = encodePublicId(parsePublicId(target))
     } catch {
-      return client.close(HubCloseCodes.BAD_MESSAGE, 'not a CloudBox ID')
+      return closeConnection(client, HubCloseCodes.BAD_MESSAGE, 'not a CloudBox ID')
     }
     const node = this.#nodes.get(nodeId)
     if (node === undefined) {
       this.metrics.routesRefused++
-      return client.close(HubCloseCodes.NODE_OFFLINE, 'that node is not connected to this hub')
+      return closeConnection(client, HubCloseCodes.NODE_OFFLINE, 'that node is not connected to this hub')
     }
     if (node.routes.size >= this.options.maxRoutesPerNode) {
       this.metrics.routesRefused++
-      return client.close(HubCloseCodes.LIMIT, 'that node has too many routes open')
+      return closeConnection(client, HubCloseCodes.LIMIT, 'that node has too many routes open')
     }
     // Frames that arrive before the node accepts stay in the kernel buffer.
     client.pause()
@@ -249,9 +277,7 @@ export class RouterHub {
     const timer = setTimeout(() => {
       this.#pending.delete(id)
       node.routes.delete(id)
-      // A paused socket would never read the peer's close reply.
-      client.resume()
-      client.close(HubCloseCodes.TIMEOUT, 'the node did not accept the route in time')
+      closeConnection(client, HubCloseCodes.TIMEOUT, 'the node did not accept the route in time')
     }, this.options.setupTimeoutMs)
     this.#pending.set(id, { id, nodeId, token, client, timer })
     node.routes.add(id)
@@ -266,20 +292,21 @@ export class RouterHub {
     node.socket.send(hubCodec.encode('incoming', { route: id, token }))
   }
 
-  #onAccept(nodeSide: WebSocket, routeText: string, tokenHex: string): void {
+  #onAccept(nodeSide: Socket, routeText: string, tokenHex: string): void {
     const id = Number(routeText)
     const pending = Number.isSafeInteger(id) ? this.#pending.get(id) : undefined
     const token = /^[0-9a-f]{32}$/.test(tokenHex) ? Buffer.from(tokenHex, 'hex') : undefined
     if (pending === undefined || token === undefined || !timingSafeEqual(token, pending.token)) {
-      return nodeSide.close(HubCloseCodes.BAD_MESSAGE, 'unknown route or wrong token')
+      return closeConnection(nodeSide, HubCloseCodes.BAD_MESSAGE, 'unknown route or wrong token')
     }
     clearTimeout(pending.timer)
     this.#pending.delete(id)
     const node = this.#nodes.get(pending.nodeId)
     this.metrics.routesOpened++
     this.metrics.routesOpen++
-    relay(pending.client, nodeSide, {
+    relayFrames(pending.client, nodeSide, {
       route: id,
+      maxFrameSize: this.options.maxFrameSize,
       highWaterMark: this.options.highWaterMark,
       idleTimeoutMs: this.options.idleTimeoutMs,
       metrics: this.metrics,

@@ -73,6 +73,29 @@ describe('RouterHub', () => {
     expect(await (await fetch(`http://127.0.0.1:${hub.address.port}/health`)).json()).toMatchObject({ status: 'ok', nodes: 1 })
   })
 
+  it('passes pings, pongs and close codes end to end', async () => {
+    const hub = await startHub()
+    const identity = Identity.generate().identity
+    const node = await register(hub, identity)
+    const client = await open(`${hub.url}/v1/route/${identity.publicId}`)
+    await until(() => node.messages.length >= 3)
+    const incoming = hubCodec.decode(node.messages[2] as Buffer)
+    if (incoming.kind !== 'incoming') throw new Error('expected incoming')
+    const accept = await open(`${hub.url}/v1/accept/${incoming.body.route}?token=${Buffer.from(incoming.body.token).toString('hex')}`)
+    // The node's WebSocket answers the client's ping; the pong comes back through the hub.
+    const pong = new Promise<Buffer>((resolve) => client.socket.once('pong', resolve))
+    client.socket.ping(Buffer.from('are you there'))
+    expect((await pong).toString()).toBe('are you there')
+    const big = Buffer.alloc(200_000, 3)
+    client.socket.send(big.subarray(0, 65_536))
+    await until(() => accept.messages.length >= 1)
+    expect(accept.messages[0]?.equals(big.subarray(0, 65_536))).toBe(true)
+    client.socket.close(4321, 'bye')
+    expect(await accept.closed).toEqual({ code: 4321, reason: 'bye' })
+    expect((await client.closed).code).toBe(4321)
+    await until(() => hub.metrics.routesOpen === 0 && hub.metrics.connections === 1)
+  })
+
   it('refuses a registration for a key the node does not hold', async () => {
     const hub = await startHub()
     const victim = Identity.generate().identity
@@ -122,8 +145,8 @@ describe('RouterHub', () => {
     if (incoming2.kind !== 'incoming') throw new Error('expected incoming')
     const accept2 = await open(`${hub.url}/v1/accept/${incoming2.body.route}?token=${Buffer.from(incoming2.body.token).toString('hex')}`)
     client2.socket.send(Buffer.alloc(2048))
-    expect((await client2.closed).code).toBe(1009)
-    expect((await accept2.closed).code).toBe(HubCloseCodes.PEER_GONE)
+    expect((await client2.closed).code).toBe(HubCloseCodes.BAD_MESSAGE)
+    expect((await accept2.closed).code).toBe(HubCloseCodes.BAD_MESSAGE)
     // The node's registration is untouched by its routes' failures.
     expect(hub.hasNode(identity.publicId)).toBe(true)
   })
