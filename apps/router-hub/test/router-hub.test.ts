@@ -48,6 +48,14 @@ async function register(hub: RouterHub, identity: Identity) {
   return node
 }
 
+/** The node's side of the route announced in its `index`-th control message. */
+async function acceptRoute(hub: RouterHub, node: Awaited<ReturnType<typeof open>>, index: number) {
+  await until(() => node.messages.length > index)
+  const incoming = hubCodec.decode(node.messages[index] as Buffer)
+  if (incoming.kind !== 'incoming') throw new Error('expected incoming')
+  return open(`${hub.url}/v1/accept/${incoming.body.route}?token=${Buffer.from(incoming.body.token).toString('hex')}`)
+}
+
 describe('RouterHub', () => {
   it('registers a node that signs the challenge and relays a route both ways, unread', async () => {
     const hub = await startHub()
@@ -56,10 +64,7 @@ describe('RouterHub', () => {
     expect(hub.hasNode(identity.publicId)).toBe(true)
     const client = await open(`${hub.url}/v1/route/${identity.publicId}`)
     client.socket.send(Buffer.from('before accept'))
-    await until(() => node.messages.length >= 3)
-    const incoming = hubCodec.decode(node.messages[2] as Buffer)
-    if (incoming.kind !== 'incoming') throw new Error('expected incoming')
-    const accept = await open(`${hub.url}/v1/accept/${incoming.body.route}?token=${Buffer.from(incoming.body.token).toString('hex')}`)
+    const accept = await acceptRoute(hub, node, 2)
     await until(() => accept.messages.length >= 1)
     expect(accept.messages[0]?.toString()).toBe('before accept')
     accept.socket.send(Buffer.from('answer'))
@@ -78,10 +83,7 @@ describe('RouterHub', () => {
     const identity = Identity.generate().identity
     const node = await register(hub, identity)
     const client = await open(`${hub.url}/v1/route/${identity.publicId}`)
-    await until(() => node.messages.length >= 3)
-    const incoming = hubCodec.decode(node.messages[2] as Buffer)
-    if (incoming.kind !== 'incoming') throw new Error('expected incoming')
-    const accept = await open(`${hub.url}/v1/accept/${incoming.body.route}?token=${Buffer.from(incoming.body.token).toString('hex')}`)
+    const accept = await acceptRoute(hub, node, 2)
     // The node's WebSocket answers the client's ping; the pong comes back through the hub.
     const pong = new Promise<Buffer>((resolve) => client.socket.once('pong', resolve))
     client.socket.ping(Buffer.from('are you there'))
@@ -132,18 +134,12 @@ describe('RouterHub', () => {
     const identity = Identity.generate().identity
     const node = await register(hub, identity)
     const client = await open(`${hub.url}/v1/route/${identity.publicId}`)
-    await until(() => node.messages.length >= 3)
-    const incoming = hubCodec.decode(node.messages[2] as Buffer)
-    if (incoming.kind !== 'incoming') throw new Error('expected incoming')
-    const accept = await open(`${hub.url}/v1/accept/${incoming.body.route}?token=${Buffer.from(incoming.body.token).toString('hex')}`)
+    const accept = await acceptRoute(hub, node, 2)
     // Text frames are refused on routes; oversized frames close the sender.
     client.socket.send('text')
     expect((await accept.closed).code).toBe(HubCloseCodes.BAD_MESSAGE)
     const client2 = await open(`${hub.url}/v1/route/${identity.publicId}`)
-    await until(() => node.messages.length >= 4)
-    const incoming2 = hubCodec.decode(node.messages[3] as Buffer)
-    if (incoming2.kind !== 'incoming') throw new Error('expected incoming')
-    const accept2 = await open(`${hub.url}/v1/accept/${incoming2.body.route}?token=${Buffer.from(incoming2.body.token).toString('hex')}`)
+    const accept2 = await acceptRoute(hub, node, 3)
     client2.socket.send(Buffer.alloc(2048))
     expect((await client2.closed).code).toBe(HubCloseCodes.BAD_MESSAGE)
     expect((await accept2.closed).code).toBe(HubCloseCodes.BAD_MESSAGE)
