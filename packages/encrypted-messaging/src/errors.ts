@@ -32,6 +32,10 @@ export const ErrorCodes = {
   BAD_MESSAGE: 'ERR_BAD_MESSAGE',
   UNSUPPORTED_VERSION: 'ERR_UNSUPPORTED_VERSION',
   MESSAGE_TOO_LARGE: 'ERR_MESSAGE_TOO_LARGE',
+  API_REQUEST_INVALID: 'ERR_API_REQUEST_INVALID',
+  API_REQUEST_REPLAYED: 'ERR_API_REQUEST_REPLAYED',
+  API_REQUEST_EXPIRED: 'ERR_API_REQUEST_EXPIRED',
+  API_RESPONSE_INVALID: 'ERR_API_RESPONSE_INVALID',
 } as const
 
 /** One of the codes in {@link ErrorCodes}. */
@@ -217,6 +221,34 @@ export class UnsupportedVersionError extends EncryptedMessagingError {
 export class MessageTooLargeError extends EncryptedMessagingError {
   constructor(message = 'The message exceeds the protocol\'s maximum size.', options?: { cause?: unknown }) {
     super(ErrorCodes.MESSAGE_TOO_LARGE, message, options)
+  }
+}
+
+/** An API request envelope that does not open: malformed, for another key, tampered with, or badly signed. */
+export class ApiRequestInvalidError extends EncryptedMessagingError {
+  constructor(message = 'The API request could not be opened or its signature is wrong; it was refused. Check that it was sealed for this server\'s key.', options?: { cause?: unknown }) {
+    super(ErrorCodes.API_REQUEST_INVALID, message, options)
+  }
+}
+
+/** An API request seen before (same client and nonce within the window). */
+export class ApiRequestReplayedError extends EncryptedMessagingError {
+  constructor(message = 'This API request was already received; a replay was refused. Seal a new request to repeat it.', options?: { cause?: unknown }) {
+    super(ErrorCodes.API_REQUEST_REPLAYED, message, options)
+  }
+}
+
+/** An API request whose time is outside the server's window. */
+export class ApiRequestExpiredError extends EncryptedMessagingError {
+  constructor(message = 'The API request\'s time is too far from the server\'s clock; it was refused. Check both clocks (NTP) and send it again.', options?: { cause?: unknown }) {
+    super(ErrorCodes.API_REQUEST_EXPIRED, message, options)
+  }
+}
+
+/** An API response that does not open with the key of the request it answers. */
+export class ApiResponseInvalidError extends EncryptedMessagingError {
+  constructor(message = 'The API response could not be opened: it was tampered with or does not answer this request. Retry; if it persists, something between you and the server alters traffic.', options?: { cause?: unknown }) {
+    super(ErrorCodes.API_RESPONSE_INVALID, message, options)
   }
 }
 

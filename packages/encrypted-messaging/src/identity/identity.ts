@@ -39,6 +39,13 @@ function toHex(bytes: Uint8Array): string {
  * console.log(identity.publicId) // cb1…
  * const signature = identity.sign(new TextEncoder().encode('hello'))
  */
+/**
+ * The X25519 secret of each identity, for this package's own use where a library needs
+ * the key itself (HPKE in api/api-envelope.ts). Not exported from the package: the
+ * secret never leaves it. Wiped with the identity.
+ */
+export const x25519SecretOf = new WeakMap<Identity, Uint8Array>()
+
 export class Identity implements KeyAgreement, Signer {
   /** Ed25519 public key (32 bytes). */
   readonly publicKey: Uint8Array
@@ -64,6 +71,7 @@ export class Identity implements KeyAgreement, Signer {
     wipe(derived.chainCode)
     this.#secretKey = pair.secretKey
     this.#x25519SecretKey = ed25519SecretKeyToX25519(pair.secretKey)
+    x25519SecretOf.set(this, this.#x25519SecretKey)
     this.#recoveryPhrase = recoveryPhrase
     this.#passphrase = passphrase
     this.publicKey = pair.publicKey
