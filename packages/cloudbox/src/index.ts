@@ -20,4 +20,6 @@ export { DirectListener } from './transport/direct-listener.js'
 export type { DirectListenerOptions } from './transport/direct-listener.js'
 export type { BackoffOptions } from './backoff.js'
 export { ErrorCodes, CloudBoxError, isCloudBoxError } from './errors.js'
+/** Runs an admin operation with arguments from the network, checked against its schema first. */
+export { dispatchAdmin } from './admin-calls.js'
 export type { ErrorCode } from './errors.js'

@@ -1,7 +1,14 @@
 /**
  * @packageDocumentation
- * What only a CloudBox server needs: encrypted REST API, thumbnails, storage back ends.
- *
- * Not built yet: see the open issues.
+ * What only a CloudBox server needs: the encrypted REST API (every call sealed end to end
+ * with HPKE and signed by the caller; only paired, enabled devices are served), its
+ * client with resumable chunked transfers, and storage back ends behind one interface.
  */
-export {}
+export { CloudServer, API_PATH } from './api/api-server.js'
+export type { CloudServerOptions, CloudServerComponents } from './api/api-server.js'
+export { CloudServerClient } from './api/api-client.js'
+export type { CloudServerClientOptions, TransferProgress } from './api/api-client.js'
+export { LocalFolderStorage } from './storage/local-folder.js'
+export type { StorageBackend, EntryInfo, StorageUsage } from './storage/storage-backend.js'
+export { ErrorCodes, CloudServerError, isCloudServerError, HTTP_STATUS } from './errors.js'
+export type { ErrorCode } from './errors.js'

@@ -1,0 +1,192 @@
+/**
+ * A client of a cloud server's encrypted REST API: every call is sealed for the server's
+ * key and signed by this device (encrypted-messaging's API envelope), sent over plain
+ * HTTP(S), and the answer opened with the key of that call. Uploads and downloads go in
+ * chunks and resume where they stopped.
+ */
+import { randomBytes } from 'node:crypto'
+import { open, rename, stat } from 'node:fs/promises'
+import { API_REQUEST_MEDIA_TYPE, API_RESPONSE_MEDIA_TYPE, sealApiRequest, type ApiMethod, type Signer } from '@cloudbox/encrypted-messaging'
+import type { AdminOperation, CloudAdmin } from '@cloudbox/cloudbox'
+import { CloudServerError, errors } from '../errors.js'
+import type { EntryInfo, StorageUsage } from '../storage/storage-backend.js'
+import { API_PATH } from './api-server.js'
+
+export interface CloudServerClientOptions {
+  /** The API's base URL (`http://host:port`), or a hub's exposure of it. */
+  url: string
+  /** The server's public ID (`cb1…`), from its pairing URI. */
+  server: string
+  /** This device's identity (paired with the server). */
+  identity: Signer
+  /** Bytes per upload or download call (default 8 MiB, at most 16 MiB). */
+  chunkSize?: number
+}
+
+export interface TransferProgress {
+  bytes: number
+  total: number
+}
+
+export class CloudServerClient {
+  readonly options: CloudServerClientOptions
+  readonly #chunkSize: number
+
+  constructor(options: CloudServerClientOptions) {
+    this.options = options
+    this.#chunkSize = Math.min(options.chunkSize ?? 8 * 1024 * 1024, 16 * 1024 * 1024)
+  }
+
+  /** One sealed call; throws the server's typed error for an error status. */
+  async call(method: ApiMethod, path: string, body?: Uint8Array | object, signal?: AbortSignal): Promise<Uint8Array> {
+    const payload = body === undefined ? undefined : body instanceof Uint8Array ? body : Buffer.from(JSON.stringify(body))
+    const sealed = await sealApiRequest(this.options.identity, this.options.server, { method, path, ...(payload === undefined ? {} : { body: payload }) })
+    const url = this.options.url.replace(/\/$/, '') + API_PATH
+    let response: Response
+    try {
+      response = await fetch(url, { method: 'POST', headers: { 'content-type': API_REQUEST_MEDIA_TYPE }, body: sealed.message, ...(signal === undefined ? {} : { signal }) })
+    } catch (error) {
+      if ((error as Error).name === 'AbortError') throw error
+      throw errors.unreachable(url, error)
+    }
+    const bytes = new Uint8Array(await response.arrayBuffer())
+    if (response.headers.get('content-type') !== API_RESPONSE_MEDIA_TYPE) {
+      // Refused before it could be opened (bad envelope, replay, clock): a clear JSON error.
+      const error = parseError(bytes)
+      if (error !== undefined) throw new CloudServerError(error.code, error.message, { status: response.status })
+      throw errors.unreachable(url)
+    }
+    const answer = await sealed.openResponse(bytes)
+    if (answer.status >= 400) {
+      const error = parseError(answer.body) ?? { code: 'ERR_INTERNAL', message: `The server answered ${answer.status}.` }
+      throw new CloudServerError(error.code, error.message, { status: answer.status, ...(error.expectedOffset === undefined ? {} : { expectedOffset: error.expectedOffset }) })
+    }
+    return answer.body
+  }
+
+  async #json<T>(method: ApiMethod, path: string, body?: object): Promise<T> {
+    const bytes = await this.call(method, path, body)
+    return (bytes.length === 0 ? null : JSON.parse(Buffer.from(bytes).toString())) as T
+  }
+
+  list(path = ''): Promise<EntryInfo[]> {
+    return this.#json<{ entries: EntryInfo[] }>('GET', `/v1/files?${query({ path })}`).then((result) => result.entries)
+  }
+
+  stat(path: string): Promise<EntryInfo> {
+    return this.#json('GET', `/v1/stat?${query({ path })}`)
+  }
+
+  /** Up to `length` bytes of a file from `offset`. */
+  read(path: string, offset = 0, length = this.#chunkSize): Promise<Uint8Array> {
+    return this.call('GET', `/v1/content?${query({ path, offset: String(offset), length: String(length) })}`)
+  }
+
+  async remove(path: string): Promise<void> {
+    await this.call('DELETE', `/v1/files?${query({ path })}`)
+  }
+
+  move(from: string, to: string, options: { overwrite?: boolean } = {}): Promise<EntryInfo> {
+    return this.#json('POST', '/v1/move', { from, to, overwrite: options.overwrite ?? false })
+  }
+
+  rename(from: string, to: string, options: { overwrite?: boolean } = {}): Promise<EntryInfo> {
+    return this.move(from, to, options)
+  }
+
+  copy(from: string, to: string, options: { overwrite?: boolean } = {}): Promise<EntryInfo> {
+    return this.#json('POST', '/v1/copy', { from, to, overwrite: options.overwrite ?? false })
+  }
+
+  mkdir(path: string): Promise<EntryInfo> {
+    return this.#json('POST', '/v1/folders', { path })
+  }
+
+  search(text: string, limit = 200): Promise<EntryInfo[]> {
+    return this.#json<{ entries: EntryInfo[] }>('GET', `/v1/search?${query({ q: text, limit: String(limit) })}`).then((result) => result.entries)
+  }
+
+  storage(): Promise<StorageUsage & { quotaBytes?: number }> {
+    return this.#json('GET', '/v1/storage')
+  }
+
+  /** The cloud's admin functions, for owner devices. */
+  get admin(): CloudAdmin {
+    const call = (op: AdminOperation) => async (...args: unknown[]) => {
+      while (args.length > 0 && args[args.length - 1] === undefined) args.pop()
+      return (await this.#json<{ result: unknown }>('POST', `/v1/admin/${op}`, { args })).result ?? undefined
+    }
+    const ops: AdminOperation[] = ['listDevices', 'blockDevice', 'unblockDevice', 'revokeDevice', 'listPins', 'addPin', 'removePin', 'storage', 'setQuota', 'createSubCloud', 'listSubClouds', 'destroySubCloud']
+    return Object.fromEntries(ops.map((op) => [op, call(op)])) as unknown as CloudAdmin
+  }
+
+  /**
+   * Uploads a local file to `path` in chunks. Give the same `upload` ID again to resume
+   * an interrupted upload from where the server stands.
+   */
+  async upload(localPath: string, path: string, options: { upload?: string; overwrite?: boolean; onProgress?: (progress: TransferProgress) => void; signal?: AbortSignal } = {}): Promise<EntryInfo> {
+    const upload = options.upload ?? randomBytes(12).toString('base64url')
+    const handle = await open(localPath, 'r')
+    try {
+      const total = (await handle.stat()).size
+      const status = await this.#json<{ size: number | null }>('GET', `/v1/uploads?${query({ upload })}`)
+      let offset = status.size ?? 0
+      if (offset > total) throw errors.badRequest('the upload on the server is longer than the local file; start a new upload')
+      const buffer = Buffer.allocUnsafe(this.#chunkSize)
+      do {
+        const { bytesRead } = await handle.read(buffer, 0, Math.min(this.#chunkSize, total - offset), offset)
+        const sent = await this.call('POST', `/v1/uploads?${query({ upload, offset: String(offset), total: String(total) })}`, buffer.subarray(0, bytesRead), options.signal)
+        offset = (JSON.parse(Buffer.from(sent).toString()) as { size: number }).size
+        options.onProgress?.({ bytes: offset, total })
+      } while (offset < total)
+      return await this.#json('POST', '/v1/uploads/commit', { upload, path, overwrite: options.overwrite ?? false })
+    } finally {
+      await handle.close()
+    }
+  }
+
+  /** Bytes already uploaded under `upload`, or undefined (to show resume progress). */
+  async uploadStatus(upload: string): Promise<number | undefined> {
+    return (await this.#json<{ size: number | null }>('GET', `/v1/uploads?${query({ upload })}`)).size ?? undefined
+  }
+
+  /**
+   * Downloads `path` to a local file in chunks, through `<localPath>.part`; an earlier
+   * partial download is resumed when the remote file has not changed size meanwhile.
+   */
+  async download(path: string, localPath: string, options: { onProgress?: (progress: TransferProgress) => void; signal?: AbortSignal } = {}): Promise<EntryInfo> {
+    const info = await this.stat(path)
+    if (info.type !== 'file') throw errors.notAFile(path)
+    const partial = `${localPath}.part`
+    const existing = (await stat(partial).catch(() => undefined))?.size ?? 0
+    let offset = existing <= info.size ? existing : 0
+    const handle = await open(partial, offset === 0 ? 'w' : 'r+')
+    try {
+      while (offset < info.size) {
+        const bytes = await this.call('GET', `/v1/content?${query({ path, offset: String(offset), length: String(Math.min(this.#chunkSize, info.size - offset)) })}`, undefined, options.signal)
+        if (bytes.length === 0) throw errors.badRequest('the file shrank on the server during the download; download it again')
+        await handle.write(bytes, 0, bytes.length, offset)
+        offset += bytes.length
+        options.onProgress?.({ bytes: offset, total: info.size })
+      }
+      await handle.truncate(info.size)
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+    await rename(partial, localPath)
+    return info
+  }
+}
+
+const query = (params: Record<string, string>) => new URLSearchParams(params).toString()
+
+function parseError(bytes: Uint8Array): { code: string; message: string; expectedOffset?: number } | undefined {
+  try {
+    const value = JSON.parse(Buffer.from(bytes).toString()) as { code?: unknown; message?: unknown; expectedOffset?: unknown }
+    if (typeof value.code !== 'string' || typeof value.message !== 'string') return undefined
+    return { code: value.code, message: value.message, ...(typeof value.expectedOffset === 'number' ? { expectedOffset: value.expectedOffset } : {}) }
+  } catch {
+    return undefined
+  }
+}

@@ -1,0 +1,12 @@
+import type { CloudBox } from '@cloudbox/cloudbox'
+import type { StorageBackend } from '../storage/storage-backend.js'
+
+/** What every endpoint plugin gets: the cloud it serves and where its files live. */
+export interface ApiContext {
+  box: CloudBox
+  storage: StorageBackend
+}
+
+/** Set on each inner request by the envelope handler: the verified, authorized caller. */
+export const CALLER_HEADER = 'x-cloudbox-caller'
+export const ROLE_HEADER = 'x-cloudbox-role'

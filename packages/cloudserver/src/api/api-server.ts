@@ -1,0 +1,179 @@
+/**
+ * The encrypted REST API of a cloud server. Outside, one endpoint: `POST /v1/api` takes
+ * a sealed request (encrypted-messaging's API envelope) and answers with a sealed
+ * response, always HTTP 200 once the request opened, so a proxy learns neither the
+ * operation nor its outcome. Inside, the endpoints are ordinary fastify plugins on an
+ * inner instance that never listens: the only way in is through the envelope, after the
+ * caller's signature and pairing were checked.
+ */
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
+import type { CloudBox } from '@cloudbox/cloudbox'
+import {
+  API_MAX_BODY,
+  API_REQUEST_MEDIA_TYPE,
+  API_RESPONSE_MEDIA_TYPE,
+  ApiRequestOpener,
+  isEncryptedMessagingError,
+  type ApiRequestOpenerOptions,
+  type OpenedApiRequest,
+} from '@cloudbox/encrypted-messaging'
+import { CloudServerError, errors, HTTP_STATUS, isCloudServerError, type ErrorCode } from '../errors.js'
+import { LocalFolderStorage } from '../storage/local-folder.js'
+import type { StorageBackend } from '../storage/storage-backend.js'
+import { CALLER_HEADER, ROLE_HEADER, type ApiContext } from './api-context.js'
+import { adminRoutes } from './routes/admin.js'
+import { filesRoutes } from './routes/files.js'
+import { storageRoutes } from './routes/storage-info.js'
+import { uploadsRoutes } from './routes/uploads.js'
+
+export const API_PATH = '/v1/api'
+
+export interface CloudServerOptions {
+  host?: string
+  /** 0 picks a free port (read it back from `url`). */
+  port?: number
+  /** Replay window and memory of the envelope (defaults: 60 s, 1,000,000 nonces). */
+  envelope?: ApiRequestOpenerOptions
+}
+
+export interface CloudServerComponents {
+  /** The running server instance whose devices may call, and whose key opens requests. */
+  box: CloudBox
+  /** Where files live (default: the box's folder on the local disk). */
+  storage?: StorageBackend
+  log?: (event: { level: 'info' | 'warn' | 'error'; message: string; [key: string]: unknown }) => void
+}
+
+const ENVELOPE_STATUS: Record<string, number> = { ERR_API_REQUEST_INVALID: 400, ERR_API_REQUEST_EXPIRED: 400, ERR_API_REQUEST_REPLAYED: 409 }
+
+export class CloudServer {
+  readonly options: CloudServerOptions
+  readonly storage: StorageBackend
+  readonly #box: CloudBox
+  readonly #log: NonNullable<CloudServerComponents['log']>
+  readonly #opener: ApiRequestOpener
+  #outer: FastifyInstance | undefined
+  #inner: FastifyInstance | undefined
+  #url: string | undefined
+
+  constructor(options: CloudServerOptions, components: CloudServerComponents) {
+    if (components.box.role !== 'server') throw new TypeError('CloudServer serves a CloudBox with role "server".')
+    this.options = options
+    this.#box = components.box
+    this.storage = components.storage ?? new LocalFolderStorage(components.box.init.folder)
+    this.#log = components.log ?? (() => {})
+    this.#opener = new ApiRequestOpener(components.box.identity, options.envelope)
+  }
+
+  /** `http://host:port`; the API is at `${url}/v1/api`. */
+  get url(): string {
+    if (this.#url === undefined) throw errors.serverState('The API URL')
+    return this.#url
+  }
+
+  async start(): Promise<void> {
+    if (this.#outer !== undefined) return
+    const inner = await this.#buildInner()
+    const outer = Fastify({ logger: false, bodyLimit: API_MAX_BODY + 64 * 1024, forceCloseConnections: true })
+    outer.addContentTypeParser(API_REQUEST_MEDIA_TYPE, { parseAs: 'buffer' }, (_request, body, done) => done(null, body))
+    outer.post(API_PATH, async (request, reply) => {
+      const body = request.body
+      if (!Buffer.isBuffer(body)) return reply.code(415).send({ code: 'ERR_BAD_REQUEST', message: `Send a sealed request as ${API_REQUEST_MEDIA_TYPE}.` })
+      const { status, sealed, error } = await this.handle(body)
+      if (sealed === undefined) return reply.code(status).send(error)
+      return reply.code(200).type(API_RESPONSE_MEDIA_TYPE).send(Buffer.from(sealed))
+    })
+    await outer.listen({ host: this.options.host ?? '127.0.0.1', port: this.options.port ?? 0 })
+    const address = outer.server.address()
+    if (address === null || typeof address === 'string') throw new Error('The API did not bind a TCP port.')
+    const host = this.options.host ?? '127.0.0.1'
+    this.#url = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`
+    this.#outer = outer
+    this.#inner = inner
+  }
+
+  async stop(): Promise<void> {
+    const outer = this.#outer
+    this.#outer = undefined
+    this.#url = undefined
+    await outer?.close()
+    await this.#inner?.close()
+    this.#inner = undefined
+  }
+
+  /**
+   * One sealed request in, one sealed response out: the transport-independent core (the
+   * hub's exposure calls it too). `sealed` is undefined when the request could not be
+   * opened; then `status` and `error` are what to answer in clear.
+   */
+  async handle(message: Uint8Array): Promise<{ status: number; sealed?: Uint8Array; error?: { code: string; message: string } }> {
+    let request: OpenedApiRequest
+    try {
+      request = await this.#opener.open(message)
+    } catch (error) {
+      if (isEncryptedMessagingError(error) && ENVELOPE_STATUS[error.code] !== undefined) {
+        return { status: ENVELOPE_STATUS[error.code] as number, error: { code: error.code, message: error.message } }
+      }
+      this.#log({ level: 'error', message: 'opening an API request failed', error: String(error) })
+      return { status: 500, error: { code: 'ERR_INTERNAL', message: 'The server failed to open the request.' } }
+    }
+    const answer = await this.#dispatch(request)
+    return { status: 200, sealed: await request.respond(answer) }
+  }
+
+  async #dispatch(request: OpenedApiRequest): Promise<{ status: number; body: Uint8Array }> {
+    const inner = this.#inner
+    if (inner === undefined) return failure(errors.serverState('The API'))
+    // Only paired, enabled devices are served; checked on every call, so a revoked or
+    // blocked device is refused from its next request on.
+    const device = (await this.#box.admin.listDevices().catch(() => [])).find((each) => each.id === request.client)
+    if (device === undefined) return failure(errors.forbidden('it is not paired with this cloud'))
+    if (device.state !== 'enabled') return failure(errors.forbidden('the owner blocked it'))
+    const bytes = Buffer.from(request.body.buffer, request.body.byteOffset, request.body.byteLength)
+    // Upload chunks are bytes; every other body is JSON (the envelope carries no headers).
+    const raw = request.method === 'POST' && request.path.split('?')[0] === '/v1/uploads'
+    const response = await inner.inject({
+      method: request.method,
+      url: request.path,
+      headers: {
+        [CALLER_HEADER]: request.client,
+        [ROLE_HEADER]: device.role,
+        ...(bytes.length > 0 ? { 'content-type': raw ? 'application/octet-stream' : 'application/json' } : {}),
+      },
+      ...(bytes.length > 0 ? { payload: bytes } : {}),
+    })
+    return { status: response.statusCode, body: response.rawPayload }
+  }
+
+  async #buildInner(): Promise<FastifyInstance> {
+    const inner = Fastify({ logger: false, bodyLimit: API_MAX_BODY })
+    inner.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_request, body, done) => done(null, body))
+    inner.setErrorHandler((error: FastifyError | CloudServerError, _request, reply) => {
+      if (isCloudServerError(error)) {
+        return reply.code(error.status).send({ code: error.code, message: error.message, ...(error.expectedOffset === undefined ? {} : { expectedOffset: error.expectedOffset }) })
+      }
+      const code = (error as { code?: unknown }).code
+      // Lower layers' typed errors (cloudbox admin: ERR_UNKNOWN_DEVICE…) keep their code.
+      if (typeof code === 'string' && code.startsWith('ERR_') && (error as unknown as Record<symbol, unknown>)[Symbol.for('cloudbox.error')] === true) {
+        return reply.code(code.startsWith('ERR_UNKNOWN_') ? 404 : 400).send({ code, message: error.message })
+      }
+      if ((error as FastifyError).statusCode !== undefined && (error as FastifyError).statusCode! < 500) {
+        return reply.code((error as FastifyError).statusCode!).send({ code: 'ERR_BAD_REQUEST', message: error.message })
+      }
+      this.#log({ level: 'error', message: 'an API endpoint failed', error: String(error) })
+      return reply.code(500).send({ code: 'ERR_INTERNAL', message: 'The server failed on this request; it was logged.' })
+    })
+    inner.setNotFoundHandler((request, reply) => reply.code(404).send({ code: 'ERR_NOT_FOUND', message: `No endpoint ${request.method} ${request.url.split('?')[0]}.` }))
+    const context: ApiContext = { box: this.#box, storage: this.storage }
+    await inner.register(filesRoutes, context)
+    await inner.register(uploadsRoutes, context)
+    await inner.register(storageRoutes, context)
+    await inner.register(adminRoutes, context)
+    await inner.ready()
+    return inner
+  }
+}
+
+function failure(error: CloudServerError): { status: number; body: Uint8Array } {
+  return { status: HTTP_STATUS[error.code as ErrorCode] ?? 500, body: Buffer.from(JSON.stringify({ code: error.code, message: error.message })) }
+}

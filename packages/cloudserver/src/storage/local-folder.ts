@@ -1,0 +1,231 @@
+/**
+ * The default back end: the server's synced folder on the local disk. Files written
+ * here are picked up by the sync engine like any other change. Uploads are staged in
+ * the folder's state directory (never synced) and moved into place atomically.
+ */
+import { createHash } from 'node:crypto'
+import { constants } from 'node:fs'
+import { copyFile, lstat, mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises'
+import { basename, join } from 'node:path'
+import { STATE_DIR, validateRelativePath } from '@cloudbox/cloudsync'
+import { errors } from '../errors.js'
+import type { EntryInfo, StorageBackend, StorageUsage } from './storage-backend.js'
+
+const UPLOADS = join(STATE_DIR, 'uploads')
+
+export class LocalFolderStorage implements StorageBackend {
+  readonly root: string
+
+  constructor(root: string) {
+    this.root = root
+  }
+
+  /** The absolute path for a relative one, refusing anything that leaves the folder. */
+  async #resolve(path: string): Promise<string> {
+    if (path === '' || path === '/') return this.root
+    let safe: string
+    try {
+      safe = validateRelativePath(path.replace(/\/+$/, ''))
+    } catch (error) {
+      throw errors.unsafePath(path, (error as Error).message.match(/\(([^)]*)\)/)?.[1] ?? 'unsafe name')
+    }
+    // No component may be a symbolic link: a link could point outside the folder.
+    let current = this.root
+    for (const segment of safe.split('/')) {
+      current = join(current, segment)
+      const info = await lstat(current).catch(() => undefined)
+      if (info === undefined) break
+      if (info.isSymbolicLink()) throw errors.unsafePath(path, 'it goes through a symbolic link')
+    }
+    return join(this.root, safe)
+  }
+
+  #relative(absolute: string): string {
+    return absolute === this.root ? '' : absolute.slice(this.root.length + 1).split('\\').join('/')
+  }
+
+  async #info(absolute: string): Promise<EntryInfo> {
+    const info = await stat(absolute).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT' || error.code === 'ENOTDIR') throw errors.notFound(this.#relative(absolute))
+      throw error
+    })
+    return {
+      path: this.#relative(absolute),
+      name: absolute === this.root ? '' : basename(absolute),
+      type: info.isDirectory() ? 'folder' : 'file',
+      size: info.isDirectory() ? 0 : info.size,
+      modified: Math.round(info.mtimeMs),
+    }
+  }
+
+  async stat(path: string): Promise<EntryInfo> {
+    return this.#info(await this.#resolve(path))
+  }
+
+  async list(path: string): Promise<EntryInfo[]> {
+    const absolute = await this.#resolve(path)
+    const self = await this.#info(absolute)
+    if (self.type !== 'folder') throw errors.notAFolder(path)
+    const entries: EntryInfo[] = []
+    for (const entry of await readdir(absolute, { withFileTypes: true })) {
+      if (absolute === this.root && entry.name === STATE_DIR) continue
+      if (!entry.isFile() && !entry.isDirectory()) continue // links and devices are not served
+      entries.push(await this.#info(join(absolute, entry.name)).catch(() => undefined) as EntryInfo)
+    }
+    return entries.filter(Boolean).sort((a, b) => (a.type === b.type ? a.name.localeCompare(b.name) : a.type === 'folder' ? -1 : 1))
+  }
+
+  async read(path: string, offset: number, length: number): Promise<Uint8Array> {
+    const absolute = await this.#resolve(path)
+    if ((await this.#info(absolute)).type !== 'file') throw errors.notAFile(path)
+    const handle = await open(absolute, constants.O_RDONLY | constants.O_NOFOLLOW)
+    try {
+      const buffer = Buffer.allocUnsafe(length)
+      const { bytesRead } = await handle.read(buffer, 0, length, offset)
+      return buffer.subarray(0, bytesRead)
+    } finally {
+      await handle.close()
+    }
+  }
+
+  #uploadPath(upload: string): string {
+    return join(this.root, UPLOADS, createHash('sha256').update(upload).digest('hex').slice(0, 40))
+  }
+
+  async uploadSize(upload: string): Promise<number | undefined> {
+    return (await stat(this.#uploadPath(upload)).catch(() => undefined))?.size
+  }
+
+  async uploadAppend(upload: string, offset: number, bytes: Uint8Array): Promise<number> {
+    const path = this.#uploadPath(upload)
+    await mkdir(join(this.root, UPLOADS), { recursive: true, mode: 0o700 })
+    // Offset 0 starts an upload; it never silently restarts one that has data (abort first).
+    const size = await this.uploadSize(upload)
+    if (size === undefined && offset !== 0) throw errors.unknownUpload()
+    if (size !== undefined && size !== offset) throw errors.uploadOffset(size, offset)
+    const handle: FileHandle = await open(path, size === undefined ? 'wx' : 'r+', 0o600).catch(async (error: NodeJS.ErrnoException) => {
+      // Two first chunks at once: the second learns where the upload stands.
+      if (error.code === 'EEXIST') throw errors.uploadOffset((await this.uploadSize(upload)) ?? 0, offset)
+      throw error
+    })
+    try {
+      await handle.write(bytes, 0, bytes.length, offset)
+      await handle.datasync()
+    } finally {
+      await handle.close()
+    }
+    return offset + bytes.length
+  }
+
+  async uploadCommit(upload: string, path: string, options: { overwrite: boolean }): Promise<EntryInfo> {
+    const staged = this.#uploadPath(upload)
+    if ((await this.uploadSize(upload)) === undefined) throw errors.unknownUpload()
+    const target = await this.#resolve(path)
+    if (target === this.root) throw errors.unsafePath(path, 'the root is a folder')
+    await this.#prepareTarget(target, path, options.overwrite)
+    await rename(staged, target)
+    return this.#info(target)
+  }
+
+  async uploadAbort(upload: string): Promise<void> {
+    await rm(this.#uploadPath(upload), { force: true })
+  }
+
+  /** Creates the target's parent folders and refuses to replace what should stay. */
+  async #prepareTarget(target: string, path: string, overwrite: boolean): Promise<void> {
+    const existing = await stat(target).catch(() => undefined)
+    if (existing !== undefined) {
+      if (existing.isDirectory()) throw errors.notAFile(path)
+      if (!overwrite) throw errors.exists(path)
+    }
+    const parent = join(target, '..')
+    const parentInfo = await stat(parent).catch(() => undefined)
+    if (parentInfo !== undefined && !parentInfo.isDirectory()) throw errors.notAFolder(this.#relative(parent))
+    await mkdir(parent, { recursive: true })
+  }
+
+  async remove(path: string): Promise<void> {
+    const absolute = await this.#resolve(path)
+    if (absolute === this.root) throw errors.unsafePath(path, 'the root cannot be deleted')
+    await this.#info(absolute)
+    await rm(absolute, { recursive: true })
+  }
+
+  async move(from: string, to: string, options: { overwrite: boolean }): Promise<EntryInfo> {
+    const source = await this.#resolve(from)
+    const target = await this.#resolve(to)
+    if (source === this.root || target === this.root) throw errors.unsafePath(source === this.root ? from : to, 'the root cannot move')
+    const info = await this.#info(source)
+    if (info.type === 'folder' && (target + '/').startsWith(source + '/')) throw errors.badRequest('a folder cannot move into itself')
+    if (info.type === 'folder' && (await stat(target).catch(() => undefined)) !== undefined) throw errors.exists(to)
+    if (info.type === 'file') await this.#prepareTarget(target, to, options.overwrite)
+    else await mkdir(join(target, '..'), { recursive: true })
+    await rename(source, target)
+    return this.#info(target)
+  }
+
+  async copy(from: string, to: string, options: { overwrite: boolean }): Promise<EntryInfo> {
+    const source = await this.#resolve(from)
+    const target = await this.#resolve(to)
+    const info = await this.#info(source)
+    if (info.type !== 'file') throw errors.notAFile(from)
+    await this.#prepareTarget(target, to, options.overwrite)
+    // Copy beside the target, then rename: readers never see half a file.
+    const temporary = join(target, '..', `.cloudbox-tmp-copy-${process.pid}-${Date.now()}`)
+    try {
+      await copyFile(source, temporary, constants.COPYFILE_FICLONE)
+      await rename(temporary, target)
+    } catch (error) {
+      await rm(temporary, { force: true })
+      throw error
+    }
+    return this.#info(target)
+  }
+
+  async mkdir(path: string): Promise<EntryInfo> {
+    const absolute = await this.#resolve(path)
+    await mkdir(absolute, { recursive: true }).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'EEXIST' || error.code === 'ENOTDIR') throw errors.notAFolder(path)
+      throw error
+    })
+    const info = await this.#info(absolute)
+    if (info.type !== 'folder') throw errors.notAFolder(path)
+    return info
+  }
+
+  async search(query: string, limit: number): Promise<EntryInfo[]> {
+    const needle = query.normalize('NFC').toLowerCase()
+    const found: EntryInfo[] = []
+    const walk = async (absolute: string): Promise<void> => {
+      for (const entry of await readdir(absolute, { withFileTypes: true }).catch(() => [])) {
+        if (found.length >= limit) return
+        if (absolute === this.root && entry.name === STATE_DIR) continue
+        if (!entry.isFile() && !entry.isDirectory()) continue
+        const child = join(absolute, entry.name)
+        if (entry.name.normalize('NFC').toLowerCase().includes(needle)) found.push(await this.#info(child))
+        if (entry.isDirectory()) await walk(child)
+      }
+    }
+    await walk(this.root)
+    return found.slice(0, limit)
+  }
+
+  async usage(): Promise<StorageUsage> {
+    let usedBytes = 0
+    let files = 0
+    const walk = async (absolute: string): Promise<void> => {
+      for (const entry of await readdir(absolute, { withFileTypes: true }).catch(() => [])) {
+        if (absolute === this.root && entry.name === STATE_DIR) continue
+        const child = join(absolute, entry.name)
+        if (entry.isDirectory()) await walk(child)
+        else if (entry.isFile()) {
+          usedBytes += (await lstat(child).catch(() => undefined))?.size ?? 0
+          files++
+        }
+      }
+    }
+    await walk(this.root)
+    return { usedBytes, files }
+  }
+}
+

@@ -1,0 +1,45 @@
+/** One entry of a listing: a file or a folder of the cloud. */
+export interface EntryInfo {
+  /** Relative path from the cloud's root, with `/`. */
+  path: string
+  name: string
+  type: 'file' | 'folder'
+  /** Bytes (0 for folders). */
+  size: number
+  /** Last modification, ms since the epoch. */
+  modified: number
+}
+
+export interface StorageUsage {
+  usedBytes: number
+  files: number
+}
+
+/**
+ * Where a server keeps its files. The API speaks to this interface only, so the local
+ * folder (default) and an object store serve the same endpoints. Paths are relative,
+ * `/`-separated and checked by the back end; `''` is the root.
+ */
+export interface StorageBackend {
+  list(path: string): Promise<EntryInfo[]>
+  stat(path: string): Promise<EntryInfo>
+  /** Up to `length` bytes from `offset` (fewer at the end of the file). */
+  read(path: string, offset: number, length: number): Promise<Uint8Array>
+  /** Bytes received so far for a staged upload, or undefined when there is none. */
+  uploadSize(upload: string): Promise<number | undefined>
+  /** Appends to a staged upload; `offset` must be its current size. Returns the new size. */
+  uploadAppend(upload: string, offset: number, bytes: Uint8Array): Promise<number>
+  /** Moves a finished upload to `path` (atomically), replacing a file there only when `overwrite`. */
+  uploadCommit(upload: string, path: string, options: { overwrite: boolean }): Promise<EntryInfo>
+  uploadAbort(upload: string): Promise<void>
+  /** Deletes a file, or a folder with everything in it. */
+  remove(path: string): Promise<void>
+  /** Renames or moves; refuses to replace unless `overwrite`. */
+  move(from: string, to: string, options: { overwrite: boolean }): Promise<EntryInfo>
+  copy(from: string, to: string, options: { overwrite: boolean }): Promise<EntryInfo>
+  /** Creates a folder and any missing parents; fine if it exists. */
+  mkdir(path: string): Promise<EntryInfo>
+  /** Entries whose name contains `query` (case-insensitive), at most `limit`. */
+  search(query: string, limit: number): Promise<EntryInfo[]>
+  usage(): Promise<StorageUsage>
+}
