@@ -141,8 +141,12 @@ export class CloudServer {
         ...(bytes.length > 0 ? { 'content-type': raw ? 'application/octet-stream' : 'application/json' } : {}),
       },
       ...(bytes.length > 0 ? { payload: bytes } : {}),
+      // As a stream: otherwise inject also decodes every body as a string (a third of the CPU on downloads).
+      payloadAsStream: true,
     })
-    return { status: response.statusCode, body: response.rawPayload }
+    const chunks: Buffer[] = []
+    for await (const chunk of response.stream()) chunks.push(chunk as Buffer)
+    return { status: response.statusCode, body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks) }
   }
 
   async #buildInner(): Promise<FastifyInstance> {

@@ -158,7 +158,7 @@ export async function sealApiRequest(caller: Signer, server: string | Uint8Array
   }
   const signature = caller.sign(signedBytes(enc, serverKey, fields))
   const plaintext = codec.encode('request', { ...fields, signature })
-  const ciphertext = new Uint8Array(await context.seal(toArrayBuffer(plaintext)))
+  const ciphertext = new Uint8Array(await context.seal(plaintext))
   const secret = await exportSecret(context)
   return {
     message: Buffer.concat([HEADER, enc, ciphertext]),
@@ -231,7 +231,7 @@ export class ApiRequestOpener {
     let secret: Uint8Array
     try {
       const context = await suite.createRecipientContext({ recipientKey: await this.#key(), enc: toArrayBuffer(enc), info: toArrayBuffer(requestInfo(serverKey)) })
-      plaintext = new Uint8Array(await context.open(toArrayBuffer(message.subarray(HEADER.length + ENC_LENGTH))))
+      plaintext = new Uint8Array(await context.open(message.subarray(HEADER.length + ENC_LENGTH)))
       secret = await exportSecret(context)
     } catch (error) {
       throw new ApiRequestInvalidError(undefined, { cause: error })
