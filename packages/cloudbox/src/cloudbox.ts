@@ -406,6 +406,12 @@ export class CloudBox {
         this.init.keepAliveMs ?? 15_000,
       ),
     }
+    if (this.#state !== 'running') {
+      // stop() began while this session was being set up: it would not be closed.
+      await secure.close().catch(() => {})
+      finish()
+      return
+    }
     this.#sessions.add(session)
     this.#emit({ type: 'connection', state: 'connected', peer: device })
     const sync = this.#engine?.connect(syncLane)
@@ -612,6 +618,9 @@ export class CloudBox {
       }
       const [controlLane, syncLane] = createChannelMux(secure, SESSION_LANES) as [MessageChannel, MessageChannel]
       const reader = controlLane[Symbol.asyncIterator]()
+      // A stop during the hello exchange ends it at once (the reads then see the close).
+      const onAbort = () => void secure.close().catch(() => {})
+      signal.addEventListener('abort', onAbort, { once: true })
       try {
         const first = await withTimeout(reader.next(), 10_000)
         if (first.done === true) throw errors.unreachable('the server closed the session')
@@ -632,6 +641,8 @@ export class CloudBox {
         // A refusal is the server's answer: no point trying another path.
         if (isCloudBoxError(error) && error.code !== 'ERR_UNREACHABLE' && error.code !== 'ERR_TIMEOUT') throw error
         lastError = error as Error
+      } finally {
+        signal.removeEventListener('abort', onAbort)
       }
     }
     throw lastError
@@ -647,11 +658,19 @@ export class CloudBox {
       try {
         const { secure, control, syncLane } = await this.#open({ id: paired.id, name: paired.name, addresses: paired.addresses, ...(paired.hub === undefined ? {} : { hub: paired.hub }) }, undefined, signal)
         backoff.reset()
+        // Stopping closes the session, even one that opened while stop() was under way.
+        const onAbort = () => void secure.close().catch(() => {})
+        signal.addEventListener('abort', onAbort, { once: true })
+        if (signal.aborted) onAbort()
         this.#clientSession = { secure, control }
         const sync = this.#engine?.connect(syncLane)
-        reason = await control.run()
-        await sync?.close()
-        this.#clientSession = undefined
+        try {
+          reason = await control.run()
+          await sync?.close()
+        } finally {
+          signal.removeEventListener('abort', onAbort)
+          this.#clientSession = undefined
+        }
         this.#emit({ type: 'connection', state: 'disconnected', peer: paired.id, ...(reason === undefined ? {} : { error: eventError(reason) }) })
       } catch (error) {
         reason = error as Error

@@ -45,6 +45,24 @@ describe('CloudBox instances', () => {
     expect(existsSync(join(folder, '.cloudbox'))).toBe(false)
   })
 
+  it('stops promptly whenever it is stopped, even while its session is being set up', async () => {
+    const server = new CloudBox({ role: 'server', folder: join(root, 'race-server'), listen: { host: '127.0.0.1', port: 0 }, masterPin: '2468-1357', watch: false }, { identity: Identity.generate().identity })
+    await server.start()
+    // Right after pairing, the client reconnects; destroying it at every moment of that
+    // set-up (hello, welcome) must not wait for a session nobody will close.
+    for (let delay = 0; delay < 24; delay++) {
+      const client = new CloudBox({ role: 'client', folder: join(root, `race-${delay}`), sync: false }, { identity: Identity.generate().identity })
+      await client.start()
+      await client.pair(server.pairingUri(), '2468-1357')
+      await new Promise((resolve) => setTimeout(resolve, delay / 2))
+      const stopped = await Promise.race([client.destroy().then(() => true), new Promise((resolve) => setTimeout(resolve, 5_000, false))])
+      expect(stopped, `destroy ${delay / 2} ms after pairing`).toBe(true)
+    }
+    const started = Date.now()
+    await server.destroy()
+    expect(Date.now() - started).toBeLessThan(2_000)
+  }, 60_000)
+
   it('refuses calls that do not fit the role or the lifecycle, with typed errors', async () => {
     const identity = Identity.generate().identity
     const client = new CloudBox({ role: 'client', folder: join(root, 'client') }, { identity })
