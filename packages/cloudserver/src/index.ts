@@ -9,6 +9,6 @@ export type { CloudServerOptions, CloudServerComponents } from './api/api-server
 export { CloudServerClient } from './api/api-client.js'
 export type { CloudServerClientOptions, TransferProgress } from './api/api-client.js'
 export { LocalFolderStorage } from './storage/local-folder.js'
-export type { StorageBackend, EntryInfo, StorageUsage } from './storage/storage-backend.js'
+export type { StorageBackend, EntryInfo, StorageUsage, ShareInfo } from './storage/storage-backend.js'
 export { ErrorCodes, CloudServerError, isCloudServerError, HTTP_STATUS } from './errors.js'
 export type { ErrorCode } from './errors.js'

@@ -5,11 +5,25 @@
  * chunks and resume where they stopped.
  */
 import { randomBytes } from 'node:crypto'
-import { open, rename, stat } from 'node:fs/promises'
-import { API_REQUEST_MEDIA_TYPE, API_RESPONSE_MEDIA_TYPE, sealApiRequest, type ApiMethod, type Signer } from '@cloudbox/encrypted-messaging'
+import { createReadStream } from 'node:fs'
+import { mkdtemp, open, rename, rm, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import {
+  API_REQUEST_MEDIA_TYPE,
+  API_RESPONSE_MEDIA_TYPE,
+  openFile,
+  sealApiRequest,
+  sealFile,
+  signDocument,
+  verifyDocument,
+  type ApiMethod,
+  type KeyAgreement,
+  type Signer,
+} from '@cloudbox/encrypted-messaging'
 import type { AdminOperation, CloudAdmin } from '@cloudbox/cloudbox'
 import { CloudServerError, errors } from '../errors.js'
-import type { EntryInfo, StorageUsage } from '../storage/storage-backend.js'
+import type { EntryInfo, ShareInfo, StorageUsage } from '../storage/storage-backend.js'
 import { API_PATH } from './api-server.js'
 
 export interface CloudServerClientOptions {
@@ -125,6 +139,12 @@ export class CloudServerClient {
    * an interrupted upload from where the server stands.
    */
   async upload(localPath: string, path: string, options: { upload?: string; overwrite?: boolean; onProgress?: (progress: TransferProgress) => void; signal?: AbortSignal } = {}): Promise<EntryInfo> {
+    const upload = await this.#stage(localPath, options)
+    return await this.#json('POST', '/v1/uploads/commit', { upload, path, overwrite: options.overwrite ?? false })
+  }
+
+  /** Sends a local file to the server's staging area in chunks (resuming `upload`); returns the upload ID. */
+  async #stage(localPath: string, options: { upload?: string; onProgress?: (progress: TransferProgress) => void; signal?: AbortSignal }): Promise<string> {
     const upload = options.upload ?? randomBytes(12).toString('base64url')
     const handle = await open(localPath, 'r')
     try {
@@ -139,10 +159,71 @@ export class CloudServerClient {
         offset = (JSON.parse(Buffer.from(sent).toString()) as { size: number }).size
         options.onProgress?.({ bytes: offset, total })
       } while (offset < total)
-      return await this.#json('POST', '/v1/uploads/commit', { upload, path, overwrite: options.overwrite ?? false })
+      return upload
     } finally {
       await handle.close()
     }
+  }
+
+  /**
+   * Seals a local file for the recipients (their `cb1…` IDs or `age1…` keys) and leaves it
+   * in the server's drop box; `signer` adds a signature of the sealed file. The server
+   * stores ciphertext it cannot open.
+   */
+  async share(localPath: string, recipients: readonly string[], options: { name?: string; signer?: Signer; onProgress?: (progress: TransferProgress) => void; signal?: AbortSignal } = {}): Promise<ShareInfo> {
+    if (recipients.length === 0) throw errors.badRequest('name at least one recipient')
+    const scratch = await mkdtemp(join(tmpdir(), 'cloudbox-share-'))
+    try {
+      const sealed = join(scratch, 'sealed.age')
+      await sealFile(localPath, sealed, recipients)
+      const signature = options.signer === undefined ? undefined : await signDocument(options.signer, createReadStream(sealed))
+      const upload = await this.#stage(sealed, options)
+      const name = options.name ?? localPath.split(/[\\/]/).pop() ?? 'file'
+      return await this.#json('POST', '/v1/shares', { upload, to: recipients, name, ...(signature === undefined ? {} : { signature }) })
+    } finally {
+      await rm(scratch, { recursive: true, force: true })
+    }
+  }
+
+  /** What waits in the drop box for this device's identity. */
+  inbox(): Promise<ShareInfo[]> {
+    return this.#json<{ shares: ShareInfo[] }>('GET', '/v1/shares').then((result) => result.shares)
+  }
+
+  /**
+   * Downloads a share and opens it with `identity` into `localPath`. When the share is
+   * signed, the signature is checked against its sender first (a bad one throws
+   * ERR_SIGNATURE_INVALID and nothing is written); `signedBy` is then the sender's ID.
+   */
+  async receive(id: string, localPath: string, identity: KeyAgreement, options: { onProgress?: (progress: TransferProgress) => void; signal?: AbortSignal } = {}): Promise<{ share: ShareInfo; signedBy?: string }> {
+    const share = (await this.inbox()).find((each) => each.id === id)
+    if (share === undefined) throw errors.notFound(`share ${id}`)
+    const scratch = await mkdtemp(join(tmpdir(), 'cloudbox-receive-'))
+    try {
+      const sealed = join(scratch, 'sealed.age')
+      const handle = await open(sealed, 'w', 0o600)
+      try {
+        for (let offset = 0; offset < share.size; ) {
+          const bytes = await this.call('GET', `/v1/shares/content?${query({ id, offset: String(offset), length: String(Math.min(this.#chunkSize, share.size - offset)) })}`, undefined, options.signal)
+          if (bytes.length === 0) throw errors.notFound(`share ${id}`)
+          await handle.write(bytes, 0, bytes.length, offset)
+          offset += bytes.length
+          options.onProgress?.({ bytes: offset, total: share.size })
+        }
+      } finally {
+        await handle.close()
+      }
+      if (share.signature !== undefined) await verifyDocument(createReadStream(sealed), share.signature, share.from)
+      await openFile(sealed, localPath, identity)
+      return { share, ...(share.signature === undefined ? {} : { signedBy: share.from }) }
+    } finally {
+      await rm(scratch, { recursive: true, force: true })
+    }
+  }
+
+  /** Removes a share from this device's inbox (the sender withdraws it for everyone). */
+  async removeShare(id: string): Promise<void> {
+    await this.call('DELETE', `/v1/shares?${query({ id })}`)
   }
 
   /** Bytes already uploaded under `upload`, or undefined (to show resume progress). */

@@ -1,3 +1,4 @@
+import type { FastifyRequest } from 'fastify'
 import type { CloudBox } from '@cloudbox/cloudbox'
 import type { StorageBackend } from '../storage/storage-backend.js'
 
@@ -10,3 +11,9 @@ export interface ApiContext {
 /** Set on each inner request by the envelope handler: the verified, authorized caller. */
 export const CALLER_HEADER = 'x-cloudbox-caller'
 export const ROLE_HEADER = 'x-cloudbox-role'
+
+/** The verified caller's public ID (set by the envelope handler, never by a client). */
+export const callerOf = (request: FastifyRequest): string => String(request.headers[CALLER_HEADER])
+
+/** Upload IDs are scoped to their caller: no device can touch another's upload. */
+export const scopedUpload = (request: FastifyRequest, upload: string): string => `${callerOf(request)}:${upload}`

@@ -23,6 +23,7 @@ import type { StorageBackend } from '../storage/storage-backend.js'
 import { CALLER_HEADER, ROLE_HEADER, type ApiContext } from './api-context.js'
 import { adminRoutes } from './routes/admin.js'
 import { filesRoutes } from './routes/files.js'
+import { sharesRoutes } from './routes/shares.js'
 import { storageRoutes } from './routes/storage-info.js'
 import { uploadsRoutes } from './routes/uploads.js'
 
@@ -172,6 +173,7 @@ export class CloudServer {
     await inner.register(filesRoutes, context)
     await inner.register(uploadsRoutes, context)
     await inner.register(storageRoutes, context)
+    await inner.register(sharesRoutes, context)
     await inner.register(adminRoutes, context)
     await inner.ready()
     return inner

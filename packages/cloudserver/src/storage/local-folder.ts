@@ -5,13 +5,27 @@
  */
 import { createHash } from 'node:crypto'
 import { constants } from 'node:fs'
-import { copyFile, lstat, mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises'
+import { copyFile, lstat, mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { STATE_DIR, validateRelativePath } from '@cloudbox/cloudsync'
 import { errors } from '../errors.js'
-import type { EntryInfo, StorageBackend, StorageUsage } from './storage-backend.js'
+import { writeFileAtomically } from '@cloudbox/securestorage/durable-file'
+import * as v from 'valibot'
+import type { EntryInfo, ShareInfo, StorageBackend, StorageUsage } from './storage-backend.js'
 
 const UPLOADS = join(STATE_DIR, 'uploads')
+/** Sealed shares: `<id>.age` and its record `<id>.json`, never synced. */
+const DROPBOX = join(STATE_DIR, 'dropbox')
+const SHARE_ID = /^[A-Za-z0-9_-]{16,64}$/
+const shareSchema = v.strictObject({
+  id: v.pipe(v.string(), v.regex(SHARE_ID)),
+  from: v.string(),
+  to: v.array(v.string()),
+  name: v.string(),
+  size: v.number(),
+  created: v.number(),
+  signature: v.optional(v.string()),
+})
 
 export class LocalFolderStorage implements StorageBackend {
   readonly root: string
@@ -227,5 +241,60 @@ export class LocalFolderStorage implements StorageBackend {
     await walk(this.root)
     return { usedBytes, files }
   }
-}
 
+  #sharePath(id: string, extension: 'age' | 'json'): string {
+    if (!SHARE_ID.test(id)) throw errors.notFound(`share ${id.slice(0, 80)}`)
+    return join(this.root, DROPBOX, `${id}.${extension}`)
+  }
+
+  async shareCommit(upload: string, share: Omit<ShareInfo, 'size'>): Promise<ShareInfo> {
+    const size = await this.uploadSize(upload)
+    if (size === undefined) throw errors.unknownUpload()
+    await mkdir(join(this.root, DROPBOX), { recursive: true, mode: 0o700 })
+    const record: ShareInfo = { ...share, size }
+    await rename(this.#uploadPath(upload), this.#sharePath(share.id, 'age'))
+    await writeFileAtomically(this.#sharePath(share.id, 'json'), JSON.stringify(record))
+    return record
+  }
+
+  async listShares(): Promise<ShareInfo[]> {
+    const names = await readdir(join(this.root, DROPBOX)).catch(() => [] as string[])
+    const shares: ShareInfo[] = []
+    for (const name of names) {
+      if (!name.endsWith('.json')) continue
+      const share = await this.getShare(name.slice(0, -5)).catch(() => undefined)
+      if (share !== undefined) shares.push(share)
+    }
+    return shares.sort((a, b) => b.created - a.created)
+  }
+
+  async getShare(id: string): Promise<ShareInfo> {
+    const text = await readFile(this.#sharePath(id, 'json'), 'utf8').catch(() => undefined)
+    const parsed = text === undefined ? undefined : v.safeParse(shareSchema, JSON.parse(text))
+    if (parsed === undefined || !parsed.success) throw errors.notFound(`share ${id}`)
+    return parsed.output
+  }
+
+  async readShare(id: string, offset: number, length: number): Promise<Uint8Array> {
+    const handle = await open(this.#sharePath(id, 'age'), constants.O_RDONLY | constants.O_NOFOLLOW).catch(() => {
+      throw errors.notFound(`share ${id}`)
+    })
+    try {
+      const buffer = Buffer.allocUnsafe(length)
+      const { bytesRead } = await handle.read(buffer, 0, length, offset)
+      return buffer.subarray(0, bytesRead)
+    } finally {
+      await handle.close()
+    }
+  }
+
+  async updateShare(share: ShareInfo): Promise<void> {
+    await writeFileAtomically(this.#sharePath(share.id, 'json'), JSON.stringify(share))
+  }
+
+  async removeShare(id: string): Promise<void> {
+    // The record goes first: a share without one is never listed.
+    await rm(this.#sharePath(id, 'json'), { force: true })
+    await rm(this.#sharePath(id, 'age'), { force: true })
+  }
+}

@@ -10,6 +10,22 @@ export interface EntryInfo {
   modified: number
 }
 
+/** A sealed file waiting in the drop box: ciphertext the server cannot open, and who it is for. */
+export interface ShareInfo {
+  id: string
+  /** The uploader's public ID. */
+  from: string
+  /** Recipients who have not removed it yet (public IDs). */
+  to: string[]
+  /** The file name the sender gave (shown to recipients; never used as a path on the server). */
+  name: string
+  /** Bytes of the sealed (age) file. */
+  size: number
+  created: number
+  /** Optional minisign signature of the sealed file by `from`. */
+  signature?: string
+}
+
 export interface StorageUsage {
   usedBytes: number
   files: number
@@ -42,4 +58,12 @@ export interface StorageBackend {
   /** Entries whose name contains `query` (case-insensitive), at most `limit`. */
   search(query: string, limit: number): Promise<EntryInfo[]>
   usage(): Promise<StorageUsage>
+  /** Moves a finished upload into the drop box under `share.id`. */
+  shareCommit(upload: string, share: Omit<ShareInfo, 'size'>): Promise<ShareInfo>
+  listShares(): Promise<ShareInfo[]>
+  getShare(id: string): Promise<ShareInfo>
+  readShare(id: string, offset: number, length: number): Promise<Uint8Array>
+  /** Replaces a share's record (e.g. fewer recipients). */
+  updateShare(share: ShareInfo): Promise<void>
+  removeShare(id: string): Promise<void>
 }

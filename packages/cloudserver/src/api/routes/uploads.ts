@@ -3,16 +3,15 @@
  * offset the server reports, and commits the whole under a path. IDs are scoped to the
  * caller, so no device can touch another's upload.
  */
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
+import type { FastifyPluginAsync } from 'fastify'
 import * as v from 'valibot'
 import { errors } from '../../errors.js'
-import { CALLER_HEADER, type ApiContext } from '../api-context.js'
+import { scopedUpload as scoped, type ApiContext } from '../api-context.js'
 import { count, parse, pathParam } from './params.js'
 
-const uploadId = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{8,64}$/))
+export const uploadId = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{8,64}$/))
 
 export const uploadsRoutes: FastifyPluginAsync<ApiContext> = async (app, { box, storage }) => {
-  const scoped = (request: FastifyRequest, upload: string) => `${String(request.headers[CALLER_HEADER])}:${upload}`
   const checkQuota = async (adding: number) => {
     const { quotaBytes } = await box.admin.storage()
     if (quotaBytes === undefined) return

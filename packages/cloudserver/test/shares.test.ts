@@ -1,0 +1,112 @@
+import { spawnSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { CloudBox } from '@cloudbox/cloudbox'
+import { Identity } from '@cloudbox/encrypted-messaging'
+import { CloudServer, CloudServerClient } from '../src/index.js'
+
+let root: string
+let box: CloudBox
+let server: CloudServer
+const devices: CloudBox[] = []
+const MiB = 1024 * 1024
+
+async function person(name: string): Promise<{ identity: Identity; client: CloudServerClient }> {
+  const identity = Identity.generate().identity
+  const device = new CloudBox({ role: 'client', folder: join(root, name), sync: false, name }, { identity })
+  devices.push(device)
+  await mkdir(device.init.folder, { recursive: true })
+  await device.start()
+  await device.pair(box.pairingUri(), '2468-1357')
+  return { identity, client: new CloudServerClient({ url: server.url, server: box.id, identity, chunkSize: MiB }) }
+}
+
+const errorCode = (promise: Promise<unknown>) => promise.then(() => 'ok', (error: { code?: string }) => error.code ?? String(error))
+const dropbox = () => join(root, 'cloud', '.cloudbox', 'dropbox')
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'cloudserver-shares-'))
+  await mkdir(join(root, 'cloud'))
+  box = new CloudBox({ role: 'server', folder: join(root, 'cloud'), listen: { host: '127.0.0.1', port: 0 }, masterPin: '2468-1357', watch: false }, { identity: Identity.generate().identity })
+  await box.start()
+  server = new CloudServer({}, { box })
+  await server.start()
+})
+
+afterAll(async () => {
+  await server.stop()
+  for (const device of devices) await device.destroy()
+  await box.destroy()
+  await rm(root, { recursive: true, force: true })
+})
+
+describe('drop box', () => {
+  it('carries a sealed, signed file from one identity to another; the server keeps ciphertext the age tool opens with the recipient key', async () => {
+    const alice = await person('alice')
+    const bob = await person('bob')
+    const carol = await person('carol')
+    const secret = Buffer.concat([Buffer.from('quarterly figures: '), randomBytes(3 * MiB)])
+    await writeFile(join(root, 'report.pdf'), secret)
+    const share = await alice.client.share(join(root, 'report.pdf'), [bob.identity.publicId], { signer: alice.identity })
+    expect(share).toMatchObject({ from: alice.identity.publicId, to: [bob.identity.publicId], name: 'report.pdf' })
+
+    // What the server stores is an age file it cannot open; the age tool opens it with Bob's key.
+    const stored = await readFile(join(dropbox(), `${share.id}.age`))
+    expect(stored.subarray(0, 21).toString()).toBe('age-encryption.org/v1')
+    expect(stored.includes('quarterly figures')).toBe(false)
+    const keyFile = join(root, 'bob.key')
+    await writeFile(keyFile, bob.identity.exportAgeIdentity() + '\n', { mode: 0o600 })
+    const opened = spawnSync('age', ['--decrypt', '-i', keyFile, join(dropbox(), `${share.id}.age`)], { maxBuffer: 64 * MiB })
+    expect(opened.status).toBe(0)
+    expect(opened.stdout.equals(secret)).toBe(true)
+
+    // Bob sees it, downloads it in chunks, checks Alice's signature and opens it.
+    expect((await bob.client.inbox()).map((each) => each.id)).toEqual([share.id])
+    const received = await bob.client.receive(share.id, join(root, 'bob-report.pdf'), bob.identity)
+    expect(received.signedBy).toBe(alice.identity.publicId)
+    expect((await readFile(join(root, 'bob-report.pdf'))).equals(secret)).toBe(true)
+
+    // Carol is paired too, but it is not for her: she neither sees nor reads it.
+    expect(await carol.client.inbox()).toEqual([])
+    expect(await errorCode(carol.client.call('GET', `/v1/shares/content?id=${share.id}`))).toBe('ERR_NOT_FOUND')
+    expect(await errorCode(carol.client.removeShare(share.id))).toBe('ERR_NOT_FOUND')
+
+    // Once its only recipient removes it, the server forgets it.
+    await bob.client.removeShare(share.id)
+    expect(await bob.client.inbox()).toEqual([])
+    expect(existsSync(join(dropbox(), `${share.id}.age`))).toBe(false)
+  })
+
+  it('refuses a share whose stored ciphertext was altered: signed ones fail the signature, unsigned ones fail to open', async () => {
+    const alice = await person('alice2')
+    const bob = await person('bob2')
+    await writeFile(join(root, 'note.txt'), 'meet at noon')
+    const signed = await alice.client.share(join(root, 'note.txt'), [bob.identity.publicId], { signer: alice.identity })
+    const unsigned = await alice.client.share(join(root, 'note.txt'), [bob.identity.publicId, alice.identity.publicId], { name: 'copy.txt' })
+    for (const share of [signed, unsigned]) {
+      const path = join(dropbox(), `${share.id}.age`)
+      const bytes = await readFile(path)
+      bytes[bytes.length - 5]! ^= 1
+      await writeFile(path, bytes)
+    }
+    expect(await errorCode(bob.client.receive(signed.id, join(root, 'a.txt'), bob.identity))).toBe('ERR_SIGNATURE_INVALID')
+    expect(await errorCode(bob.client.receive(unsigned.id, join(root, 'b.txt'), bob.identity))).toMatch(/^ERR_AGE_/)
+    expect(existsSync(join(root, 'a.txt')) || existsSync(join(root, 'b.txt'))).toBe(false)
+    // The sender may withdraw a share for everyone.
+    await alice.client.removeShare(unsigned.id)
+    expect((await bob.client.inbox()).map((each) => each.id)).toEqual([signed.id])
+    expect((await readdir(dropbox())).filter((name) => name.startsWith(unsigned.id))).toEqual([])
+  })
+
+  it('refuses malformed shares: no recipients, a bad ID, a name with a slash', async () => {
+    const alice = await person('alice3')
+    await writeFile(join(root, 'x.txt'), 'x')
+    expect(await errorCode(alice.client.share(join(root, 'x.txt'), []))).toBe('ERR_BAD_REQUEST')
+    expect(await errorCode(alice.client.share(join(root, 'x.txt'), ['cb1notanid']))).not.toBe('ok')
+    expect(await errorCode(alice.client.share(join(root, 'x.txt'), [alice.identity.publicId], { name: '../../etc/passwd' }))).toBe('ERR_BAD_REQUEST')
+  })
+})
