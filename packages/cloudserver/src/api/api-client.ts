@@ -91,6 +91,11 @@ export class CloudServerClient {
     return this.#json('GET', `/v1/stat?${query({ path })}`)
   }
 
+  /** An image's thumbnail (made now if needed); ERR_NOT_FOUND when it has none. */
+  thumbnail(path: string): Promise<Uint8Array> {
+    return this.call('GET', `/v1/thumbnail?${query({ path })}`)
+  }
+
   /** Up to `length` bytes of a file from `offset`. */
   read(path: string, offset = 0, length = this.#chunkSize): Promise<Uint8Array> {
     return this.call('GET', `/v1/content?${query({ path, offset: String(offset), length: String(length) })}`)

@@ -1,11 +1,14 @@
 import type { FastifyRequest } from 'fastify'
 import type { CloudBox } from '@cloudbox/cloudbox'
 import type { StorageBackend } from '../storage/storage-backend.js'
+import type { Thumbnails } from '../thumbnails.js'
 
 /** What every endpoint plugin gets: the cloud it serves and where its files live. */
 export interface ApiContext {
   box: CloudBox
   storage: StorageBackend
+  /** Undefined when thumbnails are turned off. */
+  thumbnails: Thumbnails | undefined
 }
 
 /** Set on each inner request by the envelope handler: the verified, authorized caller. */

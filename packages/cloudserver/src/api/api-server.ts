@@ -18,7 +18,10 @@ import {
   type OpenedApiRequest,
 } from '@cloudbox/encrypted-messaging'
 import { CloudServerError, errors, HTTP_STATUS, isCloudServerError, type ErrorCode } from '../errors.js'
+import { join } from 'node:path'
+import { STATE_DIR } from '@cloudbox/cloudsync'
 import { LocalFolderStorage } from '../storage/local-folder.js'
+import { Thumbnails, type ThumbnailOptions } from '../thumbnails.js'
 import type { StorageBackend } from '../storage/storage-backend.js'
 import { CALLER_HEADER, ROLE_HEADER, type ApiContext } from './api-context.js'
 import { adminRoutes } from './routes/admin.js'
@@ -35,6 +38,8 @@ export interface CloudServerOptions {
   port?: number
   /** Replay window and memory of the envelope (defaults: 60 s, 1,000,000 nonces). */
   envelope?: ApiRequestOpenerOptions
+  /** Thumbnail settings, or false for none (default: 128 px WebP, cached in the folder's `.cloudbox/thumbnails`). */
+  thumbnails?: (ThumbnailOptions & { cacheDir?: string }) | false
 }
 
 export interface CloudServerComponents {
@@ -50,7 +55,9 @@ const ENVELOPE_STATUS: Record<string, number> = { ERR_API_REQUEST_INVALID: 400, 
 export class CloudServer {
   readonly options: CloudServerOptions
   readonly storage: StorageBackend
+  readonly thumbnails: Thumbnails | undefined
   readonly #box: CloudBox
+  #unsubscribe: (() => void) | undefined
   readonly #log: NonNullable<CloudServerComponents['log']>
   readonly #opener: ApiRequestOpener
   #outer: FastifyInstance | undefined
@@ -64,6 +71,8 @@ export class CloudServer {
     this.storage = components.storage ?? new LocalFolderStorage(components.box.init.folder)
     this.#log = components.log ?? (() => {})
     this.#opener = new ApiRequestOpener(components.box.identity, options.envelope)
+    const thumbnails = options.thumbnails
+    this.thumbnails = thumbnails === false ? undefined : new Thumbnails(this.storage, thumbnails?.cacheDir ?? join(components.box.init.folder, STATE_DIR, 'thumbnails'), thumbnails ?? {})
   }
 
   /** `http://host:port`; the API is at `${url}/v1/api`. */
@@ -91,15 +100,22 @@ export class CloudServer {
     this.#url = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`
     this.#outer = outer
     this.#inner = inner
+    // Files that arrive by sync get their thumbnail right away.
+    this.#unsubscribe = this.#box.status.on((event) => {
+      if (event.type === 'sync' && event.event.type === 'file' && event.event.action === 'downloaded') this.thumbnails?.prepare(event.event.path)
+    })
   }
 
   async stop(): Promise<void> {
+    this.#unsubscribe?.()
+    this.#unsubscribe = undefined
     const outer = this.#outer
     this.#outer = undefined
     this.#url = undefined
     await outer?.close()
     await this.#inner?.close()
     this.#inner = undefined
+    await this.thumbnails?.idle()
   }
 
   /**
@@ -169,7 +185,7 @@ export class CloudServer {
       return reply.code(500).send({ code: 'ERR_INTERNAL', message: 'The server failed on this request; it was logged.' })
     })
     inner.setNotFoundHandler((request, reply) => reply.code(404).send({ code: 'ERR_NOT_FOUND', message: `No endpoint ${request.method} ${request.url.split('?')[0]}.` }))
-    const context: ApiContext = { box: this.#box, storage: this.storage }
+    const context: ApiContext = { box: this.#box, storage: this.storage, thumbnails: this.thumbnails }
     await inner.register(filesRoutes, context)
     await inner.register(uploadsRoutes, context)
     await inner.register(storageRoutes, context)

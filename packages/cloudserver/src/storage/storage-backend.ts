@@ -8,6 +8,8 @@ export interface EntryInfo {
   size: number
   /** Last modification, ms since the epoch. */
   modified: number
+  /** In listings: the image's thumbnail (base64), when it is ready. */
+  thumbnail?: string
 }
 
 /** A sealed file waiting in the drop box: ciphertext the server cannot open, and who it is for. */

@@ -2,15 +2,31 @@
 import type { FastifyPluginAsync } from 'fastify'
 import * as v from 'valibot'
 import { API_MAX_BODY } from '@cloudbox/encrypted-messaging'
+import { errors } from '../../errors.js'
 import type { ApiContext } from '../api-context.js'
 import { count, parse, pathParam } from './params.js'
 
 const transfer = v.strictObject({ from: pathParam, to: pathParam, overwrite: v.optional(v.boolean(), false) })
 
-export const filesRoutes: FastifyPluginAsync<ApiContext> = async (app, { storage }) => {
+export const filesRoutes: FastifyPluginAsync<ApiContext> = async (app, { storage, thumbnails }) => {
   app.get('/v1/files', async (request) => {
     const { path } = parse(v.object({ path: v.optional(pathParam, '') }), request.query)
-    return { entries: await storage.list(path) }
+    const entries = await storage.list(path)
+    if (thumbnails === undefined) return { entries }
+    // Thumbnails ready now ride along (base64); missing ones are made in the background.
+    return {
+      entries: await Promise.all(entries.map(async (entry) => {
+        const thumbnail = await thumbnails.ready(entry)
+        return thumbnail === undefined ? entry : { ...entry, thumbnail: thumbnail.toString('base64') }
+      })),
+    }
+  })
+  app.get('/v1/thumbnail', async (request, reply) => {
+    const { path } = parse(v.object({ path: pathParam }), request.query)
+    const entry = await storage.stat(path)
+    const thumbnail = await thumbnails?.get(entry)
+    if (thumbnail === undefined) throw errors.notFound(`a thumbnail of ${path}`)
+    return reply.type(thumbnails!.mediaType).send(thumbnail)
   })
   app.get('/v1/stat', async (request) => storage.stat(parse(v.object({ path: pathParam }), request.query).path))
   app.get('/v1/content', async (request, reply) => {

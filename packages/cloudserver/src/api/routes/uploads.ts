@@ -11,7 +11,7 @@ import { count, parse, pathParam } from './params.js'
 
 export const uploadId = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{8,64}$/))
 
-export const uploadsRoutes: FastifyPluginAsync<ApiContext> = async (app, { box, storage }) => {
+export const uploadsRoutes: FastifyPluginAsync<ApiContext> = async (app, { box, storage, thumbnails }) => {
   const checkQuota = async (adding: number) => {
     const { quotaBytes } = await box.admin.storage()
     if (quotaBytes === undefined) return
@@ -36,7 +36,9 @@ export const uploadsRoutes: FastifyPluginAsync<ApiContext> = async (app, { box, 
     const size = await storage.uploadSize(scoped(request, body.upload))
     if (size === undefined) throw errors.unknownUpload()
     await checkQuota(0)
-    return storage.uploadCommit(scoped(request, body.upload), body.path, { overwrite: body.overwrite })
+    const entry = await storage.uploadCommit(scoped(request, body.upload), body.path, { overwrite: body.overwrite })
+    thumbnails?.prepare(entry.path)
+    return entry
   })
   app.delete('/v1/uploads', async (request, reply) => {
     await storage.uploadAbort(scoped(request, parse(v.object({ upload: uploadId }), request.query).upload))
