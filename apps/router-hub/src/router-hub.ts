@@ -15,6 +15,9 @@ import { WebSocketServer, type WebSocket, type RawData } from 'ws'
 import { encodePublicId, parsePublicId } from '@cloudbox/encrypted-messaging'
 import {
   HUB_ACCEPT_PATH,
+  HUB_API_MAX_MESSAGE,
+  HUB_API_PREFIX,
+  HUB_ROUTE_API,
   HUB_CHALLENGE_LENGTH,
   HUB_DEFAULT_MAX_FRAME,
   HUB_NODE_PATH,
@@ -23,8 +26,11 @@ import {
   HubCloseCodes,
   hubCodec,
   verifyRegistration,
+  decodeApiReply,
 } from '@cloudbox/encrypted-messaging/hub'
+import { API_RESPONSE_MEDIA_TYPE } from '@cloudbox/encrypted-messaging'
 import { HubMetrics } from './metrics.js'
+import { exchangeApiCall } from './api-exchange.js'
 import { closeConnection, relayFrames, type FrameHook } from './frame-relay.js'
 import { acceptUpgrade } from './websocket-frames.js'
 
@@ -66,9 +72,13 @@ interface PendingRoute {
   id: number
   nodeId: string
   token: Buffer
-  client: Socket
+  /** A session route's client socket, or an API call waiting for the node. */
+  client: Socket | { api: Uint8Array; answer: (reply: Buffer | Error) => void }
   timer: NodeJS.Timeout
 }
+
+/** How long a node may take over one API call once it accepted the route. */
+const API_CALL_TIMEOUT_MS = 120_000
 
 const DEFAULTS = {
   host: '127.0.0.1',
@@ -126,6 +136,26 @@ export class RouterHub {
     const app = Fastify({ logger: false, forceCloseConnections: true })
     app.get('/health', async () => ({ status: 'ok', nodes: this.#nodes.size, routes: this.metrics.routesOpen }))
     app.get('/metrics', async (_request, reply) => reply.type('text/plain; version=0.0.4').send(this.metrics.prometheus(this.#nodes.size)))
+    // A node's REST API, reached through its registration (no open port at home): the
+    // sealed body goes to the node as is and its sealed answer comes back.
+    app.register(async (api) => {
+      api.removeAllContentTypeParsers()
+      api.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: HUB_API_MAX_MESSAGE }, (_request, body, done) => done(null, body))
+      api.post(`${HUB_API_PREFIX}:node/api/*`, async (request, reply) => {
+        const { node } = request.params as { node: string }
+        const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0)
+        const answer = await this.#apiCall(node, body)
+        if (answer instanceof Error) return reply.code(answer.message === 'NODE_OFFLINE' ? 404 : 504).send({ code: answer.message === 'NODE_OFFLINE' ? 'ERR_NODE_OFFLINE' : 'ERR_TIMEOUT', message: answer.message === 'NODE_OFFLINE' ? 'That node is not connected to this hub; try again later.' : `The node did not answer (${answer.message}).` })
+        let decoded
+        try {
+          decoded = decodeApiReply(answer)
+        } catch {
+          return reply.code(502).send({ code: 'ERR_BAD_MESSAGE', message: 'The node sent a malformed answer.' })
+        }
+        if (decoded.sealed !== undefined) return reply.code(200).type(API_RESPONSE_MEDIA_TYPE).send(Buffer.from(decoded.sealed))
+        return reply.code(decoded.status).send(decoded.error)
+      })
+    })
     const wss = new WebSocketServer({ noServer: true, maxPayload: this.options.maxFrameSize, perMessageDeflate: false, skipUTF8Validation: true })
     app.server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(wss, request, socket, head))
     this.#app = app
@@ -143,7 +173,10 @@ export class RouterHub {
     if (app === undefined) return
     this.#app = undefined
     clearInterval(this.#keepAlive)
-    for (const pending of this.#pending.values()) clearTimeout(pending.timer)
+    for (const pending of this.#pending.values()) {
+      clearTimeout(pending.timer)
+      if (!('write' in pending.client)) pending.client.answer(new Error('the hub is stopping'))
+    }
     this.#pending.clear()
     for (const socket of this.#sockets) socket.terminate()
     this.#sockets.clear()
@@ -253,6 +286,35 @@ export class RouterHub {
     ws.on('pong', () => ((ws as WebSocket & { alive?: boolean }).alive = true))
   }
 
+  /** Opens an API route to `target` and resolves with the node's raw reply (or an Error). */
+  #apiCall(target: string, request: Uint8Array): Promise<Buffer | Error> {
+    let nodeId: string
+    try {
+      nodeId = encodePublicId(parsePublicId(target))
+    } catch {
+      return Promise.resolve(new Error('NODE_OFFLINE'))
+    }
+    const node = this.#nodes.get(nodeId)
+    if (node === undefined) return Promise.resolve(new Error('NODE_OFFLINE'))
+    if (node.routes.size >= this.options.maxRoutesPerNode) return Promise.resolve(new Error('the node has too many routes open'))
+    return new Promise((resolve) => {
+      const id = this.#nextRoute
+      this.#nextRoute = this.#nextRoute >= 0xffff_fffe ? 1 : this.#nextRoute + 1
+      const token = randomBytes(HUB_ROUTE_TOKEN_LENGTH)
+      const done = (reply: Buffer | Error) => {
+        node.routes.delete(id)
+        resolve(reply)
+      }
+      const timer = setTimeout(() => {
+        this.#pending.delete(id)
+        done(new Error('the node did not accept the route in time'))
+      }, this.options.setupTimeoutMs)
+      this.#pending.set(id, { id, nodeId, token, client: { api: request, answer: done }, timer })
+      node.routes.add(id)
+      node.socket.send(hubCodec.encode('incoming', { route: id, token, kind: HUB_ROUTE_API }))
+    })
+  }
+
   #onRoute(client: Socket, target: string): void {
     let nodeId: string
     try {
@@ -302,9 +364,21 @@ export class RouterHub {
     clearTimeout(pending.timer)
     this.#pending.delete(id)
     const node = this.#nodes.get(pending.nodeId)
+    if (!('write' in pending.client)) {
+      const { api, answer } = pending.client
+      this.metrics.bytesRelayed += api.length
+      exchangeApiCall(nodeSide, api, API_CALL_TIMEOUT_MS).then(
+        (reply) => {
+          this.metrics.bytesRelayed += reply.length
+          answer(reply)
+        },
+        (error: Error) => answer(error),
+      )
+      return
+    }
     this.metrics.routesOpened++
     this.metrics.routesOpen++
-    relayFrames(pending.client, nodeSide, {
+    relayFrames(pending.client as Socket, nodeSide, {
       route: id,
       maxFrameSize: this.options.maxFrameSize,
       highWaterMark: this.options.highWaterMark,

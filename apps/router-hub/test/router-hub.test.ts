@@ -98,6 +98,43 @@ describe('RouterHub', () => {
     await until(() => hub.metrics.routesOpen === 0 && hub.metrics.connections === 1)
   })
 
+  it('carries API calls to a registered node, and answers for it when it is offline, silent or broken', async () => {
+    const hub = await startHub({ setupTimeoutMs: 300 })
+    const http = `http://127.0.0.1:${hub.address.port}`
+    const call = (id: string, body: Buffer) => fetch(`${http}/n/${id}/api/v1/api`, { method: 'POST', headers: { 'content-type': 'application/vnd.cloudbox.api-request' }, body })
+    const offline = await call(Identity.generate().identity.publicId, Buffer.from('x'))
+    expect([offline.status, (await offline.json()).code]).toEqual([404, 'ERR_NODE_OFFLINE'])
+
+    const identity = Identity.generate().identity
+    const node = await register(hub, identity)
+    // A node that never accepts: the caller gets a timeout, not a hang.
+    const silent = await call(identity.publicId, Buffer.from('ignored'))
+    expect([silent.status, (await silent.json()).code]).toEqual([504, 'ERR_TIMEOUT'])
+
+    // A node that accepts, reads the sealed bytes as they were sent, and answers.
+    const answering = call(identity.publicId, Buffer.from('sealed request'))
+    await until(() => node.messages.length >= 4)
+    const announced = hubCodec.decode(node.messages[3] as Buffer)
+    if (announced.kind !== 'incoming') throw new Error('expected incoming')
+    expect(announced.body.kind).toBe(1)
+    const accept = await acceptRoute(hub, node, 3)
+    await until(() => accept.messages.length >= 1)
+    expect(accept.messages[0]?.toString()).toBe('sealed request')
+    accept.socket.send(Buffer.concat([Buffer.from([0, 200, 0]), Buffer.from('sealed answer')]))
+    const answered = await answering
+    expect(answered.status).toBe(200)
+    expect(answered.headers.get('content-type')).toBe('application/vnd.cloudbox.api-response')
+    expect(await answered.text()).toBe('sealed answer')
+
+    // A node that answers garbage: 502, and the hub goes on.
+    const broken = call(identity.publicId, Buffer.from('again'))
+    const badAccept = await acceptRoute(hub, node, 4)
+    await until(() => badAccept.messages.length >= 1)
+    badAccept.socket.send(Buffer.from([9]))
+    expect((await broken).status).toBe(502)
+    expect(hub.hasNode(identity.publicId)).toBe(true)
+  })
+
   it('refuses a registration for a key the node does not hold', async () => {
     const hub = await startHub()
     const victim = Identity.generate().identity

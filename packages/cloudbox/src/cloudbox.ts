@@ -25,6 +25,7 @@ import {
   type VerifiedSignature,
 } from '@cloudbox/encrypted-messaging'
 import { STATE_DIR, StatusStream, SyncEngine } from '@cloudbox/cloudsync'
+import type { HubApiReply } from '@cloudbox/encrypted-messaging/hub'
 import { dispatchAdmin, remoteAdmin } from './admin-calls.js'
 import { Backoff, sleep, type BackoffOptions } from './backoff.js'
 import { CloudState, type CloudStateData, type DeviceRecord, type PairedCloud } from './cloud-state.js'
@@ -115,6 +116,7 @@ export class CloudBox {
   #clientSession: { secure: SecureChannel; control: ControlPeer } | undefined
   #starting: Promise<void> | undefined
   #unsubscribeEngine: (() => void) | undefined
+  #apiHandler: ((request: Uint8Array) => Promise<HubApiReply>) | undefined
 
   constructor(init: CloudBoxInit, components: CloudBoxComponents) {
     if (init.role !== 'server' && init.role !== 'client') throw new TypeError('role must be "server" or "client"')
@@ -237,6 +239,7 @@ export class CloudBox {
         url: this.init.hub,
         signer: this.identity,
         onRoute: handler,
+        onApiCall: (request) => this.#apiHandler?.(request) ?? Promise.resolve({ status: 404, error: { code: 'ERR_NOT_FOUND', message: 'This cloud serves no API.' } }),
         onEvent: (event) => {
           if (event.type === 'retry') this.#emit(event)
           else this.#emit({ type: 'hub', state: event.state, url: event.url, ...(event.state === 'disconnected' && event.reason !== undefined ? { error: eventError(event.reason) } : {}) })
@@ -686,6 +689,16 @@ export class CloudBox {
       this.#emit({ type: 'retry', target: 'server', attempt: backoff.attempt, delayMs, ...(reason === undefined ? {} : { error: eventError(reason) }) })
       await sleep(delayMs, signal)
     }
+  }
+
+  /**
+   * Server: answers REST API calls that reach this cloud through its hub
+   * (`<hub>/n/<id>/api/…`), so a home server needs no open port. cloudserver sets it;
+   * undefined stops serving them.
+   */
+  serveApiThroughHub(handler: ((request: Uint8Array) => Promise<HubApiReply>) | undefined): void {
+    if (this.role !== 'server') throw errors.role('server', 'Serving an API')
+    this.#apiHandler = handler
   }
 
   /** Client: waits until connected (or the signal aborts). */

@@ -4,7 +4,7 @@
  * with HPKE and signed by the caller; only paired, enabled devices are served), its
  * client with resumable chunked transfers, and storage back ends behind one interface.
  */
-export { CloudServer, API_PATH } from './api/api-server.js'
+export { CloudServer, API_PATH, hubApiUrl } from './api/api-server.js'
 export type { CloudServerOptions, CloudServerComponents } from './api/api-server.js'
 export { CloudServerClient } from './api/api-client.js'
 export type { CloudServerClientOptions, TransferProgress } from './api/api-client.js'

@@ -5,7 +5,7 @@
  */
 import type WebSocket from 'ws'
 import type { MessageChannel, Signer } from '@cloudbox/encrypted-messaging'
-import { HUB_NODE_PATH, hubCodec, signRegistration } from '@cloudbox/encrypted-messaging/hub'
+import { HUB_API_MAX_MESSAGE, HUB_NODE_PATH, HUB_ROUTE_API, encodeApiReply, hubCodec, signRegistration, type HubApiReply } from '@cloudbox/encrypted-messaging/hub'
 import { Backoff, sleep, type BackoffOptions } from '../backoff.js'
 import { errors } from '../errors.js'
 import { acceptHubRoute, openWebSocket, trimUrl } from './websocket.js'
@@ -19,6 +19,8 @@ export interface HubLinkOptions {
   url: string
   signer: Signer
   onRoute: (raw: MessageChannel) => void
+  /** Answers one REST API call that came through the hub (sealed in, sealed out). */
+  onApiCall?: (request: Uint8Array) => Promise<HubApiReply>
   onEvent: (event: HubLinkEvent) => void
   backoff?: BackoffOptions
   keepAliveMs?: number
@@ -70,6 +72,27 @@ export class HubLink {
     }
   }
 
+  /** One API call on its own route: read the request, answer, close. Failures only end that call. */
+  async #answerApiCall(route: number, token: Uint8Array, signal: AbortSignal): Promise<void> {
+    let channel: MessageChannel
+    try {
+      channel = await acceptHubRoute(this.url, route, token, { signal, maxPayload: HUB_API_MAX_MESSAGE })
+    } catch {
+      return
+    }
+    try {
+      const first = await channel[Symbol.asyncIterator]().next()
+      if (first.done === true) return
+      const handler = this.#options.onApiCall
+      const reply = handler === undefined ? { status: 404, error: { code: 'ERR_NOT_FOUND', message: 'This node serves no API through the hub.' } } : await handler(first.value)
+      await channel.send(encodeApiReply(reply))
+    } catch {
+      // The hub or the caller went away; nothing to answer.
+    } finally {
+      await channel.close().catch(() => {})
+    }
+  }
+
   async #session(signal: AbortSignal, onRegistered: () => void): Promise<void> {
     const { socket, takeReceived } = await openWebSocket(`${this.url}${HUB_NODE_PATH}`, { signal })
     this.#socket = socket
@@ -105,7 +128,11 @@ export class HubLink {
             onRegistered()
             this.#options.onEvent({ type: 'hub', state: 'registered', url: this.url })
           } else if (message.kind === 'incoming') {
-            const { route, token } = message.body
+            const { route, token, kind } = message.body
+            if (kind === HUB_ROUTE_API) {
+              void this.#answerApiCall(route, token, signal)
+              return
+            }
             acceptHubRoute(this.url, route, token, { signal }).then(this.#options.onRoute, () => {
               // The client gave up or the hub dropped the route: nothing to do.
             })

@@ -12,6 +12,8 @@ export interface DialOptions {
   signal?: AbortSignal
   /** Connection set-up limit (default 10 s). */
   timeoutMs?: number
+  /** Largest message accepted (default: one Noise message and some slack). */
+  maxPayload?: number
 }
 
 /** An open WebSocket and the messages that arrived before anyone listened. */
@@ -23,7 +25,7 @@ export interface OpenedWebSocket {
 
 export function openWebSocket(url: string, options: DialOptions = {}): Promise<OpenedWebSocket> {
   return new Promise((resolve, reject) => {
-    const socket = new WebSocket(url, { perMessageDeflate: false, maxPayload: MAX_WS_MESSAGE, handshakeTimeout: options.timeoutMs ?? 10_000, skipUTF8Validation: true })
+    const socket = new WebSocket(url, { perMessageDeflate: false, maxPayload: options.maxPayload ?? MAX_WS_MESSAGE, handshakeTimeout: options.timeoutMs ?? 10_000, skipUTF8Validation: true })
     // ws emits a message that came in the same packet as the upgrade before our
     // continuation runs: collect until the caller listens.
     const received: Buffer[] = []
@@ -91,5 +93,6 @@ export async function dialHub(hub: string, nodeId: string, options: DialOptions 
 /** The node's side of a route the hub announced. */
 export async function acceptHubRoute(hub: string, route: number, token: Uint8Array, options: DialOptions = {}): Promise<MessageChannel> {
   const { socket, takeReceived } = await openWebSocket(`${trimUrl(hub)}${HUB_ACCEPT_PATH}${route}?token=${Buffer.from(token).toString('hex')}`, options)
-  return channelFromWebSocket(socket, { describeClose: describeHubClose, received: takeReceived() })
+  // An API route's one message can be far larger than the send window of a session's.
+  return channelFromWebSocket(socket, { describeClose: describeHubClose, received: takeReceived(), ...(options.maxPayload === undefined ? {} : { sendHighWaterMark: options.maxPayload }) })
 }

@@ -32,6 +32,11 @@ import { uploadsRoutes } from './routes/uploads.js'
 
 export const API_PATH = '/v1/api'
 
+/** The API's base URL at a router hub: `ws://hub:7070` → `http://hub:7070/n/<cb1…>/api`. */
+export function hubApiUrl(hub: string, cloudId: string): string {
+  return `${hub.replace(/^ws(s?):\/\//, 'http$1://').replace(/\/+$/, '')}/n/${cloudId}/api`
+}
+
 export interface CloudServerOptions {
   host?: string
   /** 0 picks a free port (read it back from `url`). */
@@ -100,6 +105,11 @@ export class CloudServer {
     this.#url = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`
     this.#outer = outer
     this.#inner = inner
+    // Calls through the box's hub registration (`<hub>/n/<id>/api/v1/api`) land here too.
+    this.#box.serveApiThroughHub(async (message) => {
+      const { status, sealed, error } = await this.handle(message)
+      return { status, ...(sealed === undefined ? {} : { sealed }), ...(error === undefined ? {} : { error }) }
+    })
     // Files that arrive by sync get their thumbnail right away.
     this.#unsubscribe = this.#box.status.on((event) => {
       if (event.type === 'sync' && event.event.type === 'file' && event.event.action === 'downloaded') this.thumbnails?.prepare(event.event.path)
@@ -109,6 +119,7 @@ export class CloudServer {
   async stop(): Promise<void> {
     this.#unsubscribe?.()
     this.#unsubscribe = undefined
+    if (this.#box.state !== 'destroyed') this.#box.serveApiThroughHub(undefined)
     const outer = this.#outer
     this.#outer = undefined
     this.#url = undefined

@@ -9,6 +9,7 @@
 import * as v from 'valibot'
 import { ED25519_PUBLIC_KEY_LENGTH, ED25519_SIGNATURE_LENGTH, ed25519Verify } from '../crypto.js'
 import type { Signer } from '../interfaces/key-agreement.js'
+import { BadMessageError } from '../errors.js'
 import { defineMessageCodec, bytesSchema, uintSchema } from '../wire/message-codec.js'
 
 export const HUB_PROTOCOL_VERSION = 1
@@ -54,8 +55,11 @@ export const hubCodec = defineMessageCodec({
     register: { type: 2, schema: v.strictObject({ publicKey: bytes(ED25519_PUBLIC_KEY_LENGTH), signature: bytes(ED25519_SIGNATURE_LENGTH) }) },
     /** hub → node: registration accepted under this ID. */
     registered: { type: 3, schema: v.strictObject({ id: v.pipe(v.string(), v.maxLength(100)) }) },
-    /** hub → node: a client opened a route; accept it at `/v1/accept/<route>` with this token. */
-    incoming: { type: 4, schema: v.strictObject({ route: uintSchema(0xffff_ffff), token: bytes(HUB_ROUTE_TOKEN_LENGTH) }) },
+    /**
+     * hub → node: a client opened a route; accept it at `/v1/accept/<route>` with this
+     * token. `kind` 1 (HUB_ROUTE_API): the route carries one API call (see encodeApiReply).
+     */
+    incoming: { type: 4, schema: v.strictObject({ route: uintSchema(0xffff_ffff), token: bytes(HUB_ROUTE_TOKEN_LENGTH), kind: v.optional(uintSchema(255)) }) },
   },
 })
 
@@ -74,4 +78,53 @@ export function signRegistration(signer: Signer, nonce: Uint8Array): { publicKey
 /** True when `signature` is `publicKey`'s signature over this challenge. */
 export function verifyRegistration(publicKey: Uint8Array, nonce: Uint8Array, signature: Uint8Array): boolean {
   return ed25519Verify(publicKey, registrationMessage(nonce), signature)
+}
+
+/** `incoming.kind` of a route that carries one REST API call instead of a session. */
+export const HUB_ROUTE_API = 1
+/** Where a hub exposes a node's API: `/n/<cb1…>/api/…` (the rest of the path is the API's own). */
+export const HUB_API_PREFIX = '/n/'
+/** Largest API message relayed either way (a sealed request or response with a 16 MiB body). */
+export const HUB_API_MAX_MESSAGE = 16 * 1024 * 1024 + 64 * 1024
+
+/**
+ * The node's answer on an API route: `u16 status ‖ u8 type ‖ body`, where type 0 is a
+ * sealed response (served as HTTP 200, application/vnd.cloudbox.api-response) and type 1
+ * a JSON error `{ code, message }` for a request that could not be opened.
+ */
+export interface HubApiReply {
+  status: number
+  sealed?: Uint8Array
+  error?: { code: string; message: string }
+}
+
+export function encodeApiReply(reply: HubApiReply): Uint8Array {
+  const body = reply.sealed ?? new TextEncoder().encode(JSON.stringify(reply.error ?? { code: 'ERR_INTERNAL', message: 'No answer.' }))
+  const out = new Uint8Array(3 + body.length)
+  new DataView(out.buffer).setUint16(0, reply.sealed === undefined ? reply.status : 200)
+  out[2] = reply.sealed === undefined ? 1 : 0
+  out.set(body, 3)
+  return out
+}
+
+/** @throws {BadMessageError} for anything that is not a well-formed reply. */
+export function decodeApiReply(bytes: Uint8Array): HubApiReply {
+  if (bytes.length < 3 || bytes.length > HUB_API_MAX_MESSAGE) throw new BadMessageError('A malformed API reply came through the hub.')
+  const status = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint16(0)
+  const type = bytes[2]
+  const body = bytes.subarray(3)
+  if (status < 100 || status > 599) throw new BadMessageError('A malformed API reply came through the hub.')
+  if (type === 0) return { status, sealed: body }
+  if (type !== 1) throw new BadMessageError('A malformed API reply came through the hub.')
+  const parsed = v.safeParse(v.object({ code: v.pipe(v.string(), v.maxLength(64)), message: v.pipe(v.string(), v.maxLength(1024)) }), safeJson(body))
+  if (!parsed.success) throw new BadMessageError('A malformed API reply came through the hub.')
+  return { status, error: { code: parsed.output.code, message: parsed.output.message } }
+}
+
+function safeJson(bytes: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes))
+  } catch {
+    return undefined
+  }
 }
