@@ -103,13 +103,13 @@ describe('RouterHub', () => {
     const http = `http://127.0.0.1:${hub.address.port}`
     const call = (id: string, body: Buffer) => fetch(`${http}/n/${id}/api/v1/api`, { method: 'POST', headers: { 'content-type': 'application/vnd.cloudbox.api-request' }, body })
     const offline = await call(Identity.generate().identity.publicId, Buffer.from('x'))
-    expect([offline.status, (await offline.json()).code]).toEqual([404, 'ERR_NODE_OFFLINE'])
+    expect([offline.status, ((await offline.json()) as { code: string }).code]).toEqual([404, 'ERR_NODE_OFFLINE'])
 
     const identity = Identity.generate().identity
     const node = await register(hub, identity)
     // A node that never accepts: the caller gets a timeout, not a hang.
     const silent = await call(identity.publicId, Buffer.from('ignored'))
-    expect([silent.status, (await silent.json()).code]).toEqual([504, 'ERR_TIMEOUT'])
+    expect([silent.status, ((await silent.json()) as { code: string }).code]).toEqual([504, 'ERR_TIMEOUT'])
 
     // A node that accepts, reads the sealed bytes as they were sent, and answers.
     const answering = call(identity.publicId, Buffer.from('sealed request'))
