@@ -15,6 +15,9 @@ export const ErrorCodes = {
   BAD_REQUEST: 'ERR_BAD_REQUEST',
   SERVER_STATE: 'ERR_SERVER_STATE',
   API_UNREACHABLE: 'ERR_API_UNREACHABLE',
+  STORAGE_UNAVAILABLE: 'ERR_STORAGE_UNAVAILABLE',
+  STORAGE_INTEGRITY: 'ERR_STORAGE_INTEGRITY',
+  STORAGE_ROLLBACK: 'ERR_STORAGE_ROLLBACK',
   INTERNAL: 'ERR_INTERNAL',
 } as const
 
@@ -34,6 +37,9 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   ERR_BAD_REQUEST: 400,
   ERR_SERVER_STATE: 503,
   ERR_API_UNREACHABLE: 502,
+  ERR_STORAGE_UNAVAILABLE: 503,
+  ERR_STORAGE_INTEGRITY: 502,
+  ERR_STORAGE_ROLLBACK: 502,
   ERR_INTERNAL: 500,
 }
 
@@ -75,5 +81,11 @@ export const errors = {
   forbidden: (why: string) => new CloudServerError(ErrorCodes.FORBIDDEN, `This device may not use the cloud's API (${why}); pair it with the server, or ask the owner to unblock it.`),
   badRequest: (why: string) => new CloudServerError(ErrorCodes.BAD_REQUEST, `The request is not valid (${why}).`),
   serverState: (what: string) => new CloudServerError(ErrorCodes.SERVER_STATE, `${what}: the server is not running; start it first.`),
+  storageUnavailable: (what: string, cause?: unknown) =>
+    new CloudServerError(ErrorCodes.STORAGE_UNAVAILABLE, `The object store refused or did not answer (${what}); check its endpoint, bucket and credentials, then retry.`, { cause }),
+  storageIntegrity: (what: string) =>
+    new CloudServerError(ErrorCodes.STORAGE_INTEGRITY, `Data in the object store was altered or is missing (${what}); nothing was served from it. Restore the bucket from a backup, or check that this server uses its own storage key and prefix.`),
+  storageRollback: (found: number, expected: number) =>
+    new CloudServerError(ErrorCodes.STORAGE_ROLLBACK, `The object store holds an older index (generation ${found}) than this server last wrote (${expected}); someone restored or replayed it. Restore the newest index, or delete the local state file to accept this one knowingly.`),
   unreachable: (url: string, cause?: unknown) => new CloudServerError(ErrorCodes.API_UNREACHABLE, `The API at ${url} did not answer with a sealed response; check the address and that the server runs.`, { cause }),
 }

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CloudBox } from '@cloudbox/cloudbox'
 import { API_REQUEST_MEDIA_TYPE, Identity, sealApiRequest } from '@cloudbox/encrypted-messaging'
 import { CloudServer, CloudServerClient, isCloudServerError } from '../src/index.js'
+import { backendFixture, type BackendFixture } from './backends.js'
 
 let root: string
 let box: CloudBox
@@ -34,23 +35,27 @@ async function codeOf(promise: Promise<unknown>): Promise<string> {
   }
 }
 
-beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'cloudserver-api-'))
-  await mkdir(join(root, 'cloud'))
-  box = new CloudBox({ role: 'server', folder: join(root, 'cloud'), listen: { host: '127.0.0.1', port: 0 }, masterPin: '2468-1357', watch: false }, { identity: Identity.generate().identity })
-  await box.start()
-  server = new CloudServer({ host: '127.0.0.1', port: 0 }, { box })
-  await server.start()
-})
+describe.each(['local', 's3'] as const)('encrypted REST API on the %s back end', (kind) => {
+  let backend: BackendFixture
+  beforeAll(async () => {
+    backend = await backendFixture(kind)
+    root = await mkdtemp(join(tmpdir(), 'cloudserver-api-'))
+    await mkdir(join(root, 'cloud'))
+    box = new CloudBox({ role: 'server', folder: join(root, 'cloud'), listen: { host: '127.0.0.1', port: 0 }, masterPin: '2468-1357', watch: false }, { identity: Identity.generate().identity })
+    await box.start()
+    server = new CloudServer({ host: '127.0.0.1', port: 0 }, { box, storage: backend.storageFor(box) })
+    await server.start()
+  })
 
-afterAll(async () => {
-  await server.stop()
-  for (const device of boxes) await device.destroy()
-  await box.destroy()
-  await rm(root, { recursive: true, force: true })
-})
+  afterAll(async () => {
+    await server.stop()
+    for (const device of boxes) await device.destroy()
+    await box.destroy()
+    boxes.length = 0
+    await backend.stop()
+    await rm(root, { recursive: true, force: true })
+  })
 
-describe('encrypted REST API', () => {
   it('lists, uploads, downloads, renames, copies, searches and deletes for a paired device', async () => {
     const { client } = await pairedDevice()
     expect(await client.list()).toEqual([])
@@ -62,7 +67,7 @@ describe('encrypted REST API', () => {
     expect(uploaded).toMatchObject({ path: 'docs/big.bin', type: 'file', size: content.length })
     expect(progress.at(-1)).toBe(content.length)
     expect(progress.length).toBe(6)
-    expect((await readFile(join(root, 'cloud', 'docs', 'big.bin'))).equals(content)).toBe(true)
+    expect((await backend.storedFile(box, 'docs/big.bin')).equals(content)).toBe(true)
     expect(await client.list('docs')).toMatchObject([{ name: 'big.bin', size: content.length }])
 
     await client.download('docs/big.bin', join(root, 'back.bin'))
@@ -96,7 +101,7 @@ describe('encrypted REST API', () => {
     const progress: number[] = []
     await again.upload(join(root, 'resume.bin'), 'resumed.bin', { upload: 'resume-1234', onProgress: ({ bytes }) => progress.push(bytes) })
     expect(progress).toEqual([3 * MiB, 4 * MiB])
-    expect((await readFile(join(root, 'cloud', 'resumed.bin'))).equals(content)).toBe(true)
+    expect((await backend.storedFile(box, 'resumed.bin')).equals(content)).toBe(true)
     // Another device cannot see or touch this device's uploads.
     const other = await pairedDevice()
     expect(await other.client.uploadStatus('resume-1234')).toBeUndefined()
@@ -145,17 +150,23 @@ describe('encrypted REST API', () => {
 
   it('keeps every path inside the cloud folder', async () => {
     const { client } = await pairedDevice()
+    for (const path of ['../outside.txt', '/etc/passwd', 'a/../../b', '.cloudbox/state', 'bad\0name', 'a\\b', 'C:/x']) {
+      expect([path, await codeOf(client.stat(path))]).toEqual([path, 'ERR_UNSAFE_PATH'])
+      expect([path, await codeOf(client.mkdir(path))]).toEqual([path, 'ERR_UNSAFE_PATH'])
+    }
+    expect((await client.list()).map((entry) => entry.name)).not.toContain('.cloudbox')
+    if (kind !== 'local') return
+    // On disk, a symbolic link inside the folder must not lead out of it.
     const outside = await mkdtemp(join(tmpdir(), 'cloudserver-outside-'))
     await writeFile(join(outside, 'secret.txt'), 'secret')
     await symlink(outside, join(root, 'cloud', 'escape'))
     try {
-      for (const path of ['../outside.txt', '/etc/passwd', 'a/../../b', '.cloudbox/state', 'escape/secret.txt', 'escape', 'bad\0name']) {
+      for (const path of ['escape/secret.txt', 'escape']) {
         expect([path, await codeOf(client.stat(path))]).toEqual([path, 'ERR_UNSAFE_PATH'])
       }
       expect(await codeOf(client.read('escape/secret.txt'))).toBe('ERR_UNSAFE_PATH')
       expect(await codeOf(client.mkdir('escape/new'))).toBe('ERR_UNSAFE_PATH')
       expect((await client.list()).map((entry) => entry.name)).not.toContain('escape')
-      expect((await client.list()).map((entry) => entry.name)).not.toContain('.cloudbox')
     } finally {
       await rm(join(root, 'cloud', 'escape'))
       await rm(outside, { recursive: true, force: true })

@@ -1,13 +1,14 @@
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CloudBox } from '@cloudbox/cloudbox'
 import { Identity } from '@cloudbox/encrypted-messaging'
 import { CloudServer, CloudServerClient } from '../src/index.js'
+import { backendFixture, type BackendFixture } from './backends.js'
 
 let root: string
 let box: CloudBox
@@ -26,25 +27,28 @@ async function person(name: string): Promise<{ identity: Identity; client: Cloud
 }
 
 const errorCode = (promise: Promise<unknown>) => promise.then(() => 'ok', (error: { code?: string }) => error.code ?? String(error))
-const dropbox = () => join(root, 'cloud', '.cloudbox', 'dropbox')
 
-beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'cloudserver-shares-'))
-  await mkdir(join(root, 'cloud'))
-  box = new CloudBox({ role: 'server', folder: join(root, 'cloud'), listen: { host: '127.0.0.1', port: 0 }, masterPin: '2468-1357', watch: false }, { identity: Identity.generate().identity })
-  await box.start()
-  server = new CloudServer({}, { box })
-  await server.start()
-})
+describe.each(['local', 's3'] as const)('drop box on the %s back end', (kind) => {
+  let backend: BackendFixture
+  beforeAll(async () => {
+    backend = await backendFixture(kind)
+    root = await mkdtemp(join(tmpdir(), 'cloudserver-shares-'))
+    await mkdir(join(root, 'cloud'))
+    box = new CloudBox({ role: 'server', folder: join(root, 'cloud'), listen: { host: '127.0.0.1', port: 0 }, masterPin: '2468-1357', watch: false }, { identity: Identity.generate().identity })
+    await box.start()
+    server = new CloudServer({}, { box, storage: backend.storageFor(box) })
+    await server.start()
+  })
 
-afterAll(async () => {
-  await server.stop()
-  for (const device of devices) await device.destroy()
-  await box.destroy()
-  await rm(root, { recursive: true, force: true })
-})
+  afterAll(async () => {
+    await server.stop()
+    for (const device of devices) await device.destroy()
+    await box.destroy()
+    devices.length = 0
+    await backend.stop()
+    await rm(root, { recursive: true, force: true })
+  })
 
-describe('drop box', () => {
   it('carries a sealed, signed file from one identity to another; the server keeps ciphertext the age tool opens with the recipient key', async () => {
     const alice = await person('alice')
     const bob = await person('bob')
@@ -55,12 +59,14 @@ describe('drop box', () => {
     expect(share).toMatchObject({ from: alice.identity.publicId, to: [bob.identity.publicId], name: 'report.pdf' })
 
     // What the server stores is an age file it cannot open; the age tool opens it with Bob's key.
-    const stored = await readFile(join(dropbox(), `${share.id}.age`))
+    const stored = (await backend.storedShare(box, share.id))!
     expect(stored.subarray(0, 21).toString()).toBe('age-encryption.org/v1')
     expect(stored.includes('quarterly figures')).toBe(false)
     const keyFile = join(root, 'bob.key')
     await writeFile(keyFile, bob.identity.exportAgeIdentity() + '\n', { mode: 0o600 })
-    const opened = spawnSync('age', ['--decrypt', '-i', keyFile, join(dropbox(), `${share.id}.age`)], { maxBuffer: 64 * MiB })
+    const storedFile = join(root, `${share.id}.age`)
+    await writeFile(storedFile, stored)
+    const opened = spawnSync('age', ['--decrypt', '-i', keyFile, storedFile], { maxBuffer: 64 * MiB })
     expect(opened.status).toBe(0)
     expect(opened.stdout.equals(secret)).toBe(true)
 
@@ -78,7 +84,7 @@ describe('drop box', () => {
     // Once its only recipient removes it, the server forgets it.
     await bob.client.removeShare(share.id)
     expect(await bob.client.inbox()).toEqual([])
-    expect(existsSync(join(dropbox(), `${share.id}.age`))).toBe(false)
+    expect(await backend.storedShare(box, share.id)).toBeUndefined()
   })
 
   it('refuses a share whose stored ciphertext was altered: signed ones fail the signature, unsigned ones fail to open', async () => {
@@ -88,10 +94,9 @@ describe('drop box', () => {
     const signed = await alice.client.share(join(root, 'note.txt'), [bob.identity.publicId], { signer: alice.identity })
     const unsigned = await alice.client.share(join(root, 'note.txt'), [bob.identity.publicId, alice.identity.publicId], { name: 'copy.txt' })
     for (const share of [signed, unsigned]) {
-      const path = join(dropbox(), `${share.id}.age`)
-      const bytes = await readFile(path)
+      const bytes = (await backend.storedShare(box, share.id))!
       bytes[bytes.length - 5]! ^= 1
-      await writeFile(path, bytes)
+      await backend.alterStoredShare(box, share.id, bytes)
     }
     expect(await errorCode(bob.client.receive(signed.id, join(root, 'a.txt'), bob.identity))).toBe('ERR_SIGNATURE_INVALID')
     expect(await errorCode(bob.client.receive(unsigned.id, join(root, 'b.txt'), bob.identity))).toMatch(/^ERR_AGE_/)
@@ -99,7 +104,7 @@ describe('drop box', () => {
     // The sender may withdraw a share for everyone.
     await alice.client.removeShare(unsigned.id)
     expect((await bob.client.inbox()).map((each) => each.id)).toEqual([signed.id])
-    expect((await readdir(dropbox())).filter((name) => name.startsWith(unsigned.id))).toEqual([])
+    expect(await backend.storedShare(box, unsigned.id)).toBeUndefined()
   })
 
   it('refuses malformed shares: no recipients, a bad ID, a name with a slash', async () => {

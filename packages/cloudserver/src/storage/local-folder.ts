@@ -7,16 +7,16 @@ import { createHash } from 'node:crypto'
 import { constants } from 'node:fs'
 import { copyFile, lstat, mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises'
 import { basename, join } from 'node:path'
-import { STATE_DIR, validateRelativePath } from '@cloudbox/cloudsync'
+import { STATE_DIR } from '@cloudbox/cloudsync'
 import { errors } from '../errors.js'
 import { writeFileAtomically } from '@cloudbox/securestorage/durable-file'
 import * as v from 'valibot'
 import type { EntryInfo, ShareInfo, StorageBackend, StorageUsage } from './storage-backend.js'
+import { cloudPath, SHARE_ID } from './paths.js'
 
 const UPLOADS = join(STATE_DIR, 'uploads')
 /** Sealed shares: `<id>.age` and its record `<id>.json`, never synced. */
 const DROPBOX = join(STATE_DIR, 'dropbox')
-const SHARE_ID = /^[A-Za-z0-9_-]{16,64}$/
 const shareSchema = v.strictObject({
   id: v.pipe(v.string(), v.regex(SHARE_ID)),
   from: v.string(),
@@ -36,13 +36,8 @@ export class LocalFolderStorage implements StorageBackend {
 
   /** The absolute path for a relative one, refusing anything that leaves the folder. */
   async #resolve(path: string): Promise<string> {
-    if (path === '' || path === '/') return this.root
-    let safe: string
-    try {
-      safe = validateRelativePath(path.replace(/\/+$/, ''))
-    } catch (error) {
-      throw errors.unsafePath(path, (error as Error).message.match(/\(([^)]*)\)/)?.[1] ?? 'unsafe name')
-    }
+    const safe = cloudPath(path)
+    if (safe === '') return this.root
     // No component may be a symbolic link: a link could point outside the folder.
     let current = this.root
     for (const segment of safe.split('/')) {
