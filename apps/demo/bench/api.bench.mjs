@@ -3,7 +3,8 @@
  * Encrypted REST API figures (cloudserver): upload and download of one 256 MiB file
  * through the API in 8 MiB sealed calls, directly over HTTP on 127.0.0.1 and through a
  * router hub (the server registered at the hub, no open port). Server, client and hub in
- * one process as the demo runs them. Median of 3 runs with min–max. Here rather than in
+ * one process as the demo runs them; then directly again with the S3 back end on an
+ * s3rver (an S3-compatible test server, on disk) on 127.0.0.1. Median of 3 runs with min–max. Here rather than in
  * packages/cloudserver because only the program may use both the API and the hub.
  */
 import { randomBytes } from 'node:crypto'
@@ -12,7 +13,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { CloudBox } from '@cloudbox/cloudbox'
 import { Identity } from '@cloudbox/encrypted-messaging'
-import { CloudServer, CloudServerClient, hubApiUrl } from '@cloudbox/cloudserver'
+import { CloudServer, CloudServerClient, hubApiUrl, S3Storage } from '@cloudbox/cloudserver'
+import S3rver from 's3rver'
 import { RouterHub } from '@cloudbox/router-hub'
 
 const SIZE = 256 * 1024 * 1024
@@ -46,7 +48,7 @@ try {
   let peak = 0
   const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50)
   const rows = []
-  for (const [path, client] of Object.entries(clients)) {
+  const measure = async (path, client) => {
     const up = []
     const down = []
     for (let run = 0; run < RUNS; run++) {
@@ -61,12 +63,29 @@ try {
     }
     rows.push(`| API upload, ${path} | ${median(up).toFixed(0)} MB/s (${range(up)}) |`, `| API download, ${path} | ${median(down).toFixed(0)} MB/s (${range(down)}) |`)
   }
+  for (const [path, client] of Object.entries(clients)) await measure(path, client)
+
+  // The same, directly, with the files in an object store instead of the local folder.
+  await api.stop()
+  await mkdir(join(root, 's3'))
+  const s3rver = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: join(root, 's3'), configureBuckets: [{ name: 'bench' }] })
+  const { port } = await s3rver.run()
+  const storage = new S3Storage({
+    bucket: 'bench',
+    s3: { endpoint: `http://127.0.0.1:${port}`, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } },
+    identity: box.identity,
+  })
+  const s3Api = new CloudServer({ host: '127.0.0.1', port: 0 }, { box, storage })
+  await s3Api.start()
+  await measure('direct, S3 back end (s3rver)', new CloudServerClient({ url: s3Api.url, server: box.id, identity }))
+  await s3Api.stop()
+  await storage.close()
+  await s3rver.close()
   clearInterval(sampler)
   console.log('| figure (256 MiB file, 8 MiB sealed calls, 127.0.0.1) | value |')
   console.log('|---|---|')
   for (const row of rows) console.log(row)
   console.log(`| peak RSS, server, client and hub in one process | ${(peak / 1024 / 1024).toFixed(0)} MiB |`)
-  await api.stop()
   await device.destroy()
   await box.destroy()
   await hub.stop()

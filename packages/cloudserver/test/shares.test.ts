@@ -107,6 +107,26 @@ describe.each(['local', 's3'] as const)('drop box on the %s back end', (kind) =>
     expect(await backend.storedShare(box, unsigned.id)).toBeUndefined()
   })
 
+  it('counts drop-box shares toward the quota, and frees it when they go', async () => {
+    const alice = await person('alice4')
+    const bob = await person('bob4')
+    const before = await alice.client.storage()
+    await writeFile(join(root, 'half.bin'), randomBytes(MiB))
+    await box.admin.setQuota(before.usedBytes + before.sharedBytes + 1.5 * MiB)
+    try {
+      const share = await alice.client.share(join(root, 'half.bin'), [bob.identity.publicId])
+      const after = await alice.client.storage()
+      expect(after.sharedBytes - before.sharedBytes).toBe(share.size)
+      // The next megabyte would not fit beside the share: refused before any of it is stored.
+      expect(await errorCode(alice.client.upload(join(root, 'half.bin'), 'big.bin'))).toBe('ERR_QUOTA_EXCEEDED')
+      expect(await errorCode(alice.client.share(join(root, 'half.bin'), [bob.identity.publicId]))).toBe('ERR_QUOTA_EXCEEDED')
+      await bob.client.removeShare(share.id)
+      expect(await errorCode(alice.client.upload(join(root, 'half.bin'), 'big.bin'))).toBe('ok')
+    } finally {
+      await box.admin.setQuota(null)
+    }
+  })
+
   it('refuses malformed shares: no recipients, a bad ID, a name with a slash', async () => {
     const alice = await person('alice3')
     await writeFile(join(root, 'x.txt'), 'x')

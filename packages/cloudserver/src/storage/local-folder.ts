@@ -234,7 +234,9 @@ export class LocalFolderStorage implements StorageBackend {
       }
     }
     await walk(this.root)
-    return { usedBytes, files }
+    let sharedBytes = 0
+    for (const share of await this.listShares()) sharedBytes += share.size
+    return { usedBytes, files, sharedBytes }
   }
 
   #sharePath(id: string, extension: 'age' | 'json'): string {

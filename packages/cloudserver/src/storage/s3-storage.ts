@@ -644,7 +644,9 @@ export class S3Storage implements StorageBackend {
     const state = await this.#load()
     let usedBytes = 0
     for (const record of state.files.values()) usedBytes += record.size
-    return { usedBytes, files: state.files.size }
+    let sharedBytes = 0
+    for (const share of state.shares.values()) sharedBytes += share.size
+    return { usedBytes, files: state.files.size, sharedBytes }
   }
 
   #shareKey(id: string): string {

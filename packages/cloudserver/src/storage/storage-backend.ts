@@ -29,8 +29,11 @@ export interface ShareInfo {
 }
 
 export interface StorageUsage {
+  /** Bytes of the cloud's files. */
   usedBytes: number
   files: number
+  /** Bytes of sealed files waiting in the drop box (they count toward the quota too). */
+  sharedBytes: number
 }
 
 /**

@@ -15,8 +15,9 @@ export const uploadsRoutes: FastifyPluginAsync<ApiContext> = async (app, { box, 
   const checkQuota = async (adding: number) => {
     const { quotaBytes } = await box.admin.storage()
     if (quotaBytes === undefined) return
-    const { usedBytes } = await storage.usage()
-    if (usedBytes + adding > quotaBytes) throw errors.quota(quotaBytes)
+    // Staged uploads are not counted: a stalled one must not lock everybody out.
+    const { usedBytes, sharedBytes } = await storage.usage()
+    if (usedBytes + sharedBytes + adding > quotaBytes) throw errors.quota(quotaBytes)
   }
 
   app.get('/v1/uploads', async (request) => {
