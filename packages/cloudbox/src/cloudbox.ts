@@ -301,7 +301,7 @@ export class CloudBox {
 
   pairingInfo(): PairingInfo {
     if (this.role !== 'server') throw errors.role('server', 'A pairing URI')
-    const addresses = this.init.advertise ?? (this.#listener === undefined ? [] : [this.#listener.url])
+    const addresses = this.init.advertise ?? (this.#listener === undefined ? [] : this.#listener.reachableUrls())
     return { id: this.id, name: this.#name, ...(this.init.hub === undefined ? {} : { hub: this.init.hub.replace(/\/+$/, '') }), addresses }
   }
 

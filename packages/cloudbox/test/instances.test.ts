@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { networkInterfaces, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { Identity } from '@cloudbox/encrypted-messaging'
-import { CloudBox, formatPairingUri, parsePairingUri } from '../src/index.js'
+import { CloudBox, DirectListener, formatPairingUri, parsePairingUri } from '../src/index.js'
 
 const root = await mkdtemp(join(tmpdir(), 'cloudbox-instances-'))
 afterAll(() => rm(root, { recursive: true, force: true }))
@@ -84,6 +84,24 @@ describe('pairing URIs', () => {
     const uri = formatPairingUri(info)
     expect(uri.startsWith(`cloudbox://pair?id=${id}&hub=`)).toBe(true)
     expect(parsePairingUri(uri)).toEqual(info)
+  })
+
+  it('advertises the machine\'s external addresses, not 0.0.0.0, for a listener on every interface', async () => {
+    const wildcard = new DirectListener({ host: '0.0.0.0', port: 0 })
+    const loopback = new DirectListener({ host: '127.0.0.1', port: 0 })
+    await wildcard.start()
+    await loopback.start()
+    try {
+      const { port } = wildcard.address
+      const external = Object.values(networkInterfaces()).flat().filter((each) => each !== undefined && !each.internal && each.family === 'IPv4')
+      const expected = external.length > 0 ? external.map((each) => `ws://${each!.address}:${port}`) : [`ws://127.0.0.1:${port}`]
+      expect(wildcard.reachableUrls()).toEqual(expected)
+      expect(wildcard.reachableUrls().join()).not.toContain('0.0.0.0')
+      expect(loopback.reachableUrls()).toEqual([loopback.url])
+    } finally {
+      await wildcard.stop()
+      await loopback.stop()
+    }
   })
 
   it.each([

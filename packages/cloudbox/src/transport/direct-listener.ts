@@ -3,6 +3,7 @@
  * one listener; a client picks one by path: `/v1/cloud/<cb1…>`.
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http'
+import { networkInterfaces } from 'node:os'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer } from 'ws'
 import { channelFromWebSocket, type MessageChannel } from '@cloudbox/encrypted-messaging'
@@ -36,7 +37,23 @@ export class DirectListener {
 
   get url(): string {
     const { host, port } = this.address
-    return `ws://${host.includes(':') ? `[${host}]` : host}:${port}`
+    return wsUrl(host, port)
+  }
+
+  /**
+   * The URLs peers can dial: the bound address, or, when bound to every interface
+   * (0.0.0.0 or ::), each external address of this machine (IPv4 first), since a
+   * wildcard address means nothing to a peer.
+   */
+  reachableUrls(): string[] {
+    const { host, port } = this.address
+    if (host !== '0.0.0.0' && host !== '::') return [wsUrl(host, port)]
+    const external = Object.values(networkInterfaces())
+      .flat()
+      .filter((each) => each !== undefined && !each.internal && (host === '::' || each.family === 'IPv4') && !each.address.startsWith('fe80:'))
+      .sort((a, b) => (a!.family === b!.family ? 0 : a!.family === 'IPv4' ? -1 : 1))
+      .map((each) => wsUrl(each!.address, port))
+    return external.length > 0 ? external : [wsUrl('127.0.0.1', port)]
   }
 
   /** Routes connections for `cloudId` to `handler`; returns the function that stops it. */
@@ -97,3 +114,5 @@ export class DirectListener {
     })
   }
 }
+
+const wsUrl = (host: string, port: number) => `ws://${host.includes(':') ? `[${host}]` : host}:${port}`
