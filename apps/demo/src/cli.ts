@@ -5,7 +5,10 @@
 import { readFileSync } from 'node:fs'
 import { CommanderError } from 'commander'
 import { registerDemoCommand } from './commands/demo-command.js'
+import { registerAdminCommands } from './commands/admin-commands.js'
 import { registerHubCommand } from './commands/hub-command.js'
+import { registerServeCommand } from './commands/serve-command.js'
+import { registerSyncCommands } from './commands/sync-commands.js'
 import { registerIdentityCommands } from './commands/identity-commands.js'
 import { registerSealCommands } from './commands/seal-commands.js'
 import { registerSignatureCommands } from './commands/signature-commands.js'
@@ -35,6 +38,9 @@ async function main(argv: string[]): Promise<void> {
   registerSealCommands(program)
   registerDemoCommand(program)
   registerHubCommand(program)
+  registerServeCommand(program)
+  registerSyncCommands(program)
+  registerAdminCommands(program)
   process.once('SIGINT', () => {
     process.stderr.write('\nInterrupted.\n')
     process.exit(ExitCode.interrupted)

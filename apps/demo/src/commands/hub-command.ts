@@ -2,6 +2,7 @@ import type { Command } from 'commander'
 import { RouterHub } from '@cloudbox/router-hub'
 import { CliError } from '../errors.js'
 import { globalOptions } from '../program.js'
+import { untilStopped } from '../stop-signal.js'
 
 function parsePort(text: string): number {
   const port = Number(text)
@@ -38,11 +39,7 @@ export function registerHubCommand(program: Command): void {
       if (output.json) process.stdout.write(`${JSON.stringify({ event: 'listening', url: hub.url })}\n`)
       else process.stdout.write(`CloudBox hub listening on ${hub.url}\n`)
       // Ctrl-C: close every connection, then exit 130.
-      process.removeAllListeners('SIGINT')
-      const signal = await new Promise<string>((resolve) => {
-        process.once('SIGINT', () => resolve('SIGINT'))
-        process.once('SIGTERM', () => resolve('SIGTERM'))
-      })
+      const signal = await untilStopped()
       await hub.stop()
       output.note('hub stopped')
       // A service manager's SIGTERM is a normal stop; Ctrl-C is an interruption.

@@ -1,0 +1,74 @@
+/** What a running server or client prints about its CloudBox events. */
+import type { CloudBoxEvent } from '@cloudbox/cloudbox'
+import type { Output } from './output.js'
+import { formatBytes, ProgressLine } from './progress.js'
+
+const short = (id: string) => (id.length > 16 ? `${id.slice(0, 10)}…${id.slice(-4)}` : id)
+
+/** A human line for the events worth a line (progress goes to the bar instead). */
+export function describeEvent(event: CloudBoxEvent): string | undefined {
+  switch (event.type) {
+    case 'connection':
+      if (event.state === 'connected') return `connected to ${short(event.peer)}${event.transport ? ` (${event.transport}${event.url ? ` ${event.url}` : ''})` : ''}`
+      if (event.state === 'disconnected') return `disconnected from ${short(event.peer)}${event.error ? `: ${event.error.message}` : ''}`
+      return undefined
+    case 'retry':
+      return `retrying the ${event.target} in ${(event.delayMs / 1000).toFixed(1)} s (attempt ${event.attempt})${event.error ? `: ${event.error.message}` : ''}`
+    case 'hub':
+      return event.state === 'registered' ? `registered at hub ${event.url}` : `lost hub ${event.url}${event.error ? `: ${event.error.message}` : ''}`
+    case 'pairing':
+      return event.outcome === 'paired' ? `paired device ${short(event.device)}${event.label ? ` (${event.label})` : ''}` : `refused a pairing from ${short(event.device)}: ${event.error?.message ?? 'wrong PIN'}`
+    case 'device':
+      return `device ${short(event.device)} ${event.change}`
+    case 'refused':
+      return `the server refused this device: ${event.error.message}`
+    case 'session-error':
+      return `session error${event.peer ? ` with ${short(event.peer)}` : ''}: ${event.error.message} (${event.error.code})`
+    case 'sync': {
+      const sync = event.event
+      if (sync.type === 'file' && sync.action === 'downloaded') return `↓ ${sync.path} (${formatBytes(sync.bytesFromPeer)} from peer, ${formatBytes(sync.bytesReused)} reused)`
+      if (sync.type === 'file' && sync.action === 'deleted') return `✗ ${sync.path} deleted`
+      if (sync.type === 'conflict') return `conflict on ${sync.path}: kept the ${sync.kept} version, the other is ${sync.copy}`
+      if (sync.type === 'error') return `sync error${sync.path ? ` on ${sync.path}` : ''}: ${sync.error.message}`
+      if (sync.type === 'peer-error') return `the peer reported: ${sync.message}`
+      if (sync.type === 'delete-guard') return `held back deleting ${sync.paths.length} files (more than the guard allows)`
+      if (sync.type === 'peer' && sync.state === 'in-sync') return `in sync with ${short(sync.device)}`
+      return undefined
+    }
+    default:
+      return undefined
+  }
+}
+
+/** Prints a box's events: JSON lines with --json, else lines and a progress bar on stderr. */
+export function printEvents(output: Output, subscribe: (listener: (event: CloudBoxEvent) => void) => () => void): () => void {
+  const bar = new ProgressLine()
+  const unsubscribe = subscribe((event) => {
+    if (output.json) {
+      process.stdout.write(`${JSON.stringify({ event: event.type, ...jsonSafe(event) })}\n`)
+      return
+    }
+    if (event.type === 'sync' && event.event.type === 'progress') {
+      const progress = event.event
+      bar.update({ label: progress.path, done: progress.doneBytes, total: progress.totalBytes, bytesPerSecond: progress.bytesPerSecond, ...(progress.etaSeconds === undefined ? {} : { etaSeconds: progress.etaSeconds }) })
+      return
+    }
+    const line = describeEvent(event)
+    if (line !== undefined) bar.line(line)
+  })
+  return () => {
+    unsubscribe()
+    bar.clear()
+  }
+}
+
+/** Events carry Errors and byte arrays; JSON gets their code/message and hex. */
+export function jsonSafe(value: unknown): Record<string, unknown> {
+  return JSON.parse(
+    JSON.stringify(value, (_key, item: unknown) => {
+      if (item instanceof Error) return { code: (item as { code?: unknown }).code ?? 'ERR_UNKNOWN', message: item.message }
+      if (item instanceof Uint8Array) return Buffer.from(item).toString('hex')
+      return item
+    }),
+  ) as Record<string, unknown>
+}

@@ -1,0 +1,118 @@
+/**
+ * `cloudbox serve DIR`: a cloud server for DIR with its encrypted REST API, reachable
+ * directly and (with --hub) through a router hub; admin commands reach it through the
+ * home's control socket while it runs.
+ */
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { hostname } from 'node:os'
+import { join, resolve } from 'node:path'
+import { CloudBox, dispatchAdmin, randomPin, STATE_FILE, type AdminOperation } from '@cloudbox/cloudbox'
+import { CloudServer } from '@cloudbox/cloudserver'
+import type { Command } from 'commander'
+import { printEvents } from '../box-events.js'
+import { CliError, usageError } from '../errors.js'
+import { loadIdentity } from '../home.js'
+import { globalOptions } from '../program.js'
+import { serveControl } from '../server/control-socket.js'
+import { untilStopped } from '../stop-signal.js'
+
+/** Admin operations the control socket passes to the running server. */
+const ADMIN_OPERATIONS = new Set<AdminOperation>(['listDevices', 'blockDevice', 'unblockDevice', 'revokeDevice', 'listPins', 'addPin', 'removePin', 'storage', 'setQuota', 'createSubCloud', 'listSubClouds', 'destroySubCloud'])
+
+export function parseHostPort(text: string, flag: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text)
+  const port = Number(match?.[3])
+  if (match === null || port > 65_535) throw usageError(`${flag} takes HOST:PORT (port 0 picks a free one), not "${text}".`)
+  return { host: match[1] ?? (match[2] || '0.0.0.0'), port }
+}
+
+function hasMasterPin(folder: string): boolean {
+  const path = join(folder, '.cloudbox', 'box', STATE_FILE)
+  if (!existsSync(path)) return false
+  try {
+    const state = JSON.parse(readFileSync(path, 'utf8')) as { pins?: { master?: boolean }[] }
+    return state.pins?.some((pin) => pin.master === true) === true
+  } catch {
+    return false // a damaged state file is reported by the box itself at start
+  }
+}
+
+export function registerServeCommand(program: Command): void {
+  program
+    .command('serve')
+    .argument('<dir>', 'the folder to serve (created if missing)')
+    .description('Run a cloud server for DIR. Prints the pairing URI and a QR code; devices pair with it and the PIN, then sync.')
+    .option('--hub <url>', 'register at this router hub, so devices reach the server without an open port')
+    .option('--listen <host:port>', 'listen for direct connections here (port 0 picks a free one)', '0.0.0.0:7443')
+    .option('--api <host:port>', 'serve the encrypted REST API here', '127.0.0.1:0')
+    .option('--pin <pin>', 'set the master PIN (default: keep the current one, or make a random one and print it)')
+    .option('--name <label>', 'the name devices see', `CloudBox on ${hostname()}`)
+    .addHelpText(
+      'after',
+      `
+Examples:
+  cloudbox serve ~/Cloud --pin 2468-1357
+  cloudbox serve /srv/cloud --hub wss://hub.example.org --listen 127.0.0.1:0
+
+While it runs, admin commands with the same --home act on it at once:
+  cloudbox devices, cloudbox revoke ID, cloudbox pin add, cloudbox subcloud create NAME …
+Ctrl-C stops it cleanly.`,
+    )
+    .action(async (dir: string, options: { hub?: string; listen: string; api: string; pin?: string; name: string }, command: Command) => {
+      const { home, output } = globalOptions(command)
+      const folder = resolve(dir)
+      const listen = parseHostPort(options.listen, '--listen')
+      const api = parseHostPort(options.api, '--api')
+      if (!existsSync(folder)) {
+        mkdirSync(folder, { recursive: true })
+        output.note(`created ${folder}`)
+      }
+      const identity = await loadIdentity(home, output)
+      const madePin = options.pin === undefined && !hasMasterPin(folder) ? randomPin() : undefined
+      const masterPin = options.pin ?? madePin
+      const box = new CloudBox(
+        { role: 'server', folder, name: options.name, listen, ...(options.hub === undefined ? {} : { hub: options.hub }), ...(masterPin === undefined ? {} : { masterPin }) },
+        { identity },
+      )
+      const stopPrinting = printEvents(output, (listener) => box.status.on(listener))
+      const server = new CloudServer({ host: api.host, port: api.port }, { box })
+      let control: { close(): Promise<void> } | undefined
+      try {
+        await box.start()
+        await server.start()
+        control = await serveControl(home, async ({ op, args }) => {
+          if (op === 'status') return { ...serverStatus(box, server), devices: await box.admin.listDevices(), storage: await box.admin.storage() }
+          if (!ADMIN_OPERATIONS.has(op as AdminOperation)) throw new CliError('ERR_BAD_REQUEST', `The server has no operation "${op}".`)
+          return dispatchAdmin(box.admin, op as AdminOperation, args)
+        })
+      } catch (error) {
+        await control?.close()
+        await server.stop()
+        await box.stop()
+        stopPrinting()
+        const code = (error as NodeJS.ErrnoException).code
+        if (code === 'EADDRINUSE') throw new CliError('ERR_ADDRESS_IN_USE', `${options.listen} or ${options.api} is in use; pick another --listen / --api (port 0 picks a free one).`, { cause: error })
+        throw error
+      }
+      const status = serverStatus(box, server)
+      if (output.json) {
+        process.stdout.write(`${JSON.stringify({ event: 'serving', ...status, ...(madePin === undefined ? {} : { pin: madePin }) })}\n`)
+      } else {
+        process.stdout.write(`CloudBox server for ${folder}\n  cloud ID: ${box.id}\n  direct:   ${status.direct ?? 'none'}\n  hub:      ${options.hub ?? 'none'}\n  API:      ${status.api}\n\n`)
+        process.stdout.write(`Pairing URI (scan the QR code or copy the line below):\n${status.uri}\n\n${await box.pairingQr('terminal')}\n`)
+        if (madePin !== undefined) process.stdout.write(`Master PIN: ${madePin} (set your own with --pin)\n`)
+        process.stdout.write(`Pair a device: cloudbox pair '${status.uri}' --pin PIN\nCtrl-C stops the server.\n`)
+      }
+      const signal = await untilStopped()
+      await control.close()
+      await server.stop()
+      await box.stop()
+      stopPrinting()
+      output.note('server stopped')
+      process.exitCode = signal === 'SIGINT' ? 130 : 0
+    })
+}
+
+function serverStatus(box: CloudBox, server: CloudServer) {
+  return { role: 'server', id: box.id, name: box.init.name, folder: box.init.folder, uri: box.pairingUri(), direct: box.directUrl, hub: box.init.hub, api: server.url }
+}

@@ -1,0 +1,189 @@
+/**
+ * The program's server and device flows on real processes: a hub, a server, and devices
+ * that pair, sync once, and are administered while the server runs.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+
+const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url))
+const PIN = '2468-1357'
+let dir: string
+const children: ChildProcess[] = []
+
+const env = (): NodeJS.ProcessEnv => ({ ...process.env, CLOUDBOX_HOME: '', NO_COLOR: '1', CLOUDBOX_PASSPHRASE: 'correct horse battery staple', DBUS_SESSION_BUS_ADDRESS: '' })
+
+function run(args: string[]) {
+  const result = spawnSync(process.execPath, [cli, ...args], { env: env(), encoding: 'utf8', timeout: 60_000 })
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr }
+}
+
+function json(args: string[]): Record<string, unknown> {
+  const result = run([...args, '--json'])
+  expect(result.status, result.stderr + result.stdout).toBe(0)
+  // Long commands print their events as JSON lines first; the result is the last line.
+  const lines = result.stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>)
+  return lines.at(-1)!
+}
+
+/** Starts a long-running command and waits for its first JSON line matching `ready`. */
+async function start(args: string[], ready: (line: Record<string, unknown>) => boolean): Promise<{ child: ChildProcess; first: Record<string, unknown>; lines: Record<string, unknown>[] }> {
+  const child = spawn(process.execPath, [cli, ...args, '--json'], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] })
+  children.push(child)
+  const lines: Record<string, unknown>[] = []
+  let stderr = ''
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+  const first = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    let buffered = ''
+    const timer = setTimeout(() => reject(new Error(`${args[0]} did not start: ${stderr}`)), 30_000)
+    child.stdout!.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString()
+      let newline: number
+      while ((newline = buffered.indexOf('\n')) >= 0) {
+        const line = JSON.parse(buffered.slice(0, newline)) as Record<string, unknown>
+        buffered = buffered.slice(newline + 1)
+        lines.push(line)
+        if (ready(line)) {
+          clearTimeout(timer)
+          resolve(line)
+        }
+      }
+    })
+    child.once('exit', (code) => reject(new Error(`${args[0]} exited with ${code}: ${stderr}`)))
+  })
+  return { child, first, lines }
+}
+
+async function stop(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null) return child.exitCode
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  child.kill('SIGINT')
+  return exited
+}
+
+beforeAll(() => {
+  if (!existsSync(cli)) throw new Error('Build the workspace first (npm test does): apps/demo/dist/cli.js is missing')
+  dir = mkdtempSync(join(tmpdir(), 'cloudbox-flows-'))
+})
+
+afterAll(async () => {
+  for (const child of children) await stop(child)
+  rmSync(dir, { recursive: true, force: true })
+})
+
+describe('cloudbox serve, pair, sync and admin', () => {
+  it('pairs a device through the hub, syncs both ways once, and the owner revokes it while the server runs', async () => {
+    const homes = { server: join(dir, 'server-home'), laptop: join(dir, 'laptop-home'), phone: join(dir, 'phone-home') }
+    for (const home of Object.values(homes)) json(['init', '--home', home, '--storage', 'vault'])
+
+    const hub = await start(['hub', '--port', '0'], (line) => line.event === 'listening')
+    const hubUrl = String(hub.first.url)
+    const cloud = join(dir, 'cloud')
+    mkdirSync(cloud)
+    writeFileSync(join(cloud, 'hello.txt'), 'hello from the server\n')
+    const server = await start(['serve', cloud, '--home', homes.server, '--hub', hubUrl, '--listen', '127.0.0.1:0', '--pin', PIN], (line) => line.event === 'serving')
+    const uri = String(server.first.uri)
+    expect(uri).toMatch(/^cloudbox:\/\/pair\?id=cb1/)
+    expect(uri).toContain(encodeURIComponent(hubUrl).slice(0, 10))
+    // The control socket is the owner's alone.
+    expect(statSync(join(homes.server, 'run')).mode & 0o777).toBe(0o700)
+    expect(statSync(join(homes.server, 'run', 'control.sock')).mode & 0o777).toBe(0o600)
+    // A second server on the same home is refused.
+    expect(run(['serve', cloud, '--home', homes.server, '--listen', '127.0.0.1:0']).stderr).toContain('ERR_ALREADY_RUNNING')
+
+    // The human output has the URI on a line of its own and a QR code.
+    // (checked on the laptop's pairing below through --json; the line format here)
+    const wrongPin = run(['pair', uri, '--pin', '0000-0000', '--home', homes.laptop])
+    expect(wrongPin.status).toBe(1)
+    expect(wrongPin.stderr).toContain('ERR_WRONG_PIN')
+    const paired = json(['pair', uri, '--pin', PIN, '--home', homes.laptop, '--name', 'laptop'])
+    expect(paired.paired).toMatchObject({ role: 'owner' })
+
+    const laptopFolder = join(dir, 'laptop')
+    const first = json(['sync', laptopFolder, '--once', '--home', homes.laptop])
+    expect(first).toMatchObject({ inSync: true, files: 1 })
+    expect(readFileSync(join(laptopFolder, 'hello.txt'), 'utf8')).toBe('hello from the server\n')
+
+    // The other way: a file made on the laptop reaches the server.
+    writeFileSync(join(laptopFolder, 'notes.md'), '# from the laptop\n')
+    expect(json(['sync', laptopFolder, '--once', '--home', homes.laptop])).toMatchObject({ inSync: true })
+    const deadline = Date.now() + 10_000
+    while (!existsSync(join(cloud, 'notes.md')) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100))
+    expect(readFileSync(join(cloud, 'notes.md'), 'utf8')).toBe('# from the laptop\n')
+
+    // Admin through the running server.
+    const status = json(['status', '--home', homes.server])
+    expect(status).toMatchObject({ role: 'server', running: true, uri })
+    const devices = json(['devices', '--home', homes.server]).devices as { id: string; label: string }[]
+    const laptopId = String(json(['id', '--home', homes.laptop]).publicId)
+    expect(devices.map((device) => device.id)).toEqual([laptopId])
+    const guestPin = json(['pin', 'add', '--label', 'phone', '--role', 'member', '--expires', '1h', '--home', homes.server])
+    expect(String(guestPin.pin)).toMatch(/^\d{8}$/)
+    expect((json(['pin', 'list', '--home', homes.server]).pins as { label: string }[]).map((pin) => pin.label)).toContain('phone')
+    json(['pair', uri, '--pin', String(guestPin.pin), '--home', homes.phone, '--name', 'phone'])
+    // The one-time PIN is spent.
+    expect(run(['pair', uri, '--pin', String(guestPin.pin), '--home', join(dir, 'nobody')]).status).not.toBe(0)
+
+    const sub = json(['subcloud', 'create', 'family', '--quota', '10MiB', '--home', homes.server])
+    expect(String(sub.uri)).toMatch(/^cloudbox:\/\/pair/)
+    expect((json(['subcloud', 'list', '--home', homes.server]).subClouds as unknown[]).length).toBe(1)
+    json(['subcloud', 'destroy', String(sub.index), '--wipe', '--home', homes.server])
+
+    json(['block', laptopId, '--home', homes.server])
+    const blocked = run(['sync', laptopFolder, '--once', '--home', homes.laptop, '--json'])
+    expect(blocked.status).toBe(1)
+    expect(blocked.stdout).toContain('ERR_DEVICE_BLOCKED')
+    json(['unblock', laptopId, '--home', homes.server])
+    json(['revoke', laptopId, '--home', homes.server])
+    const revoked = run(['sync', laptopFolder, '--once', '--home', homes.laptop])
+    expect(revoked.status).toBe(1)
+    expect(revoked.stderr).toMatch(/ERR_DEVICE_REVOKED|ERR_NOT_PAIRED/)
+    // The client-side status still names the cloud it was paired with.
+    expect(json(['status', '--home', homes.laptop])).toMatchObject({ role: 'client' })
+
+    expect(await stop(server.child)).toBe(130)
+    // Once stopped, admin commands say so.
+    const down = run(['devices', '--home', homes.server])
+    expect(down.status).toBe(1)
+    expect(down.stderr).toContain('ERR_SERVER_NOT_RUNNING')
+    expect(await stop(hub.child)).toBe(130)
+  }, 120_000)
+
+  it('prints the pairing URI on a line of its own and a terminal QR code, and makes a PIN when none is set', async () => {
+    const home = join(dir, 'plain-home')
+    json(['init', '--home', home, '--storage', 'vault'])
+    const child = spawn(process.execPath, [cli, 'serve', join(dir, 'plain-cloud'), '--home', home, '--listen', '127.0.0.1:0'], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] })
+    children.push(child)
+    let stdout = ''
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no output: ${stdout}`)), 30_000)
+      child.stdout!.on('data', (chunk: Buffer) => {
+        stdout += chunk.toString()
+        if (stdout.includes('Ctrl-C stops the server')) {
+          clearTimeout(timer)
+          resolve()
+        }
+      })
+    })
+    const lines = stdout.split('\n')
+    expect(lines.some((line) => /^cloudbox:\/\/pair\?id=cb1[^ ]*$/.test(line))).toBe(true)
+    expect(stdout).toMatch(/[▀▄█]/)
+    expect(stdout).toMatch(/Master PIN: \d{8}/)
+    expect(await stop(child)).toBe(130)
+  }, 60_000)
+
+  it('refuses sync before pairing, and a bad --listen, with what to do', () => {
+    const home = join(dir, 'lonely-home')
+    json(['init', '--home', home, '--storage', 'vault'])
+    const unpaired = run(['sync', join(dir, 'x'), '--once', '--home', home])
+    expect(unpaired.status).toBe(1)
+    expect(unpaired.stderr).toContain('ERR_NOT_PAIRED')
+    expect(unpaired.stderr).toContain('cloudbox pair')
+    const bad = run(['serve', join(dir, 'y'), '--listen', 'nowhere', '--home', home])
+    expect(bad.status).toBe(2)
+    expect(bad.stderr).toContain('--listen takes HOST:PORT')
+  })
+})
