@@ -8,6 +8,7 @@ import { registerDemoCommand } from './commands/demo-command.js'
 import { registerAdminCommands } from './commands/admin-commands.js'
 import { registerHubCommand } from './commands/hub-command.js'
 import { registerServeCommand } from './commands/serve-command.js'
+import { registerShareCommands } from './commands/share-commands.js'
 import { registerSyncCommands } from './commands/sync-commands.js'
 import { registerIdentityCommands } from './commands/identity-commands.js'
 import { registerSealCommands } from './commands/seal-commands.js'
@@ -41,6 +42,7 @@ async function main(argv: string[]): Promise<void> {
   registerServeCommand(program)
   registerSyncCommands(program)
   registerAdminCommands(program)
+  registerShareCommands(program)
   process.once('SIGINT', () => {
     process.stderr.write('\nInterrupted.\n')
     process.exit(ExitCode.interrupted)

@@ -132,6 +132,20 @@ describe('cloudbox serve, pair, sync and admin', () => {
     expect((json(['subcloud', 'list', '--home', homes.server]).subClouds as unknown[]).length).toBe(1)
     json(['subcloud', 'destroy', String(sub.index), '--wipe', '--home', homes.server])
 
+    // A sealed file from the laptop to the phone through the server's drop box.
+    const phoneId = String(json(['id', '--home', homes.phone]).publicId)
+    const report = join(dir, 'report.txt')
+    writeFileSync(report, 'for the phone only\n')
+    const shared = json(['share', report, '--to', phoneId, '--home', homes.laptop])
+    expect(shared).toMatchObject({ from: laptopId, to: [phoneId], name: 'report.txt' })
+    expect(json(['inbox', '--home', homes.laptop]).shares).toEqual([])
+    const inbox = json(['inbox', '--home', homes.phone]).shares as { id: string }[]
+    expect(inbox.map((share) => share.id)).toEqual([shared.id])
+    const opened = json(['inbox', 'get', String(shared.id), '-o', join(dir, 'opened.txt'), '--home', homes.phone])
+    expect(opened).toMatchObject({ signedBy: laptopId })
+    expect(readFileSync(join(dir, 'opened.txt'), 'utf8')).toBe('for the phone only\n')
+    expect(json(['inbox', '--home', homes.phone]).shares).toEqual([])
+
     json(['block', laptopId, '--home', homes.server])
     const blocked = run(['sync', laptopFolder, '--once', '--home', homes.laptop, '--json'])
     expect(blocked.status).toBe(1)

@@ -1,0 +1,103 @@
+/**
+ * `cloudbox share` and `cloudbox inbox`: sealed files through the paired server's drop
+ * box. The file is sealed here (age, for the recipients' keys) and signed by this
+ * identity; the server stores ciphertext it cannot open.
+ */
+import { existsSync, statSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { CloudServerClient, hubApiUrl } from '@cloudbox/cloudserver'
+import type { Command } from 'commander'
+import { CliError, fileNotFoundError, outputExistsError } from '../errors.js'
+import { loadIdentity } from '../home.js'
+import { globalOptions } from '../program.js'
+import { formatBytes, ProgressLine } from '../progress.js'
+import { notPairedError, pairedCloud } from './sync-commands.js'
+import type { Identity } from '@cloudbox/encrypted-messaging'
+
+const apiOption = '--api <url>'
+const apiHelp = 'the server\'s API URL (printed by `cloudbox serve`; default: through the hub of the pairing)'
+
+async function apiClient(command: Command, api: string | undefined): Promise<{ client: CloudServerClient; identity: Identity }> {
+  const { home, output } = globalOptions(command)
+  const paired = pairedCloud(home)
+  if (paired === undefined) throw notPairedError(home)
+  const url = api ?? (paired.hub === undefined ? undefined : hubApiUrl(paired.hub, paired.id))
+  if (url === undefined) throw new CliError('ERR_NO_API_ROUTE', `The paired server has no hub, so its API address is not known here; pass --api URL (\`cloudbox serve\` prints it).`)
+  const identity = await loadIdentity(home, output)
+  return { client: new CloudServerClient({ url, server: paired.id, identity }), identity }
+}
+
+const transferBar = (label: string) => {
+  const bar = new ProgressLine()
+  return {
+    onProgress: ({ bytes, total }: { bytes: number; total: number }) => bar.update({ label, done: bytes, total }),
+    done: () => bar.clear(),
+  }
+}
+
+export function registerShareCommands(program: Command): void {
+  program
+    .command('share')
+    .argument('<file>', 'the file to share')
+    .requiredOption('--to <ids...>', 'recipients: cb1… public IDs or age1… keys')
+    .option('--name <name>', 'the name recipients see (default: the file\'s name)')
+    .option('--no-sign', 'do not sign the sealed file with this identity')
+    .option(apiOption, apiHelp)
+    .description('Seal FILE for the recipients and leave it in the paired server\'s drop box; only they can open it.')
+    .addHelpText('after', '\nExamples:\n  cloudbox share report.pdf --to cb1qxy… cb1abc…\n  cloudbox share photo.jpg --to age1… --no-sign')
+    .action(async (file: string, options: { to: string[]; name?: string; sign: boolean; api?: string }, command: Command) => {
+      const { output } = globalOptions(command)
+      const path = resolve(file)
+      if (!existsSync(path) || !statSync(path).isFile()) throw fileNotFoundError(path)
+      const { client, identity } = await apiClient(command, options.api)
+      const bar = transferBar(`sharing ${file}`)
+      try {
+        const share = await client.share(path, options.to, { ...(options.name === undefined ? {} : { name: options.name }), ...(options.sign ? { signer: identity } : {}), onProgress: bar.onProgress })
+        bar.done()
+        output.result(`Shared "${share.name}" (${formatBytes(share.size)} sealed) as ${share.id} with ${share.to.length} recipient(s)${options.sign ? ', signed' : ''}.`, { ...share })
+      } finally {
+        bar.done()
+        identity.destroy()
+      }
+    })
+
+  const inbox = program
+    .command('inbox')
+    .option(apiOption, apiHelp)
+    .description('What waits for this identity in the paired server\'s drop box.')
+    .addHelpText('after', '\nExamples:\n  cloudbox inbox\n  cloudbox inbox --json\n  cloudbox inbox get ID -o report.pdf')
+    .action(async (options: { api?: string }, command: Command) => {
+      const { output } = globalOptions(command)
+      const { client, identity } = await apiClient(command, options.api)
+      const shares = await client.inbox().finally(() => identity.destroy())
+      const lines = shares.map((share) => `${share.id}  ${new Date(share.created).toISOString().slice(0, 16).replace('T', ' ')}  ${formatBytes(share.size).padStart(9)}  ${share.name}  from ${share.from}${share.signature ? ' (signed)' : ''}`)
+      output.result(lines.join('\n') || 'Nothing waits for you.', { shares })
+    })
+  inbox
+    .command('get')
+    .argument('<id>', 'the share\'s id (see `cloudbox inbox`)')
+    .requiredOption('-o, --output <file>', 'where to write the opened file')
+    .option('--force', 'overwrite the output file')
+    .option('--keep', 'leave the share in the inbox after opening it')
+    .option(apiOption, apiHelp)
+    .description('Download a share, check its signature, open it with this identity, and (unless --keep) remove it from the inbox.')
+    .action(async (id: string, options: { output: string; force?: boolean; keep?: boolean; api?: string }, command: Command) => {
+      const { output } = globalOptions(command)
+      const target = resolve(options.output)
+      if (existsSync(target) && options.force !== true) throw outputExistsError(target)
+      const { client, identity } = await apiClient(command, options.api ?? command.parent?.opts<{ api?: string }>().api)
+      const bar = transferBar(`receiving ${id}`)
+      try {
+        const received = await client.receive(id, target, identity, { onProgress: bar.onProgress })
+        bar.done()
+        if (options.keep !== true) await client.removeShare(id)
+        output.result(
+          `Opened "${received.share.name}" from ${received.share.from} into ${target}${received.signedBy ? `; signature by ${received.signedBy} verified` : '; not signed'}.`,
+          { id, output: target, from: received.share.from, signedBy: received.signedBy ?? null, size: statSync(target).size },
+        )
+      } finally {
+        bar.done()
+        identity.destroy()
+      }
+    })
+}
