@@ -87,14 +87,7 @@ export class LocalFolderStorage implements StorageBackend {
   async read(path: string, offset: number, length: number): Promise<Uint8Array> {
     const absolute = await this.#resolve(path)
     if ((await this.#info(absolute)).type !== 'file') throw errors.notAFile(path)
-    const handle = await open(absolute, constants.O_RDONLY | constants.O_NOFOLLOW)
-    try {
-      const buffer = Buffer.allocUnsafe(length)
-      const { bytesRead } = await handle.read(buffer, 0, length, offset)
-      return buffer.subarray(0, bytesRead)
-    } finally {
-      await handle.close()
-    }
+    return readRange(await open(absolute, constants.O_RDONLY | constants.O_NOFOLLOW), offset, length)
   }
 
   #uploadPath(upload: string): string {
@@ -276,13 +269,7 @@ export class LocalFolderStorage implements StorageBackend {
     const handle = await open(this.#sharePath(id, 'age'), constants.O_RDONLY | constants.O_NOFOLLOW).catch(() => {
       throw errors.notFound(`share ${id}`)
     })
-    try {
-      const buffer = Buffer.allocUnsafe(length)
-      const { bytesRead } = await handle.read(buffer, 0, length, offset)
-      return buffer.subarray(0, bytesRead)
-    } finally {
-      await handle.close()
-    }
+    return readRange(handle, offset, length)
   }
 
   async updateShare(share: ShareInfo): Promise<void> {
@@ -293,5 +280,16 @@ export class LocalFolderStorage implements StorageBackend {
     // The record goes first: a share without one is never listed.
     await rm(this.#sharePath(id, 'json'), { force: true })
     await rm(this.#sharePath(id, 'age'), { force: true })
+  }
+}
+
+/** Up to `length` bytes from `offset` (fewer at the end), then closes the handle. */
+async function readRange(handle: FileHandle, offset: number, length: number): Promise<Uint8Array> {
+  try {
+    const buffer = Buffer.allocUnsafe(length)
+    const { bytesRead } = await handle.read(buffer, 0, length, offset)
+    return buffer.subarray(0, bytesRead)
+  } finally {
+    await handle.close()
   }
 }
