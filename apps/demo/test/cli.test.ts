@@ -182,5 +182,12 @@ describe('cloudbox demo', () => {
     expect(result.stdout).toContain('minisign -V agrees: yes')
     expect(result.stdout).toContain('content intact: yes')
     expect(result.stdout).toContain('The age tool opens it with Bob\'s exported key too: yes')
-  })
+    // The cloud part: hub, server and devices on 127.0.0.1.
+    expect(result.stdout).toMatch(/Pairing URI: cloudbox:\/\/pair\?id=cb1\S+&hub=ws/)
+    expect(result.stdout).toMatch(/then received 5 files, 32\.\d MiB, through the hub/)
+    expect(result.stdout).toMatch(/the server fetched 1\.\d MiB\s+and reused 31\.\d MiB/)
+    expect(result.stdout).toMatch(/the other as docs\/todo\.sync-conflict-\d{8}-\d{6}-\w+\.md on both sides/)
+    expect(result.stdout).toContain("verified the laptop's signature (yes) and opened it: intact yes")
+    expect(result.stdout).toContain('signer matches')
+  }, 120_000)
 })

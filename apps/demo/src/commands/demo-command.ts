@@ -8,6 +8,8 @@ import type { Command } from 'commander'
 import { loadIdentity, saveIdentity } from '../home.js'
 import { PASSPHRASE_VARIABLE } from '../passphrase.js'
 import { globalOptions } from '../program.js'
+import { untilStopped } from '../stop-signal.js'
+import { runCloudTour } from './demo-cloud.js'
 
 function hasTool(name: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status === 0
@@ -18,8 +20,8 @@ const megabytes = (bytes: number) => (bytes / 1024 / 1024).toFixed(1)
 export function registerDemoCommand(program: Command): void {
   program
     .command('demo')
-    .description('A guided tour in a temporary home: create an identity, sign a document, seal a file for a recipient and open it.')
-    .option('--exit', 'exit when done (the default for now; later versions keep a status page running)')
+    .description('A guided tour in temporary homes: an identity, a signature, a sealed file; then a hub, a server and devices on 127.0.0.1 that pair, sync, settle a conflict and share a sealed file.')
+    .option('--exit', 'exit when done (by default the hub and server keep running until Ctrl-C, so you can pair your own device)')
     .option('--keep', 'keep the temporary folder to look at the files')
     .action(async (options: { exit?: boolean; keep?: boolean }, command: Command) => {
       const { output } = globalOptions(command)
@@ -87,8 +89,21 @@ export function registerDemoCommand(program: Command): void {
         step('seal', { bytes: size, sealSeconds, openSeconds, intact, ageOpened })
         bob.destroy()
         restored.destroy()
-        say(`\nDone.${options.keep ? ` Files kept in ${workspace}` : ''} Next: \`cloudbox init\` makes your own identity.`)
         if (!intact || minisignChecked === false || ageOpened === false) process.exitCode = 1
+
+        const tour = await runCloudTour(workspace, say, step)
+        try {
+          if (options.exit !== true) {
+            say(`\nThe hub and the server keep running. Pair a device of your own from another terminal:`)
+            say(`   cloudbox init --home /tmp/my-device && cloudbox pair '${tour.server.pairingUri()}' --pin PIN --home /tmp/my-device`)
+            say('   (the PIN is printed above). Ctrl-C stops the demo.')
+            const signal = await untilStopped()
+            if (signal === 'SIGINT') process.exitCode = 130
+          }
+        } finally {
+          await tour.close()
+        }
+        say(`\nDone.${options.keep ? ` Files kept in ${workspace}` : ''} Next: \`cloudbox init\` makes your own identity, \`cloudbox serve DIR\` a server.`)
       } finally {
         if (options.keep !== true) rmSync(workspace, { recursive: true, force: true })
       }
