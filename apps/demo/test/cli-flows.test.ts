@@ -4,10 +4,12 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { createConnection } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { parsePairingUri } from '@cloudbox/cloudbox'
 
 const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url))
 const PIN = '2468-1357'
@@ -57,6 +59,23 @@ async function start(args: string[], ready: (line: Record<string, unknown>) => b
   return { child, first, lines }
 }
 
+/** One raw request on a home's control socket, as a script would send it. */
+function callControl(home: string, op: string, args: unknown[]): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection(join(home, 'run', 'control.sock'))
+    let text = ''
+    socket.on('error', reject)
+    socket.on('connect', () => socket.write(`${JSON.stringify({ op, args })}\n`))
+    socket.on('data', (chunk) => {
+      text += chunk.toString()
+      if (text.includes('\n')) {
+        socket.destroy()
+        resolve(JSON.parse(text) as Record<string, unknown>)
+      }
+    })
+  })
+}
+
 async function stop(child: ChildProcess): Promise<number | null> {
   if (child.exitCode !== null) return child.exitCode
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
@@ -86,16 +105,13 @@ describe('cloudbox serve, pair, sync and admin', () => {
     writeFileSync(join(cloud, 'hello.txt'), 'hello from the server\n')
     const server = await start(['serve', cloud, '--home', homes.server, '--hub', hubUrl, '--listen', '127.0.0.1:0', '--pin', PIN], (line) => line.event === 'serving')
     const uri = String(server.first.uri)
-    expect(uri).toMatch(/^cloudbox:\/\/pair\?id=cb1/)
-    expect(uri).toContain(encodeURIComponent(hubUrl).slice(0, 10))
+    expect(parsePairingUri(uri)).toMatchObject({ id: String(json(['id', '--home', homes.server]).publicId), hub: hubUrl })
     // The control socket is the owner's alone.
     expect(statSync(join(homes.server, 'run')).mode & 0o777).toBe(0o700)
     expect(statSync(join(homes.server, 'run', 'control.sock')).mode & 0o777).toBe(0o600)
     // A second server on the same home is refused.
     expect(run(['serve', cloud, '--home', homes.server, '--listen', '127.0.0.1:0']).stderr).toContain('ERR_ALREADY_RUNNING')
 
-    // The human output has the URI on a line of its own and a QR code.
-    // (checked on the laptop's pairing below through --json; the line format here)
     const wrongPin = run(['pair', uri, '--pin', '0000-0000', '--home', homes.laptop])
     expect(wrongPin.status).toBe(1)
     expect(wrongPin.stderr).toContain('ERR_WRONG_PIN')
@@ -126,6 +142,9 @@ describe('cloudbox serve, pair, sync and admin', () => {
     json(['pair', uri, '--pin', String(guestPin.pin), '--home', homes.phone, '--name', 'phone'])
     // The one-time PIN is spent.
     expect(run(['pair', uri, '--pin', String(guestPin.pin), '--home', join(dir, 'nobody')]).status).not.toBe(0)
+
+    const unknown = await callControl(homes.server, 'format', [])
+    expect(unknown).toMatchObject({ error: { code: 'ERR_INVALID_ADMIN_CALL' } })
 
     const sub = json(['subcloud', 'create', 'family', '--quota', '10MiB', '--home', homes.server])
     expect(String(sub.uri)).toMatch(/^cloudbox:\/\/pair/)

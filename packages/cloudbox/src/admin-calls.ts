@@ -3,6 +3,7 @@
  * the server before anything runs) and the client-side proxy.
  */
 import * as v from 'valibot'
+import { errors } from './errors.js'
 import type { AdminOperation, CloudAdmin } from './interfaces/cloud-admin.js'
 
 const id = v.pipe(v.string(), v.maxLength(100))
@@ -32,13 +33,19 @@ export const adminArguments: { [Op in AdminOperation]: v.GenericSchema<unknown, 
   destroySubCloud: v.tuple([v.pipe(count, v.maxValue(0x7fff_ffff)), v.optional(v.strictObject({ wipe: v.optional(v.boolean()) }))]),
 } as never
 
-export const isAdminOperation = (op: string): op is AdminOperation => Object.hasOwn(adminArguments, op)
+const isAdminOperation = (op: string): op is AdminOperation => Object.hasOwn(adminArguments, op)
 
-/** Runs a validated call against a local admin implementation. */
-export async function dispatchAdmin(admin: CloudAdmin, op: AdminOperation, args: unknown): Promise<unknown> {
-  const parsed = v.parse(adminArguments[op], args) as unknown[]
+/**
+ * Runs a call that came from outside (the control lane, the REST API, a control socket)
+ * against a local admin implementation: the one place that checks the operation's name
+ * and its arguments. @throws ERR_INVALID_ADMIN_CALL
+ */
+export async function dispatchAdmin(admin: CloudAdmin, op: string, args: unknown): Promise<unknown> {
+  if (!isAdminOperation(op)) throw errors.invalidAdminCall(`no operation "${op.slice(0, 64)}"`)
+  const parsed = v.safeParse(adminArguments[op], args)
+  if (!parsed.success) throw errors.invalidAdminCall(`arguments of ${op}: ${v.summarize(parsed.issues)}`)
   const method = admin[op] as (...params: unknown[]) => Promise<unknown>
-  return method.apply(admin, parsed)
+  return method.apply(admin, parsed.output as unknown[])
 }
 
 /** A CloudAdmin whose calls go to `call` (the control lane of an owner device's session). */

@@ -320,6 +320,17 @@ export class CloudBox {
     return (this.init.name ?? DEFAULT_NAME).slice(0, 64)
   }
 
+  /**
+   * Server, running: sets (or replaces) the master PIN, as `init.masterPin` does at start.
+   * Local only: a remote owner adds one-time PINs instead.
+   */
+  async setMasterPin(pin: string): Promise<void> {
+    if (this.role !== 'server') throw errors.role('server', 'A master PIN')
+    this.#requireRunning('Setting the master PIN')
+    assertPinFormat(pin)
+    await (this.#pins as PinBook).setMaster(pin)
+  }
+
   // ————— signing —————
 
   /** Signs a document with this node's key (minisign format). */

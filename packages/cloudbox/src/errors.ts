@@ -22,6 +22,7 @@ export const ErrorCodes = {
   INSTANCE_STATE: 'ERR_INSTANCE_STATE',
   STATE_CORRUPTED: 'ERR_STATE_CORRUPTED',
   CONTROL_PROTOCOL: 'ERR_CONTROL_PROTOCOL',
+  INVALID_ADMIN_CALL: 'ERR_INVALID_ADMIN_CALL',
   TIMEOUT: 'ERR_TIMEOUT',
 } as const
 
@@ -68,6 +69,7 @@ export const errors = {
   notPaired: () => new CloudBoxError(ErrorCodes.NOT_PAIRED, 'This device is not paired with that cloud; pair it first with the server\'s pairing URI and a PIN.'),
   blocked: () => new CloudBoxError(ErrorCodes.DEVICE_BLOCKED, 'The cloud\'s owner has blocked this device; ask them to unblock it.'),
   revoked: () => new CloudBoxError(ErrorCodes.DEVICE_REVOKED, 'The cloud\'s owner revoked this device; pair it again with a new PIN to come back.'),
+  invalidAdminCall: (why: string) => new CloudBoxError(ErrorCodes.INVALID_ADMIN_CALL, `The admin call is not valid (${why.slice(0, 300)}); check the operation's name and arguments, or update CloudBox on the calling side.`),
   notOwner: () => new CloudBoxError(ErrorCodes.NOT_OWNER, 'Only the cloud\'s owner devices may do that; pair with the master PIN or an owner PIN.'),
   unknownDevice: (id: string) => new CloudBoxError(ErrorCodes.UNKNOWN_DEVICE, `No paired device ${id}; list the devices to see their IDs.`),
   unknownPin: (label: string) => new CloudBoxError(ErrorCodes.UNKNOWN_PIN, `No PIN labelled "${label}"; list the PINs to see their labels.`),

@@ -30,6 +30,24 @@ describe('CloudBox instances', () => {
     expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(64 * 1024 * 1024)
   }, 120_000)
 
+  it('sets a master PIN on a running server that has none, and a client pairs with it', async () => {
+    const server = new CloudBox({ role: 'server', folder: join(root, 'no-master'), listen: { host: '127.0.0.1', port: 0 }, watch: false }, { identity: Identity.generate().identity })
+    const client = new CloudBox({ role: 'client', folder: join(root, 'no-master-client'), sync: false }, { identity: Identity.generate().identity })
+    await server.start()
+    await client.start()
+    try {
+      expect(await server.admin.listPins()).toEqual([])
+      await expect(server.setMasterPin(' 1 ')).rejects.toMatchObject({ code: 'ERR_INVALID_PIN' })
+      await server.setMasterPin('5555-1234')
+      expect((await server.admin.listPins()).map((pin) => [pin.label, pin.master])).toEqual([['master', true]])
+      expect(await client.pair(server.pairingUri(), '5555-1234')).toMatchObject({ id: server.id, role: 'owner' })
+      await expect(client.setMasterPin('5555-1234')).rejects.toMatchObject({ code: 'ERR_ROLE' })
+    } finally {
+      await client.destroy({ wipe: true })
+      await server.destroy({ wipe: true })
+    }
+  })
+
   it('keeps its state unless destroyed with wipe', async () => {
     const identity = Identity.generate().identity
     const folder = join(root, 'kept')

@@ -3,10 +3,10 @@
  * directly and (with --hub) through a router hub; admin commands reach it through the
  * home's control socket while it runs.
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync } from 'node:fs'
 import { hostname } from 'node:os'
-import { join, resolve } from 'node:path'
-import { CloudBox, dispatchAdmin, randomPin, STATE_FILE, type AdminOperation } from '@cloudbox/cloudbox'
+import { resolve } from 'node:path'
+import { CloudBox, dispatchAdmin, randomPin } from '@cloudbox/cloudbox'
 import { CloudServer } from '@cloudbox/cloudserver'
 import type { Command } from 'commander'
 import { printEvents } from '../box-events.js'
@@ -16,25 +16,11 @@ import { globalOptions } from '../program.js'
 import { serveControl } from '../server/control-socket.js'
 import { untilStopped } from '../stop-signal.js'
 
-/** Admin operations the control socket passes to the running server. */
-const ADMIN_OPERATIONS = new Set<AdminOperation>(['listDevices', 'blockDevice', 'unblockDevice', 'revokeDevice', 'listPins', 'addPin', 'removePin', 'storage', 'setQuota', 'createSubCloud', 'listSubClouds', 'destroySubCloud'])
-
 export function parseHostPort(text: string, flag: string): { host: string; port: number } {
   const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text)
   const port = Number(match?.[3])
   if (match === null || port > 65_535) throw usageError(`${flag} takes HOST:PORT (port 0 picks a free one), not "${text}".`)
   return { host: match[1] ?? (match[2] || '0.0.0.0'), port }
-}
-
-function hasMasterPin(folder: string): boolean {
-  const path = join(folder, '.cloudbox', 'box', STATE_FILE)
-  if (!existsSync(path)) return false
-  try {
-    const state = JSON.parse(readFileSync(path, 'utf8')) as { pins?: { master?: boolean }[] }
-    return state.pins?.some((pin) => pin.master === true) === true
-  } catch {
-    return false // a damaged state file is reported by the box itself at start
-  }
 }
 
 export function registerServeCommand(program: Command): void {
@@ -68,22 +54,25 @@ Ctrl-C stops it cleanly.`,
         output.note(`created ${folder}`)
       }
       const identity = await loadIdentity(home, output)
-      const madePin = options.pin === undefined && !hasMasterPin(folder) ? randomPin() : undefined
-      const masterPin = options.pin ?? madePin
       const box = new CloudBox(
-        { role: 'server', folder, name: options.name, listen, ...(options.hub === undefined ? {} : { hub: options.hub }), ...(masterPin === undefined ? {} : { masterPin }) },
+        { role: 'server', folder, name: options.name, listen, ...(options.hub === undefined ? {} : { hub: options.hub }), ...(options.pin === undefined ? {} : { masterPin: options.pin }) },
         { identity },
       )
+      let madePin: string | undefined
       const stopPrinting = printEvents(output, (listener) => box.status.on(listener))
       const server = new CloudServer({ host: api.host, port: api.port }, { box })
       let control: { close(): Promise<void> } | undefined
       try {
         await box.start()
+        // Without any master PIN nobody could pair: make one and show it once.
+        if (!(await box.admin.listPins()).some((pin) => pin.master)) {
+          madePin = randomPin()
+          await box.setMasterPin(madePin)
+        }
         await server.start()
         control = await serveControl(home, async ({ op, args }) => {
           if (op === 'status') return { ...serverStatus(box, server), devices: await box.admin.listDevices(), storage: await box.admin.storage() }
-          if (!ADMIN_OPERATIONS.has(op as AdminOperation)) throw new CliError('ERR_BAD_REQUEST', `The server has no operation "${op}".`)
-          return dispatchAdmin(box.admin, op as AdminOperation, args)
+          return dispatchAdmin(box.admin, op, args)
         })
       } catch (error) {
         await control?.close()

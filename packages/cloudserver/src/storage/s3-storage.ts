@@ -158,13 +158,17 @@ export class S3Storage implements StorageBackend {
     }
   }
 
-  async #delete(keys: string[]): Promise<void> {
+  /** Deletes objects. Unless `strict`, a failure is ignored: what is left behind is unreferenced, and sweep() removes it. */
+  async #delete(keys: string[], strict = false): Promise<void> {
     const { client, sdk } = await this.#connect()
     for (let start = 0; start < keys.length; start += 1000) {
       const batch = keys.slice(start, start + 1000)
-      await client
-        .send(new sdk.DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((key) => ({ Key: this.prefix + key })), Quiet: true } }))
-        .catch(() => {}) // unreferenced objects left behind are removed by sweep()
+      try {
+        const answer = await client.send(new sdk.DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((key) => ({ Key: this.prefix + key })), Quiet: true } }))
+        if (strict && (answer.Errors?.length ?? 0) > 0) throw new Error(answer.Errors![0]!.Message ?? 'refused')
+      } catch (error) {
+        if (strict) throw errors.storageUnavailable('deleting objects', error)
+      }
     }
   }
 
@@ -328,7 +332,7 @@ export class S3Storage implements StorageBackend {
         }
         token = page.IsTruncated === true ? page.NextContinuationToken : undefined
       } while (token !== undefined)
-      await this.#delete(orphans.map((name) => `c/${name}`))
+      await this.#delete(orphans.map((name) => `c/${name}`), true)
       return { removed: orphans.length }
     })
   }
