@@ -10,8 +10,11 @@ function hasCommand(command: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0
 }
 
-/** `commands` maps a command name to the Debian package that provides it. */
-export function ensureCommands(commands: Record<string, string>): void {
+/**
+ * `commands` maps a command name to the Debian package that provides it. `recommends:
+ * false` leaves out recommended packages (Chromium's pull in hundreds of MB).
+ */
+export function ensureCommands(commands: Record<string, string>, options: { recommends?: boolean } = {}): void {
   const missing = Object.entries(commands).filter(([command]) => !hasCommand(command))
   if (missing.length === 0) return
   const packages = [...new Set(missing.map(([, pkg]) => pkg))]
@@ -20,7 +23,7 @@ export function ensureCommands(commands: Record<string, string>): void {
     throw new Error(`Tests need ${missing.map(([c]) => c).join(', ')}: install the Debian packages ${packages.join(' ')} (apt-get install ${packages.join(' ')}).`)
   }
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
-  const install = () => spawnSync('apt-get', ['install', '-y', '-qq', ...packages], { env, stdio: 'pipe' })
+  const install = () => spawnSync('apt-get', ['install', '-y', '-qq', ...(options.recommends === false ? ['--no-install-recommends'] : []), ...packages], { env, stdio: 'pipe' })
   let result = install()
   if (result.status !== 0) {
     // A fresh machine has no package lists yet.

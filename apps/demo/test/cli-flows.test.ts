@@ -109,6 +109,12 @@ describe('cloudbox serve, pair, sync and admin', () => {
     // The control socket is the owner's alone.
     expect(statSync(join(homes.server, 'run')).mode & 0o777).toBe(0o700)
     expect(statSync(join(homes.server, 'run', 'control.sock')).mode & 0o777).toBe(0o600)
+    // The status page: on loopback, behind its token; the state it shows names this cloud.
+    const statusPage = String(server.first.statusPage)
+    expect(statusPage).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/status\/[\w-]{32}\/$/)
+    expect((await fetch(statusPage)).status).toBe(200)
+    expect((await fetch(statusPage.replace(/[\w-]{32}\/$/, 'x'.repeat(32) + '/'))).status).toBe(404)
+    expect(((await (await fetch(`${statusPage}state`)).json()) as { cloud: { uri: string } }).cloud.uri).toBe(uri)
     // A second server on the same home is refused.
     expect(run(['serve', cloud, '--home', homes.server, '--listen', '127.0.0.1:0']).stderr).toContain('ERR_ALREADY_RUNNING')
 

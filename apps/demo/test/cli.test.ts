@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -189,5 +189,30 @@ describe('cloudbox demo', () => {
     expect(result.stdout).toMatch(/the other as docs\/todo\.sync-conflict-\d{8}-\d{6}-\w+\.md on both sides/)
     expect(result.stdout).toContain("verified the laptop's signature (yes) and opened it: intact yes")
     expect(result.stdout).toContain('signer matches')
+    expect(result.stdout).toMatch(/Status page \(open it to watch; the token in the URL is its password\): http:\/\/127\.0\.0\.1:\d+\/status\//)
+  }, 120_000)
+
+  it('without --exit keeps the hub, server and status page up until Ctrl-C', async () => {
+    const env: NodeJS.ProcessEnv = { ...process.env, CLOUDBOX_HOME: '', NO_COLOR: '1' }
+    delete env.CLOUDBOX_PASSPHRASE
+    const child = spawn(process.execPath, [cli, 'demo'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+    const page = await new Promise<string>((resolve, reject) => {
+      child.stdout.on('data', (data: Buffer) => {
+        stdout += data.toString()
+        const match = /keep running: (http:\/\/127\.0\.0\.1:\d+\/status\/\S+\/)/.exec(stdout)
+        if (match) resolve(match[1]!)
+      })
+      void exited.then(() => reject(new Error(`the demo ended early:\n${stdout}`)))
+    })
+    const state = (await (await fetch(`${page}state`)).json()) as { devices: { label: string }[]; transfers: unknown[]; storage: { files: number } }
+    expect(state.devices.map((device) => device.label).sort()).toEqual(["Bob's phone", 'laptop'])
+    expect(state.storage.files).toBeGreaterThanOrEqual(5)
+    expect((await fetch(page)).status).toBe(200)
+    child.kill('SIGINT')
+    expect(await exited).toBe(130)
+    expect(stdout).toContain('Done.')
+    await expect(fetch(page)).rejects.toThrow()
   }, 120_000)
 })

@@ -215,7 +215,8 @@ export class SyncEngine {
       } else {
         this.#setState(this.#sessions.size > 0 ? 'syncing' : 'idle')
       }
-      for (const session of this.#sessions) session.announce()
+      // A session whose channel closes meanwhile reports that from its own loop.
+      for (const session of this.#sessions) session.announce().catch(() => {})
       return result
     })
   }
@@ -503,6 +504,9 @@ export class SyncSession {
   #kickApplier(): void {
     if (this.#applying !== undefined) return
     this.#applying = this.#applyQueue().catch((error: unknown) => {
+      // The channel closing mid-batch is a disconnect, which the session loop reports; the
+      // next session resumes the batch.
+      if (this.#closing || (error as { code?: unknown }).code === 'ERR_CHANNEL_CLOSED') return
       // Saving the index can fail too (a full disk): report it; the next pass retries.
       this.#engine.emitError(isSyncError(error) ? error : isDiskFull(error) ? new DiskFullError(undefined, { cause: error }) : new SyncError('ERR_SYNC_PROTOCOL', `Applying the peer's changes failed: ${(error as Error).message}`, { cause: error }))
     }).finally(() => {

@@ -61,7 +61,7 @@ export async function runCloudTour(workspace: string, say: (line?: string) => vo
 
   const server = new CloudBox({ role: 'server', folder: serverFolder, name: 'Demo cloud', hub: hub.url, masterPin: pin }, { identity: Identity.generate().identity })
   const devices: CloudBox[] = []
-  const api = new CloudServer({ host: '127.0.0.1', port: 0 }, { box: server })
+  const api = new CloudServer({ host: '127.0.0.1', port: 0, statusPage: true }, { box: server })
   const close = async () => {
     await api.stop()
     for (const device of devices) await device.stop()
@@ -75,7 +75,8 @@ export async function runCloudTour(workspace: string, say: (line?: string) => vo
     say(`\n4. A hub (${hub.url}) and a server for ${serverFolder} (${server.id}); the server registered at the hub, no open port needed.`)
     say(`   Pairing URI: ${server.pairingUri()}`)
     say(`   Master PIN: ${pin}`)
-    step('cloud', { hub: hub.url, server: server.id, uri: server.pairingUri(), pin })
+    say(`   Status page (open it to watch; the token in the URL is its password): ${api.statusUrl}`)
+    step('cloud', { hub: hub.url, server: server.id, uri: server.pairingUri(), pin, statusPage: api.statusUrl })
 
     // Pair a laptop through the hub, then sync the sample folder to it.
     const laptop = new CloudBox({ role: 'client', folder: laptopFolder, name: 'laptop' }, { identity: Identity.generate().identity })

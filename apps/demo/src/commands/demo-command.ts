@@ -94,7 +94,8 @@ export function registerDemoCommand(program: Command): void {
         const tour = await runCloudTour(workspace, say, step)
         try {
           if (options.exit !== true) {
-            say(`\nThe hub and the server keep running. Pair a device of your own from another terminal:`)
+            say(`\nThe hub, the server and its status page keep running: ${tour.api.statusUrl}`)
+            say('Pair a device of your own from another terminal:')
             say(`   cloudbox init --home /tmp/my-device && cloudbox pair '${tour.server.pairingUri()}' --pin PIN --home /tmp/my-device`)
             say('   (the PIN is printed above). Ctrl-C stops the demo.')
             const signal = await untilStopped()

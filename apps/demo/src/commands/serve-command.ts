@@ -33,6 +33,7 @@ export function registerServeCommand(program: Command): void {
     .option('--api <host:port>', 'serve the encrypted REST API here', '127.0.0.1:0')
     .option('--pin <pin>', 'set the master PIN (default: keep the current one, or make a random one and print it)')
     .option('--name <label>', 'the name devices see', `CloudBox on ${hostname()}`)
+    .option('--no-status-page', 'do not serve the status page (by default it is on 127.0.0.1, at a URL with a random token)')
     .addHelpText(
       'after',
       `
@@ -44,7 +45,7 @@ While it runs, admin commands with the same --home act on it at once:
   cloudbox devices, cloudbox revoke ID, cloudbox pin add, cloudbox subcloud create NAME …
 Ctrl-C stops it cleanly.`,
     )
-    .action(async (dir: string, options: { hub?: string; listen: string; api: string; pin?: string; name: string }, command: Command) => {
+    .action(async (dir: string, options: { hub?: string; listen: string; api: string; pin?: string; name: string; statusPage: boolean }, command: Command) => {
       const { home, output } = globalOptions(command)
       const folder = resolve(dir)
       const listen = parseHostPort(options.listen, '--listen')
@@ -60,7 +61,10 @@ Ctrl-C stops it cleanly.`,
       )
       let madePin: string | undefined
       const stopPrinting = printEvents(output, (listener) => box.status.on(listener))
-      const server = new CloudServer({ host: api.host, port: api.port }, { box })
+      // The page answers loopback callers only: with --api on another address it stays off.
+      const loopbackApi = ['127.0.0.1', '::1', 'localhost', '0.0.0.0', '::'].includes(api.host) || api.host.startsWith('127.')
+      if (options.statusPage && !loopbackApi) output.note(`no status page: it answers on loopback only, and --api listens on ${api.host}`)
+      const server = new CloudServer({ host: api.host, port: api.port, statusPage: options.statusPage && loopbackApi }, { box })
       let control: { close(): Promise<void> } | undefined
       try {
         await box.start()
@@ -87,7 +91,8 @@ Ctrl-C stops it cleanly.`,
       if (output.json) {
         process.stdout.write(`${JSON.stringify({ event: 'serving', ...status, ...(madePin === undefined ? {} : { pin: madePin }) })}\n`)
       } else {
-        process.stdout.write(`CloudBox server for ${folder}\n  cloud ID: ${box.id}\n  direct:   ${status.direct ?? 'none'}\n  hub:      ${options.hub ?? 'none'}\n  API:      ${status.api}\n\n`)
+        process.stdout.write(`CloudBox server for ${folder}\n  cloud ID: ${box.id}\n  direct:   ${status.direct ?? 'none'}\n  hub:      ${options.hub ?? 'none'}\n  API:      ${status.api}\n`)
+        process.stdout.write(`  status:   ${status.statusPage ?? 'off'}${status.statusPage ? ' (this machine only; the token is its password)' : ''}\n\n`)
         process.stdout.write(`Pairing URI (scan the QR code or copy the line below):\n${status.uri}\n\n${await box.pairingQr('terminal')}\n`)
         if (madePin !== undefined) process.stdout.write(`Master PIN: ${madePin} (set your own with --pin)\n`)
         process.stdout.write(`Pair a device: cloudbox pair '${status.uri}' --pin PIN\nCtrl-C stops the server.\n`)
@@ -103,5 +108,5 @@ Ctrl-C stops it cleanly.`,
 }
 
 function serverStatus(box: CloudBox, server: CloudServer) {
-  return { role: 'server', id: box.id, name: box.init.name, folder: box.init.folder, uri: box.pairingUri(), direct: box.directUrl, hub: box.init.hub, api: server.url }
+  return { role: 'server', id: box.id, name: box.init.name, folder: box.init.folder, uri: box.pairingUri(), direct: box.directUrl, hub: box.init.hub, api: server.url, statusPage: server.statusUrl }
 }

@@ -9,6 +9,8 @@ export interface ApiContext {
   storage: StorageBackend
   /** Undefined when thumbnails are turned off. */
   thumbnails: Thumbnails | undefined
+  /** Told of each file stored by upload (the status page lists them). */
+  uploaded?: (path: string, bytes: number, device: string) => void
 }
 
 /** Set on each inner request by the envelope handler: the verified, authorized caller. */

@@ -29,6 +29,9 @@ import { filesRoutes } from './routes/files.js'
 import { sharesRoutes } from './routes/shares.js'
 import { storageRoutes } from './routes/storage-info.js'
 import { uploadsRoutes } from './routes/uploads.js'
+import { randomBytes } from 'node:crypto'
+import { StatusBoard } from '../status-page/status-board.js'
+import { STATUS_PREFIX, statusRoutes } from '../status-page/status-routes.js'
 
 export const API_PATH = '/v1/api'
 
@@ -45,6 +48,18 @@ export interface CloudServerOptions {
   envelope?: ApiRequestOpenerOptions
   /** Thumbnail settings, or false for none (default: 128 px WebP, cached in the folder's `.cloudbox/thumbnails`). */
   thumbnails?: (ThumbnailOptions & { cacheDir?: string }) | false
+  /**
+   * Serve the status page at `statusUrl` (default off). Only loopback callers with the
+   * token get it, so the API's address must include loopback (127.0.0.1, ::1 or a wildcard).
+   */
+  statusPage?: boolean | StatusPageOptions
+}
+
+export interface StatusPageOptions {
+  /** The secret in the page's URL (default: 24 random bytes, base64url). At least 16 characters. */
+  token?: string
+  /** Recent transfers and problems kept for the page (default 50 each). */
+  history?: number
 }
 
 export interface CloudServerComponents {
@@ -68,6 +83,8 @@ export class CloudServer {
   #outer: FastifyInstance | undefined
   #inner: FastifyInstance | undefined
   #url: string | undefined
+  #board: StatusBoard | undefined
+  #statusToken: string | undefined
 
   constructor(options: CloudServerOptions, components: CloudServerComponents) {
     if (components.box.role !== 'server') throw new TypeError('CloudServer serves a CloudBox with role "server".')
@@ -86,10 +103,37 @@ export class CloudServer {
     return this.#url
   }
 
+  /**
+   * The status page's address with its token (`http://127.0.0.1:port/status/<token>/`),
+   * or undefined when the page is off or the server is stopped. Treat it as a password.
+   */
+  get statusUrl(): string | undefined {
+    if (this.#url === undefined || this.#statusToken === undefined) return undefined
+    const port = new URL(this.#url).port
+    const host = /^(127\.|\[::1\])/.test(new URL(this.#url).hostname) ? new URL(this.#url).hostname : '127.0.0.1'
+    return `http://${host}:${port}${STATUS_PREFIX}/${this.#statusToken}/`
+  }
+
   async start(): Promise<void> {
     if (this.#outer !== undefined) return
+    const page = this.options.statusPage === true ? {} : this.options.statusPage || undefined
+    const host = this.options.host ?? '127.0.0.1'
+    if (page !== undefined) {
+      if (!['127.0.0.1', '::1', 'localhost', '0.0.0.0', '::'].includes(host) && !host.startsWith('127.')) {
+        throw new TypeError(`The status page answers on loopback only, but the API listens on ${host}; listen on 127.0.0.1 or a wildcard, or turn statusPage off.`)
+      }
+      if (page.token !== undefined && !/^[A-Za-z0-9_-]{16,}$/.test(page.token)) throw new TypeError('statusPage.token takes at least 16 characters of A-Z, a-z, 0-9, _ and -.')
+    }
     const inner = await this.#buildInner()
     const outer = Fastify({ logger: false, bodyLimit: API_MAX_BODY + 64 * 1024, forceCloseConnections: true })
+    if (page !== undefined) {
+      const board = new StatusBoard(this.#box, this.storage, page.history === undefined ? {} : { history: page.history })
+      const token = page.token ?? randomBytes(24).toString('base64url')
+      await outer.register(statusRoutes, { box: this.#box, storage: this.storage, thumbnails: this.thumbnails, board, token, apiUrl: () => this.url })
+      board.start()
+      this.#board = board
+      this.#statusToken = token
+    }
     outer.addContentTypeParser(API_REQUEST_MEDIA_TYPE, { parseAs: 'buffer' }, (_request, body, done) => done(null, body))
     outer.post(API_PATH, async (request, reply) => {
       const body = request.body
@@ -98,10 +142,18 @@ export class CloudServer {
       if (sealed === undefined) return reply.code(status).send(error)
       return reply.code(200).type(API_RESPONSE_MEDIA_TYPE).send(Buffer.from(sealed))
     })
-    await outer.listen({ host: this.options.host ?? '127.0.0.1', port: this.options.port ?? 0 })
+    try {
+      await outer.listen({ host, port: this.options.port ?? 0 })
+    } catch (error) {
+      this.#board?.stop()
+      this.#board = undefined
+      this.#statusToken = undefined
+      await outer.close()
+      await inner.close()
+      throw error
+    }
     const address = outer.server.address()
     if (address === null || typeof address === 'string') throw new Error('The API did not bind a TCP port.')
-    const host = this.options.host ?? '127.0.0.1'
     this.#url = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`
     this.#outer = outer
     this.#inner = inner
@@ -119,6 +171,9 @@ export class CloudServer {
   async stop(): Promise<void> {
     this.#unsubscribe?.()
     this.#unsubscribe = undefined
+    this.#board?.stop()
+    this.#board = undefined
+    this.#statusToken = undefined
     if (this.#box.state !== 'destroyed') this.#box.serveApiThroughHub(undefined)
     const outer = this.#outer
     this.#outer = undefined
@@ -196,7 +251,7 @@ export class CloudServer {
       return reply.code(500).send({ code: 'ERR_INTERNAL', message: 'The server failed on this request; it was logged.' })
     })
     inner.setNotFoundHandler((request, reply) => reply.code(404).send({ code: 'ERR_NOT_FOUND', message: `No endpoint ${request.method} ${request.url.split('?')[0]}.` }))
-    const context: ApiContext = { box: this.#box, storage: this.storage, thumbnails: this.thumbnails }
+    const context: ApiContext = { box: this.#box, storage: this.storage, thumbnails: this.thumbnails, uploaded: (path, bytes, device) => this.#board?.uploaded(path, bytes, device) }
     await inner.register(filesRoutes, context)
     await inner.register(uploadsRoutes, context)
     await inner.register(storageRoutes, context)

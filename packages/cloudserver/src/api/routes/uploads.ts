@@ -6,12 +6,12 @@
 import type { FastifyPluginAsync } from 'fastify'
 import * as v from 'valibot'
 import { errors } from '../../errors.js'
-import { scopedUpload as scoped, type ApiContext } from '../api-context.js'
+import { callerOf, scopedUpload as scoped, type ApiContext } from '../api-context.js'
 import { count, parse, pathParam } from './params.js'
 
 export const uploadId = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{8,64}$/))
 
-export const uploadsRoutes: FastifyPluginAsync<ApiContext> = async (app, { box, storage, thumbnails }) => {
+export const uploadsRoutes: FastifyPluginAsync<ApiContext> = async (app, { box, storage, thumbnails, uploaded }) => {
   const checkQuota = async (adding: number) => {
     const { quotaBytes } = await box.admin.storage()
     if (quotaBytes === undefined) return
@@ -39,6 +39,7 @@ export const uploadsRoutes: FastifyPluginAsync<ApiContext> = async (app, { box, 
     await checkQuota(0)
     const entry = await storage.uploadCommit(scoped(request, body.upload), body.path, { overwrite: body.overwrite })
     thumbnails?.prepare(entry.path)
+    uploaded?.(entry.path, entry.size, callerOf(request))
     return entry
   })
   app.delete('/v1/uploads', async (request, reply) => {

@@ -1,0 +1,129 @@
+/**
+ * The status page's routes on the server's own fastify, all under `/status/<token>/`:
+ * the page, its script and style, the pairing QR, a JSON snapshot, thumbnails, and a
+ * WebSocket live feed. Only loopback callers that know the token get anything; every
+ * other request is a plain 404, so the page's existence does not leak either.
+ */
+import { timingSafeEqual } from 'node:crypto'
+import websocket from '@fastify/websocket'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { CloudBox } from '@cloudbox/cloudbox'
+import type { StorageBackend } from '../storage/storage-backend.js'
+import type { Thumbnails } from '../thumbnails.js'
+import { FAVICON_SVG, PAGE_CSS, PAGE_HTML, PAGE_JS } from './page-assets.js'
+import type { StatusBoard } from './status-board.js'
+
+export const STATUS_PREFIX = '/status'
+
+export interface StatusContext {
+  box: CloudBox
+  storage: StorageBackend
+  thumbnails: Thumbnails | undefined
+  board: StatusBoard
+  token: string
+  apiUrl: () => string
+}
+
+// The page loads nothing from elsewhere and may not be framed; the token in its URL must
+// not leave in a Referer.
+const HEADERS = {
+  'cache-control': 'no-store',
+  'referrer-policy': 'no-referrer',
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+}
+
+const isLoopback = (address: string | undefined) => address !== undefined && (address === '::1' || /^(::ffff:)?127\./.test(address))
+
+/** Progress goes out at most this often per page; other changes are batched this long. */
+const PROGRESS_INTERVAL_MS = 200
+const SNAPSHOT_DELAY_MS = 250
+const REFRESH_MS = 10_000
+/** A page that reads slower than this much queued output misses progress updates, not snapshots. */
+const MAX_BUFFERED = 1024 * 1024
+
+export async function statusRoutes(app: FastifyInstance, context: StatusContext): Promise<void> {
+  const expected = Buffer.from(context.token)
+  const allowed = (request: FastifyRequest) => {
+    const given = Buffer.from(String((request.params as { token?: unknown }).token ?? ''))
+    return isLoopback(request.socket.remoteAddress) && given.length === expected.length && timingSafeEqual(given, expected)
+  }
+  await app.register(websocket, { options: { maxPayload: 1024 } })
+  await app.register(async (page) => {
+    page.addHook('onRequest', async (request, reply) => {
+      if (!allowed(request)) return reply.code(404).type('text/plain').send('Not found')
+      // A page on another site cannot open the live feed even if it learned the URL.
+      const origin = request.headers.origin
+      if (origin !== undefined && origin !== `http://${request.headers.host}`) return reply.code(403).type('text/plain').send('Forbidden origin')
+      reply.headers(HEADERS)
+    })
+    // Without the trailing slash the page's relative URLs would miss the token.
+    page.get('/:token', async (request, reply) => reply.redirect(`${STATUS_PREFIX}/${(request.params as { token: string }).token}/`))
+    page.get('/:token/', async (_request, reply) => reply.type('text/html; charset=utf-8').send(PAGE_HTML))
+    page.get('/:token/page.js', async (_request, reply) => reply.type('text/javascript; charset=utf-8').send(PAGE_JS))
+    page.get('/:token/page.css', async (_request, reply) => reply.type('text/css; charset=utf-8').send(PAGE_CSS))
+    page.get('/:token/favicon.svg', async (_request, reply) => reply.type('image/svg+xml').send(FAVICON_SVG))
+    page.get('/:token/qr.svg', async (_request, reply) => reply.type('image/svg+xml').send(await context.box.pairingQr('svg')))
+    page.get('/:token/state', async () => snapshot(context))
+    page.get('/:token/thumbnail', async (request, reply) => thumbnail(context, request, reply))
+    page.get('/:token/live', { websocket: true }, (socket) => {
+      let lastProgress = 0
+      let progressTimer: NodeJS.Timeout | undefined
+      let snapshotTimer: NodeJS.Timeout | undefined
+      const send = (message: unknown) => {
+        if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(message))
+      }
+      const sendSnapshot = () => {
+        snapshotTimer = undefined
+        snapshot(context).then((state) => send({ type: 'snapshot', state }), () => {})
+      }
+      const sendProgress = () => {
+        progressTimer = undefined
+        lastProgress = Date.now()
+        if (socket.bufferedAmount < MAX_BUFFERED && context.board.progress !== undefined) send({ type: 'progress', progress: context.board.progress })
+      }
+      const unsubscribe = context.board.on((change) => {
+        if (change.type === 'progress') {
+          progressTimer ??= setTimeout(sendProgress, Math.max(0, lastProgress + PROGRESS_INTERVAL_MS - Date.now()))
+        } else {
+          snapshotTimer ??= setTimeout(sendSnapshot, SNAPSHOT_DELAY_MS)
+        }
+      })
+      const refresh = setInterval(() => (snapshotTimer ??= setTimeout(sendSnapshot, 0)), REFRESH_MS)
+      socket.on('close', () => {
+        unsubscribe()
+        clearInterval(refresh)
+        clearTimeout(progressTimer)
+        clearTimeout(snapshotTimer)
+      })
+      // Nothing is expected from the page: anything it sends ends the feed.
+      socket.on('message', () => socket.close(1008, 'the feed is one-way'))
+      sendSnapshot()
+    })
+  }, { prefix: STATUS_PREFIX })
+}
+
+async function snapshot({ box, storage, board, apiUrl }: StatusContext) {
+  const [devices, info, usage, images] = await Promise.all([box.admin.listDevices(), box.admin.storage(), storage.usage(), board.images()])
+  return {
+    cloud: { id: box.id, name: box.init.name ?? '', uri: box.pairingUri(), direct: box.directUrl ?? null, hub: box.init.hub ?? null, api: apiUrl() },
+    startedAt: board.startedAt,
+    receivedBytes: board.receivedBytes,
+    devices: devices.map((device) => ({ ...device, peer: board.peers.get(device.id) ?? null })),
+    storage: { ...usage, quotaBytes: info.quotaBytes ?? null },
+    progress: board.progress ?? null,
+    transfers: board.transfers,
+    errors: board.errors,
+    images,
+  }
+}
+
+async function thumbnail({ storage, thumbnails, board }: StatusContext, request: FastifyRequest, reply: FastifyReply) {
+  const path = String((request.query as { path?: unknown }).path ?? '')
+  // Only images the page lists: the thumbnail route is no way to probe other paths.
+  if (thumbnails === undefined || !(await board.images()).includes(path)) return reply.code(404).type('text/plain').send('Not found')
+  const image = await thumbnails.get(await storage.stat(path)).catch(() => undefined)
+  if (image === undefined) return reply.code(404).type('text/plain').send('Not found')
+  return reply.type(thumbnails.mediaType).send(image)
+}
