@@ -387,11 +387,15 @@ export class SyncSession {
         this.#requireHello()
         for (const record of message.body.records) this.#queue.push(record)
         return
-      case 'indexEnd':
+      case 'indexEnd': {
         this.#requireHello()
+        // Each applied batch ends with an announce, so an indexEnd that brings nothing new
+        // must not start another batch: two peers would trade empty batches forever.
+        const advanced = message.body.sequence > this.#peerUpTo
         this.#peerUpTo = Math.max(this.#peerUpTo, message.body.sequence)
-        this.#kickApplier()
+        if (advanced || this.#queue.length > 0) this.#kickApplier()
         return
+      }
       case 'request': {
         // One chunk at a time: each waits for the channel to take the previous one, so a
         // window of requests never means a window of chunks in memory.
@@ -746,7 +750,10 @@ export class SyncSession {
       const current = engine.index.get(path)
       const onDisk = await lstat(target).catch(() => undefined)
       if (onDisk !== undefined && !onDisk.isFile()) throw new UnsafePathError(`${path} is not a regular file here; it was left alone.`, { path })
-      if (onDisk !== undefined && (current === undefined || current.deleted || onDisk.size !== current.size || onDisk.mtimeMs !== current.mtimeMs)) {
+      // A scan may have recorded a local edit while the download ran: the version decided
+      // on then no longer covers what is here, so that edit is kept too.
+      const overtaken = current !== undefined && !current.deleted && !['newer', 'equal'].includes(compareVersions(version, current.version))
+      if (onDisk !== undefined && (overtaken || current === undefined || current.deleted || onDisk.size !== current.size || onDisk.mtimeMs !== current.mtimeMs)) {
         // Changed here since the last scan (or never scanned): keep it as a conflict copy.
         const copy = conflictName(path, engine.deviceId, new Date(onDisk.mtimeMs))
         await rename(target, join(engine.folder, copy))
@@ -754,9 +761,11 @@ export class SyncSession {
       }
       await chmod(partial, remote.mode)
       await utimes(partial, new Date(), new Date(remote.mtimeMs))
+      // Stat before the rename: an edit made to the file right after it lands must show as
+      // a change to the next scan, not be recorded as the downloaded version.
+      const info = await stat(partial)
       await rename(partial, target)
       await fsyncDirectory(dirname(target))
-      const info = await stat(target)
       engine.index.put({
         path,
         size: remote.size,

@@ -167,6 +167,55 @@ describe('two engines over a memory pair', () => {
   })
 })
 
+describe('races with local edits', () => {
+  it('keeps a local edit that a scan records while a download of the same file runs', { timeout: 30_000 }, async () => {
+    const { a, b } = await pair((fa) => writeFileSync(join(fa, 'todo.md'), '# Todo\n'))
+    const [first] = link(a, b)
+    await synced(a, b)
+    await first.close()
+    writeFileSync(join(b.folder, 'todo.md'), '# Todo\n- from bob\n')
+    await b.scan()
+    writeFileSync(join(a.folder, 'todo.md'), '# Todo\n- from alice, not scanned yet\n')
+    // A relay that holds bob's chunks until alice has scanned her own edit.
+    const [ax, relayA] = createMemoryChannelPair()
+    const [relayB, bx] = createMemoryChannelPair()
+    let release!: () => void
+    const released = new Promise<void>((resolve) => (release = resolve))
+    let held = false
+    const pump = async (from: MessageChannel, to: MessageChannel, hold: boolean) => {
+      try {
+        for await (const message of from) {
+          if (hold && syncCodec.decode(message).kind === 'data') {
+            held = true
+            await released
+          }
+          await to.send(message)
+        }
+      } catch {
+        // closed at the end of the test
+      }
+    }
+    void pump(relayA, relayB, false)
+    void pump(relayB, relayA, true)
+    a.connect(ax)
+    b.connect(bx)
+    await until(() => held, 10_000, 'bob\'s chunks to be on their way')
+    await a.scan()
+    release()
+    await until(() => a.events.some((event) => event.type === 'conflict'), 10_000, 'alice to keep her edit as a conflict copy')
+    await a.scan() // the copy is a new file here (no watcher in these tests)
+    await synced(a, b)
+    const contents = Object.values(snapshot(a.folder))
+    const texts = readdirSync(a.folder).filter((name) => name.endsWith('.md')).map((name) => readFileSync(join(a.folder, name), 'utf8'))
+    expect(contents).toHaveLength(2)
+    expect(texts.sort()).toEqual(['# Todo\n- from alice, not scanned yet\n', '# Todo\n- from bob\n'])
+    // In sync and quiet: no batches traded back and forth once there is nothing to do.
+    const before = a.events.length + b.events.length
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    expect(a.events.length + b.events.length - before).toBeLessThan(5)
+  })
+})
+
 describe('hostile peers', () => {
   async function fakePeer(engine: SyncEngine) {
     const [mine, theirs] = createMemoryChannelPair()

@@ -26,10 +26,10 @@ export interface CloudTour {
   close(): Promise<void>
 }
 
-async function waitFor(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
+async function waitFor(check: () => boolean | Promise<boolean>, what: string | (() => string), timeoutMs = 60_000): Promise<void> {
   const until = Date.now() + timeoutMs
   while (!(await check())) {
-    if (Date.now() > until) throw new Error(`The demo timed out waiting for ${what}.`)
+    if (Date.now() > until) throw new Error(`The demo timed out waiting for ${typeof what === 'string' ? what : what()}.`)
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
 }
@@ -119,7 +119,7 @@ export async function runCloudTour(workspace: string, say: (line?: string) => vo
     const stopServerConflicts = server.status.on(onConflict)
     const stopLaptopConflicts = laptop.status.on(onConflict)
     await laptop.start()
-    await waitFor(() => conflicts.length > 0 && existsSync(join(laptopFolder, conflicts[0]!)) && existsSync(join(serverFolder, conflicts[0]!)), 'the conflict to settle')
+    await waitFor(() => conflicts.length > 0 && existsSync(join(laptopFolder, conflicts[0]!)) && existsSync(join(serverFolder, conflicts[0]!)), () => `the conflict to settle (conflict copies seen: ${conflicts.join(', ') || 'none'}; on the laptop: ${conflicts.filter((copy) => existsSync(join(laptopFolder, copy))).join(', ') || 'none'}; on the server: ${conflicts.filter((copy) => existsSync(join(serverFolder, copy))).join(', ') || 'none'})`)
     stopServerConflicts()
     stopLaptopConflicts()
     say(`\n7. Both sides edited docs/todo.md while the laptop was offline: one version kept as docs/todo.md,`)
