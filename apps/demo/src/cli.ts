@@ -13,6 +13,7 @@ import { registerSyncCommands } from './commands/sync-commands.js'
 import { registerIdentityCommands } from './commands/identity-commands.js'
 import { registerSealCommands } from './commands/seal-commands.js'
 import { registerSignatureCommands } from './commands/signature-commands.js'
+import { addHelpExamples } from './help-examples.js'
 import { ExitCode } from './errors.js'
 import { createProgram } from './program.js'
 
@@ -43,6 +44,7 @@ async function main(argv: string[]): Promise<void> {
   registerSyncCommands(program)
   registerAdminCommands(program)
   registerShareCommands(program)
+  addHelpExamples(program)
   process.once('SIGINT', () => {
     process.stderr.write('\nInterrupted.\n')
     process.exit(ExitCode.interrupted)

@@ -1,4 +1,4 @@
-import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -85,6 +85,19 @@ describe('cloudbox identity commands', () => {
     const help = run(['sign', '--help'])
     expect(help.status).toBe(0)
     expect(help.stdout).toContain('Examples:')
+  })
+
+  it('has help with examples for every command', { timeout: 180_000 }, async () => {
+    const help = (path: string[]) =>
+      new Promise<string>((resolve) => execFile(process.execPath, [cli, ...path, '--help'], { env: { ...process.env, NO_COLOR: '1' } }, (_error, stdout) => resolve(stdout)))
+    // Every command the root help lists, and their subcommands.
+    const commandsOf = (text: string) => [...text.matchAll(/^  ([a-z][\w-]*)(?: |$)/gm)].map((match) => match[1]!).filter((name) => name !== 'help')
+    const top = commandsOf(await help([]))
+    const children = await Promise.all(top.map(async (name) => commandsOf(await help([name]))))
+    const all = top.flatMap((name, i) => (children[i]!.length === 0 ? [[name]] : [...children[i]!.map((child) => [name, child]), ...(['id', 'inbox'].includes(name) ? [[name]] : [])]))
+    expect(all.length).toBeGreaterThan(25)
+    const texts = await Promise.all(all.map((path) => help(path)))
+    expect(all.filter((_path, i) => !texts[i]!.includes('Examples:')).map((path) => path.join(' '))).toEqual([])
   })
 })
 
