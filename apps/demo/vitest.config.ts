@@ -5,7 +5,7 @@ export default defineProject({
     name: 'demo',
     include: ['test/**/*.test.ts'],
     // The CLI tests run the real age and minisign.
-    globalSetup: ['../../test/support/reference-tools-setup.ts'],
+    globalSetup: ['../../test/support/reference-tools-setup.ts', '../../test/support/redis-setup.ts'],
     testTimeout: 60_000,
   },
 })

@@ -23,11 +23,11 @@ export function ensureCommands(commands: Record<string, string>, options: { reco
     throw new Error(`Tests need ${missing.map(([c]) => c).join(', ')}: install the Debian packages ${packages.join(' ')} (apt-get install ${packages.join(' ')}).`)
   }
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
-  const install = () => spawnSync('apt-get', ['install', '-y', '-qq', ...(options.recommends === false ? ['--no-install-recommends'] : []), ...packages], { env, stdio: 'pipe' })
+  const install = () => spawnSync('apt-get', ['install', '-y', '-qq', '-o', 'DPkg::Lock::Timeout=300', ...(options.recommends === false ? ['--no-install-recommends'] : []), ...packages], { env, stdio: 'pipe' })
   let result = install()
   if (result.status !== 0) {
     // A fresh machine has no package lists yet.
-    execFileSync('apt-get', ['update', '-qq'], { env, stdio: 'pipe' })
+    execFileSync('apt-get', ['update', '-qq', '-o', 'DPkg::Lock::Timeout=300'], { env, stdio: 'pipe' })
     result = install()
   }
   if (result.status !== 0) {

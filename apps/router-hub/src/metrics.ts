@@ -5,6 +5,8 @@ export class HubMetrics {
   routesOpen = 0
   routesOpened = 0
   routesRefused = 0
+  /** Routes to nodes held by another hub of the cluster. */
+  routesForwarded = 0
   registrations = 0
   registrationsFailed = 0
   /** Upgrades refused because an address had too many connections. */
@@ -22,6 +24,7 @@ export class HubMetrics {
     metric('routes', 'gauge', 'Routes open.', this.routesOpen)
     metric('routes_opened_total', 'counter', 'Routes opened.', this.routesOpened)
     metric('routes_refused_total', 'counter', 'Routes refused (node offline or limit).', this.routesRefused)
+    metric('routes_forwarded_total', 'counter', 'Routes to nodes held by another hub of the cluster.', this.routesForwarded)
     metric('registrations_total', 'counter', 'Successful node registrations.', this.registrations)
     metric('registrations_failed_total', 'counter', 'Registrations with an invalid signature.', this.registrationsFailed)
     metric('connections_refused_total', 'counter', 'Connections refused by the per-address limit.', this.refused)

@@ -33,6 +33,7 @@ import { HubMetrics } from './metrics.js'
 import { exchangeApiCall } from './api-exchange.js'
 import { closeConnection, relayFrames, type FrameHook } from './frame-relay.js'
 import { acceptUpgrade } from './websocket-frames.js'
+import { HubCluster, type RemoteIncoming } from './cluster.js'
 
 export interface RouterHubOptions {
   host?: string
@@ -54,6 +55,11 @@ export interface RouterHubOptions {
   keepAliveMs?: number
   /** Relay buffering per direction before the sender is paused (default 1 MiB). */
   highWaterMark?: number
+  /**
+   * Cluster mode: hubs sharing this Redis reach each other's nodes (see cluster.ts).
+   * `publicUrl` is this hub's own address as nodes reach it (default: its `url`).
+   */
+  cluster?: { redis: string; publicUrl?: string; prefix?: string; presenceTtlMs?: number }
 }
 
 export interface RouterHubComponents {
@@ -91,10 +97,10 @@ const DEFAULTS = {
   setupTimeoutMs: 10_000,
   keepAliveMs: 30_000,
   highWaterMark: 1024 * 1024,
-} satisfies Required<RouterHubOptions>
+} satisfies Required<Omit<RouterHubOptions, 'cluster'>>
 
 export class RouterHub {
-  readonly options: Required<RouterHubOptions>
+  readonly options: Required<Omit<RouterHubOptions, 'cluster'>> & Pick<RouterHubOptions, 'cluster'>
   readonly metrics = new HubMetrics()
   readonly #components: RouterHubComponents
   #app: FastifyInstance | undefined
@@ -108,6 +114,7 @@ export class RouterHub {
   #nextRoute = 1
   #keepAlive: NodeJS.Timeout | undefined
   #address: { host: string; port: number } | undefined
+  #cluster: HubCluster | undefined
 
   constructor(options: RouterHubOptions = {}, components: RouterHubComponents = {}) {
     this.options = { ...DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) }
@@ -124,6 +131,11 @@ export class RouterHub {
   get url(): string {
     const { host, port } = this.address
     return `ws://${host.includes(':') ? `[${host}]` : host}:${port}`
+  }
+
+  /** This hub's ID in its cluster (undefined when it runs alone). */
+  get clusterId(): string | undefined {
+    return this.#cluster?.hubId
   }
 
   /** Is a node with this ID registered here? */
@@ -165,7 +177,21 @@ export class RouterHub {
     if (address === null || typeof address === 'string') throw new Error('The hub did not bind a TCP port.')
     this.#address = { host: this.options.host, port: address.port }
     this.#keepAlive = setInterval(() => this.#ping(), this.options.keepAliveMs).unref()
-    this.#log('info', 'hub started', { url: this.url })
+    const cluster = this.options.cluster
+    if (cluster !== undefined) {
+      const member = new HubCluster({ url: cluster.redis, publicUrl: cluster.publicUrl ?? this.url, ...(cluster.prefix === undefined ? {} : { prefix: cluster.prefix }), ...(cluster.presenceTtlMs === undefined ? {} : { presenceTtlMs: cluster.presenceTtlMs }) }, (error) =>
+        this.#log('warn', 'redis error', { error: error.message }),
+      )
+      try {
+        await member.start((message) => (message.type === 'incoming' ? this.#remoteIncoming(message) : this.#remoteOffline(message.route)))
+      } catch (error) {
+        await member.stop([]).catch(() => {})
+        await this.stop()
+        throw new Error(`The hub could not join the cluster at ${cluster.redis}: ${(error as Error).message}`, { cause: error })
+      }
+      this.#cluster = member
+    }
+    this.#log('info', 'hub started', { url: this.url, ...(this.#cluster === undefined ? {} : { hubId: this.#cluster.hubId }) })
   }
 
   async stop(): Promise<void> {
@@ -173,6 +199,8 @@ export class RouterHub {
     if (app === undefined) return
     this.#app = undefined
     clearInterval(this.#keepAlive)
+    await this.#cluster?.stop(this.#nodes.keys())
+    this.#cluster = undefined
     for (const pending of this.#pending.values()) {
       clearTimeout(pending.timer)
       if (!('write' in pending.client)) pending.client.answer(new Error('the hub is stopping'))
@@ -276,33 +304,37 @@ export class RouterHub {
       // A node that reconnects (its old TCP connection may be half dead) takes over.
       if (previous !== undefined) previous.socket.close(HubCloseCodes.REPLACED, 'registered from a newer connection')
       this.metrics.registrations++
+      this.#cluster?.claim(id).catch((error: Error) => this.#log('warn', 'redis: could not record a node', { node: id, error: error.message }))
       ws.send(hubCodec.encode('registered', { id }))
       this.#log('info', 'node registered', { node: id })
     })
     ws.once('close', () => {
       clearTimeout(timer)
-      if (session !== undefined && this.#nodes.get(session.id) === session) this.#nodes.delete(session.id)
+      if (session !== undefined && this.#nodes.get(session.id) === session) {
+        this.#nodes.delete(session.id)
+        this.#cluster?.release(session.id).catch(() => {})
+      }
     })
     ws.on('pong', () => ((ws as WebSocket & { alive?: boolean }).alive = true))
   }
 
   /** Opens an API route to `target` and resolves with the node's raw reply (or an Error). */
-  #apiCall(target: string, request: Uint8Array): Promise<Buffer | Error> {
+  async #apiCall(target: string, request: Uint8Array): Promise<Buffer | Error> {
     let nodeId: string
     try {
       nodeId = encodePublicId(parsePublicId(target))
     } catch {
-      return Promise.resolve(new Error('NODE_OFFLINE'))
+      return new Error('NODE_OFFLINE')
     }
     const node = this.#nodes.get(nodeId)
-    if (node === undefined) return Promise.resolve(new Error('NODE_OFFLINE'))
-    if (node.routes.size >= this.options.maxRoutesPerNode) return Promise.resolve(new Error('the node has too many routes open'))
+    const holder = node === undefined ? await this.#holder(nodeId) : undefined
+    if (node === undefined && holder === undefined) return new Error('NODE_OFFLINE')
+    if (node !== undefined && node.routes.size >= this.options.maxRoutesPerNode) return new Error('the node has too many routes open')
     return new Promise((resolve) => {
-      const id = this.#nextRoute
-      this.#nextRoute = this.#nextRoute >= 0xffff_fffe ? 1 : this.#nextRoute + 1
+      const id = this.#routeId()
       const token = randomBytes(HUB_ROUTE_TOKEN_LENGTH)
       const done = (reply: Buffer | Error) => {
-        node.routes.delete(id)
+        node?.routes.delete(id)
         resolve(reply)
       }
       const timer = setTimeout(() => {
@@ -310,9 +342,58 @@ export class RouterHub {
         done(new Error('the node did not accept the route in time'))
       }, this.options.setupTimeoutMs)
       this.#pending.set(id, { id, nodeId, token, client: { api: request, answer: done }, timer })
-      node.routes.add(id)
-      node.socket.send(hubCodec.encode('incoming', { route: id, token, kind: HUB_ROUTE_API }))
+      if (node !== undefined) {
+        node.routes.add(id)
+        node.socket.send(hubCodec.encode('incoming', { route: id, token, kind: HUB_ROUTE_API }))
+      } else {
+        this.#askHolder(holder!, { node: nodeId, route: id, token, kind: HUB_ROUTE_API })
+      }
     })
+  }
+
+  #routeId(): number {
+    const id = this.#nextRoute
+    this.#nextRoute = this.#nextRoute >= 0xffff_fffe ? 1 : this.#nextRoute + 1
+    return id
+  }
+
+  /** In a cluster, the live hub that holds a node this hub does not. */
+  async #holder(nodeId: string): Promise<string | undefined> {
+    if (this.#cluster === undefined) return undefined
+    try {
+      return await this.#cluster.holder(nodeId)
+    } catch (error) {
+      this.#log('warn', 'redis: lookup failed', { node: nodeId, error: (error as Error).message })
+      return undefined
+    }
+  }
+
+  /** Asks the holding hub to have its node accept this route here. */
+  #askHolder(hubId: string, route: { node: string; route: number; token: Buffer; kind?: number }): void {
+    const cluster = this.#cluster!
+    this.metrics.routesForwarded++
+    const message: RemoteIncoming = { type: 'incoming', node: route.node, route: route.route, token: route.token.toString('hex'), hub: cluster.publicUrl, from: cluster.hubId, ...(route.kind === undefined ? {} : { kind: route.kind }) }
+    cluster.send(hubId, message).catch(() => this.#remoteOffline(route.route))
+  }
+
+  /** Another hub has a client for a node held here: tell the node where to accept. */
+  #remoteIncoming(message: RemoteIncoming): void {
+    const node = this.#nodes.get(message.node)
+    if (node === undefined) {
+      this.#cluster?.send(message.from, { type: 'offline', route: message.route }).catch(() => {})
+      return
+    }
+    node.socket.send(hubCodec.encode('incoming', { route: message.route, token: Buffer.from(message.token, 'hex'), hub: message.hub, ...(message.kind === undefined ? {} : { kind: message.kind }) }))
+  }
+
+  /** The holder no longer has the node: fail the route now rather than at the set-up timeout. */
+  #remoteOffline(route: number): void {
+    const pending = this.#pending.get(route)
+    if (pending === undefined) return
+    clearTimeout(pending.timer)
+    this.#pending.delete(route)
+    if ('write' in pending.client) closeConnection(pending.client, HubCloseCodes.NODE_OFFLINE, 'that node is not connected to this hub')
+    else pending.client.answer(new Error('NODE_OFFLINE'))
   }
 
   #onRoute(client: Socket, target: string): void {
@@ -322,36 +403,48 @@ export class RouterHub {
     } catch {
       return closeConnection(client, HubCloseCodes.BAD_MESSAGE, 'not a CloudBox ID')
     }
+    // Frames that arrive before the node accepts stay in the kernel buffer.
+    client.pause()
     const node = this.#nodes.get(nodeId)
     if (node === undefined) {
-      this.metrics.routesRefused++
-      return closeConnection(client, HubCloseCodes.NODE_OFFLINE, 'that node is not connected to this hub')
+      void this.#holder(nodeId).then((holder) => {
+        if (holder === undefined || client.destroyed) {
+          this.metrics.routesRefused++
+          return closeConnection(client, HubCloseCodes.NODE_OFFLINE, 'that node is not connected to this hub')
+        }
+        const { id, token } = this.#pendRoute(client, nodeId, undefined)
+        this.#askHolder(holder, { node: nodeId, route: id, token })
+      })
+      return
     }
     if (node.routes.size >= this.options.maxRoutesPerNode) {
       this.metrics.routesRefused++
       return closeConnection(client, HubCloseCodes.LIMIT, 'that node has too many routes open')
     }
-    // Frames that arrive before the node accepts stay in the kernel buffer.
-    client.pause()
-    const id = this.#nextRoute
-    this.#nextRoute = this.#nextRoute >= 0xffff_fffe ? 1 : this.#nextRoute + 1
+    const { id, token } = this.#pendRoute(client, nodeId, node)
+    node.socket.send(hubCodec.encode('incoming', { route: id, token }))
+  }
+
+  /** A session route waiting for its node to accept (here, or for a remote hub's node). */
+  #pendRoute(client: Socket, nodeId: string, node: NodeSession | undefined): { id: number; token: Buffer } {
+    const id = this.#routeId()
     const token = randomBytes(HUB_ROUTE_TOKEN_LENGTH)
     const timer = setTimeout(() => {
       this.#pending.delete(id)
-      node.routes.delete(id)
+      node?.routes.delete(id)
       closeConnection(client, HubCloseCodes.TIMEOUT, 'the node did not accept the route in time')
     }, this.options.setupTimeoutMs)
     this.#pending.set(id, { id, nodeId, token, client, timer })
-    node.routes.add(id)
+    node?.routes.add(id)
     client.once('close', () => {
       const pending = this.#pending.get(id)
       if (pending !== undefined) {
         clearTimeout(pending.timer)
         this.#pending.delete(id)
-        node.routes.delete(id)
+        node?.routes.delete(id)
       }
     })
-    node.socket.send(hubCodec.encode('incoming', { route: id, token }))
+    return { id, token }
   }
 
   #onAccept(nodeSide: Socket, routeText: string, tokenHex: string): void {

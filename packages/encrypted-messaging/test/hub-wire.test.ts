@@ -29,4 +29,12 @@ describe('hub wire: API replies', () => {
     expect(hubCodec.decode(hubCodec.encode('incoming', { route: 5, token })).body).toEqual({ route: 5, token })
     expect(hubCodec.decode(hubCodec.encode('incoming', { route: 5, token, kind: 1 })).body).toEqual({ route: 5, token, kind: 1 })
   })
+
+  it('carries the accepting hub of a cluster in `incoming.hub`, a ws:// or wss:// URL only', () => {
+    const token = new Uint8Array(16)
+    expect(hubCodec.decode(hubCodec.encode('incoming', { route: 5, token, hub: 'wss://hub-b.example.org:443' })).body).toEqual({ route: 5, token, hub: 'wss://hub-b.example.org:443' })
+    for (const hub of ['http://hub-b.example.org', 'file:///etc/passwd', 'wss://', 'ws://a b', 'ws://host?x=1', `wss://${'a'.repeat(2100)}`]) {
+      expect(() => hubCodec.encode('incoming', { route: 5, token, hub })).toThrow()
+    }
+  })
 })

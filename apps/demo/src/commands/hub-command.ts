@@ -16,11 +16,31 @@ export function registerHubCommand(program: Command): void {
     .description('Run a router hub: nodes register by proving their key, clients reach them by public ID, frames pass through unread.')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <n>', 'port to listen on (0 picks a free one)', '7070')
-    .addHelpText('after', '\nExamples:\n  cloudbox hub\n  cloudbox hub --host 0.0.0.0 --port 443\n\nHealth: GET /health. Metrics (Prometheus): GET /metrics. Ctrl-C stops it cleanly.')
-    .action(async (options: { host: string; port: string }, command: Command) => {
+    .option('--redis <url>', 'cluster mode: share routes with the other hubs on this Redis (redis://host:port)')
+    .option('--public-url <url>', 'in cluster mode, this hub\'s own address as nodes reach it (default: ws://HOST:PORT)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  cloudbox hub
+  cloudbox hub --host 0.0.0.0 --port 443
+  cloudbox hub --host 0.0.0.0 --port 7070 --redis redis://10.0.0.5:6379 --public-url wss://hub-a.example.org
+
+In cluster mode hubs run side by side (behind a load balancer, each also reachable at its
+own --public-url): a client on any hub reaches a node registered on any other.
+Health: GET /health. Metrics (Prometheus): GET /metrics. Ctrl-C stops it cleanly.`,
+    )
+    .action(async (options: { host: string; port: string; redis?: string; publicUrl?: string }, command: Command) => {
       const { output } = globalOptions(command)
+      if (options.redis !== undefined && !/^rediss?:\/\/\S+$/.test(options.redis)) throw new CliError('ERR_USAGE', `--redis takes a redis:// or rediss:// URL, not "${options.redis}".`, { exitCode: 2 })
+      if (options.publicUrl !== undefined && !/^wss?:\/\/\S+$/.test(options.publicUrl)) throw new CliError('ERR_USAGE', `--public-url takes a ws:// or wss:// URL, not "${options.publicUrl}".`, { exitCode: 2 })
+      if (options.publicUrl !== undefined && options.redis === undefined) throw new CliError('ERR_USAGE', '--public-url only matters in cluster mode: add --redis URL.', { exitCode: 2 })
       const hub = new RouterHub(
-        { host: options.host, port: parsePort(options.port) },
+        {
+          host: options.host,
+          port: parsePort(options.port),
+          ...(options.redis === undefined ? {} : { cluster: { redis: options.redis, ...(options.publicUrl === undefined ? {} : { publicUrl: options.publicUrl }) } }),
+        },
         {
           log: (event) => {
             if (output.json) process.stdout.write(`${JSON.stringify({ event: 'log', ...event })}\n`)
@@ -34,10 +54,11 @@ export function registerHubCommand(program: Command): void {
         const code = (error as NodeJS.ErrnoException).code
         if (code === 'EADDRINUSE') throw new CliError('ERR_ADDRESS_IN_USE', `${options.host}:${options.port} is in use; pick another --port (0 picks a free one).`, { cause: error })
         if (code === 'EACCES') throw new CliError('ERR_ADDRESS_DENIED', `Not allowed to listen on ${options.host}:${options.port}; use a port above 1023 or run with the needed rights.`, { cause: error })
+        if (options.redis !== undefined && /could not join the cluster/.test((error as Error).message)) throw new CliError('ERR_REDIS_UNAVAILABLE', `${(error as Error).message}. Check that Redis runs there and the URL (with credentials) is right.`, { cause: error })
         throw error
       }
-      if (output.json) process.stdout.write(`${JSON.stringify({ event: 'listening', url: hub.url })}\n`)
-      else process.stdout.write(`CloudBox hub listening on ${hub.url}\n`)
+      if (output.json) process.stdout.write(`${JSON.stringify({ event: 'listening', url: hub.url, ...(options.redis === undefined ? {} : { cluster: options.redis, hubId: hub.clusterId }) })}\n`)
+      else process.stdout.write(`CloudBox hub listening on ${hub.url}${options.redis === undefined ? '' : ` (cluster member ${hub.clusterId} on ${options.redis})`}\n`)
       // Ctrl-C: close every connection, then exit 130.
       const signal = await untilStopped()
       await hub.stop()

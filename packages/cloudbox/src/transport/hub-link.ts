@@ -73,10 +73,10 @@ export class HubLink {
   }
 
   /** One API call on its own route: read the request, answer, close. Failures only end that call. */
-  async #answerApiCall(route: number, token: Uint8Array, signal: AbortSignal): Promise<void> {
+  async #answerApiCall(hub: string, route: number, token: Uint8Array, signal: AbortSignal): Promise<void> {
     let channel: MessageChannel
     try {
-      channel = await acceptHubRoute(this.url, route, token, { signal, maxPayload: HUB_API_MAX_MESSAGE })
+      channel = await acceptHubRoute(hub, route, token, { signal, maxPayload: HUB_API_MAX_MESSAGE })
     } catch {
       return
     }
@@ -128,12 +128,13 @@ export class HubLink {
             onRegistered()
             this.#options.onEvent({ type: 'hub', state: 'registered', url: this.url })
           } else if (message.kind === 'incoming') {
-            const { route, token, kind } = message.body
+            // In a hub cluster the client may sit on another hub: accept the route there.
+            const { route, token, kind, hub = this.url } = message.body
             if (kind === HUB_ROUTE_API) {
-              void this.#answerApiCall(route, token, signal)
+              void this.#answerApiCall(hub, route, token, signal)
               return
             }
-            acceptHubRoute(this.url, route, token, { signal }).then(this.#options.onRoute, () => {
+            acceptHubRoute(hub, route, token, { signal }).then(this.#options.onRoute, () => {
               // The client gave up or the hub dropped the route: nothing to do.
             })
           }

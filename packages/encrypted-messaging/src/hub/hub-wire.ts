@@ -58,8 +58,17 @@ export const hubCodec = defineMessageCodec({
     /**
      * hub → node: a client opened a route; accept it at `/v1/accept/<route>` with this
      * token. `kind` 1 (HUB_ROUTE_API): the route carries one API call (see encodeApiReply).
+     * `hub`: in a cluster, the client is on another hub of it; accept there instead.
      */
-    incoming: { type: 4, schema: v.strictObject({ route: uintSchema(0xffff_ffff), token: bytes(HUB_ROUTE_TOKEN_LENGTH), kind: v.optional(uintSchema(255)) }) },
+    incoming: {
+      type: 4,
+      schema: v.strictObject({
+        route: uintSchema(0xffff_ffff),
+        token: bytes(HUB_ROUTE_TOKEN_LENGTH),
+        kind: v.optional(uintSchema(255)),
+        hub: v.optional(v.pipe(v.string(), v.maxLength(2048), v.regex(/^wss?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/))),
+      }),
+    },
   },
 })
 
