@@ -161,5 +161,11 @@ describe('router hubs in cluster mode', () => {
     bad.stderr!.on('data', (data: Buffer) => (stderr += data.toString()))
     expect(await new Promise((resolve) => bad.once('exit', resolve))).toBe(2)
     expect(stderr).toContain('--redis takes a redis://')
+    // Nothing listens on port 1: the hub says so and exits instead of retrying forever.
+    const unreachable = spawn(process.execPath, [cli, 'hub', '--port', '0', '--redis', 'redis://127.0.0.1:1'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let said = ''
+    unreachable.stderr!.on('data', (data: Buffer) => (said += data.toString()))
+    expect(await new Promise((resolve) => unreachable.once('exit', resolve))).toBe(1)
+    expect(said).toContain('ERR_REDIS_UNAVAILABLE')
   })
 })

@@ -92,18 +92,33 @@ export class HubCluster {
     this.#onMessage = onMessage
     // Loaded only in cluster mode: a single hub needs no Redis client at all.
     const { createClient } = await import('redis')
-    const client = createClient({ url: this.#options.url }) as unknown as RedisClient
-    client.on('error', (error) => this.#onError(error))
+    // Unreachable at start: fail start() with the reason. Lost later: keep retrying (up to
+    // 2 s apart); routes already joined do not need Redis, new cross-hub routes wait for it.
+    let joined = false
+    const reconnectStrategy = (retries: number, cause: Error) => (joined ? Math.min(100 * 2 ** retries, 2_000) : cause)
+    const client = createClient({ url: this.#options.url, socket: { reconnectStrategy, connectTimeout: 5_000 } }) as unknown as RedisClient
+    client.on('error', (error) => this.#report(error))
     await client.connect()
+    this.#client = client // stop() closes it if what follows fails
     const subscriber = client.duplicate()
-    subscriber.on('error', (error) => this.#onError(error))
+    subscriber.on('error', (error) => this.#report(error))
     await subscriber.connect()
-    this.#client = client
+    joined = true
     this.#subscriber = subscriber
     await subscriber.subscribe(this.#channel(this.hubId), (text) => this.#receive(text))
     await this.#renew()
     this.#presence = setInterval(() => void this.#renew().catch((error: Error) => this.#onError(error)), Math.floor(this.#options.presenceTtlMs / 3))
     this.#presence.unref()
+  }
+
+  #lastReport = { message: '', at: 0 }
+
+  /** Redis errors, without repeating the same one more than every 30 s while it retries. */
+  #report(error: Error): void {
+    const now = Date.now()
+    if (error.message === this.#lastReport.message && now - this.#lastReport.at < 30_000) return
+    this.#lastReport = { message: error.message, at: now }
+    this.#onError(error)
   }
 
   async stop(nodes: Iterable<string>): Promise<void> {

@@ -44,7 +44,7 @@ Health: GET /health. Metrics (Prometheus): GET /metrics. Ctrl-C stops it cleanly
         {
           log: (event) => {
             if (output.json) process.stdout.write(`${JSON.stringify({ event: 'log', ...event })}\n`)
-            else output.note(`${event.level === 'warn' ? 'warning: ' : ''}${event.message}${typeof event.node === 'string' ? ` ${event.node}` : ''}`)
+            else output.note(`${event.level === 'warn' ? 'warning: ' : ''}${event.message}${typeof event.node === 'string' ? ` ${event.node}` : ''}${typeof event.error === 'string' ? `: ${event.error}` : ''}`)
           },
         },
       )
