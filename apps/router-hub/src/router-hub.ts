@@ -383,7 +383,16 @@ export class RouterHub {
       this.#cluster?.send(message.from, { type: 'offline', route: message.route }).catch(() => {})
       return
     }
-    node.socket.send(hubCodec.encode('incoming', { route: message.route, token: Buffer.from(message.token, 'hex'), hub: message.hub, ...(message.kind === undefined ? {} : { kind: message.kind }) }))
+    let incoming: Uint8Array
+    try {
+      incoming = hubCodec.encode('incoming', { route: message.route, token: Buffer.from(message.token, 'hex'), hub: message.hub, ...(message.kind === undefined ? {} : { kind: message.kind }) })
+    } catch {
+      // Not a hub URL the wire allows (a peer hub misconfigured with --public-url): fail the route.
+      this.#log('warn', 'a cluster hub sent an unusable set-up message', { node: message.node })
+      this.#cluster?.send(message.from, { type: 'offline', route: message.route }).catch(() => {})
+      return
+    }
+    node.socket.send(incoming)
   }
 
   /** The holder no longer has the node: fail the route now rather than at the set-up timeout. */

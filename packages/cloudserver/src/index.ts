@@ -5,6 +5,7 @@
  * client with resumable chunked transfers, and storage back ends behind one interface.
  */
 export { CloudServer, API_PATH, hubApiUrl } from './api/api-server.js'
+export { listensOnLoopback } from './status-page/status-routes.js'
 export type { CloudServerOptions, CloudServerComponents, StatusPageOptions } from './api/api-server.js'
 export { CloudServerClient } from './api/api-client.js'
 export type { CloudServerClientOptions, TransferProgress } from './api/api-client.js'

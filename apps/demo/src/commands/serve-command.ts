@@ -7,7 +7,7 @@ import { existsSync, mkdirSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { resolve } from 'node:path'
 import { CloudBox, dispatchAdmin, randomPin } from '@cloudbox/cloudbox'
-import { CloudServer } from '@cloudbox/cloudserver'
+import { CloudServer, listensOnLoopback } from '@cloudbox/cloudserver'
 import type { Command } from 'commander'
 import { printEvents } from '../box-events.js'
 import { CliError, usageError } from '../errors.js'
@@ -62,7 +62,7 @@ Ctrl-C stops it cleanly.`,
       let madePin: string | undefined
       const stopPrinting = printEvents(output, (listener) => box.status.on(listener))
       // The page answers loopback callers only: with --api on another address it stays off.
-      const loopbackApi = ['127.0.0.1', '::1', 'localhost', '0.0.0.0', '::'].includes(api.host) || api.host.startsWith('127.')
+      const loopbackApi = listensOnLoopback(api.host)
       if (options.statusPage && !loopbackApi) output.note(`no status page: it answers on loopback only, and --api listens on ${api.host}`)
       const server = new CloudServer({ host: api.host, port: api.port, statusPage: options.statusPage && loopbackApi }, { box })
       let control: { close(): Promise<void> } | undefined

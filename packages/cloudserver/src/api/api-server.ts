@@ -31,7 +31,7 @@ import { storageRoutes } from './routes/storage-info.js'
 import { uploadsRoutes } from './routes/uploads.js'
 import { randomBytes } from 'node:crypto'
 import { StatusBoard } from '../status-page/status-board.js'
-import { STATUS_PREFIX, statusRoutes } from '../status-page/status-routes.js'
+import { listensOnLoopback, STATUS_PREFIX, statusRoutes } from '../status-page/status-routes.js'
 
 export const API_PATH = '/v1/api'
 
@@ -85,6 +85,7 @@ export class CloudServer {
   #url: string | undefined
   #board: StatusBoard | undefined
   #statusToken: string | undefined
+  #statusUrl: string | undefined
 
   constructor(options: CloudServerOptions, components: CloudServerComponents) {
     if (components.box.role !== 'server') throw new TypeError('CloudServer serves a CloudBox with role "server".')
@@ -108,10 +109,7 @@ export class CloudServer {
    * or undefined when the page is off or the server is stopped. Treat it as a password.
    */
   get statusUrl(): string | undefined {
-    if (this.#url === undefined || this.#statusToken === undefined) return undefined
-    const port = new URL(this.#url).port
-    const host = /^(127\.|\[::1\])/.test(new URL(this.#url).hostname) ? new URL(this.#url).hostname : '127.0.0.1'
-    return `http://${host}:${port}${STATUS_PREFIX}/${this.#statusToken}/`
+    return this.#statusUrl
   }
 
   async start(): Promise<void> {
@@ -119,7 +117,7 @@ export class CloudServer {
     const page = this.options.statusPage === true ? {} : this.options.statusPage || undefined
     const host = this.options.host ?? '127.0.0.1'
     if (page !== undefined) {
-      if (!['127.0.0.1', '::1', 'localhost', '0.0.0.0', '::'].includes(host) && !host.startsWith('127.')) {
+      if (!listensOnLoopback(host)) {
         throw new TypeError(`The status page answers on loopback only, but the API listens on ${host}; listen on 127.0.0.1 or a wildcard, or turn statusPage off.`)
       }
       if (page.token !== undefined && !/^[A-Za-z0-9_-]{16,}$/.test(page.token)) throw new TypeError('statusPage.token takes at least 16 characters of A-Z, a-z, 0-9, _ and -.')
@@ -155,6 +153,9 @@ export class CloudServer {
     const address = outer.server.address()
     if (address === null || typeof address === 'string') throw new Error('The API did not bind a TCP port.')
     this.#url = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`
+    // A wildcard listener is reached on 127.0.0.1 (the page answers loopback callers only).
+    const pageHost = host === '::1' ? '[::1]' : host.startsWith('127.') ? host : '127.0.0.1'
+    if (this.#statusToken !== undefined) this.#statusUrl = `http://${pageHost}:${address.port}${STATUS_PREFIX}/${this.#statusToken}/`
     this.#outer = outer
     this.#inner = inner
     // Calls through the box's hub registration (`<hub>/n/<id>/api/v1/api`) land here too.
@@ -174,6 +175,7 @@ export class CloudServer {
     this.#board?.stop()
     this.#board = undefined
     this.#statusToken = undefined
+    this.#statusUrl = undefined
     if (this.#box.state !== 'destroyed') this.#box.serveApiThroughHub(undefined)
     const outer = this.#outer
     this.#outer = undefined

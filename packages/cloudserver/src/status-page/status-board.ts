@@ -114,6 +114,11 @@ export class StatusBoard {
     return this.#receivedBytes
   }
 
+  /** Is `path` among the images the page may show? (No I/O: the thumbnail route asks per image.) */
+  showsImage(path: string): boolean {
+    return this.#images.includes(path)
+  }
+
   /** The newest images that exist now (newest first). */
   async images(): Promise<string[]> {
     const present: string[] = []

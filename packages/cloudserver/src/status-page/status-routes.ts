@@ -36,6 +36,11 @@ const HEADERS = {
 
 const isLoopback = (address: string | undefined) => address !== undefined && (address === '::1' || /^(::ffff:)?127\./.test(address))
 
+/** Does a server listening on `host` answer on loopback (so the status page can be reached)? */
+export function listensOnLoopback(host: string): boolean {
+  return isLoopback(host) || ['localhost', '0.0.0.0', '::'].includes(host)
+}
+
 /** Progress goes out at most this often per page; other changes are batched this long. */
 const PROGRESS_INTERVAL_MS = 200
 const SNAPSHOT_DELAY_MS = 250
@@ -122,7 +127,7 @@ async function snapshot({ box, storage, board, apiUrl }: StatusContext) {
 async function thumbnail({ storage, thumbnails, board }: StatusContext, request: FastifyRequest, reply: FastifyReply) {
   const path = String((request.query as { path?: unknown }).path ?? '')
   // Only images the page lists: the thumbnail route is no way to probe other paths.
-  if (thumbnails === undefined || !(await board.images()).includes(path)) return reply.code(404).type('text/plain').send('Not found')
+  if (thumbnails === undefined || !board.showsImage(path)) return reply.code(404).type('text/plain').send('Not found')
   const image = await thumbnails.get(await storage.stat(path)).catch(() => undefined)
   if (image === undefined) return reply.code(404).type('text/plain').send('Not found')
   return reply.type(thumbnails.mediaType).send(image)
