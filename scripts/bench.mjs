@@ -1,18 +1,25 @@
 #!/usr/bin/env node
 /**
- * Runs every benchmark (`packages/*\/bench/*.bench.mjs`, `apps/*\/bench/*.bench.mjs`) one
- * after another (they measure throughput: running two at once on 2 cores would skew both),
+ * Runs every benchmark (`bench/*.bench.mjs`, `packages/*\/bench/*.bench.mjs`,
+ * `apps/*\/bench/*.bench.mjs`) one after another (they measure throughput: running two at once on 2 cores would skew both),
  * prints their markdown tables, and keeps them in bench/results/<date>.md.
  * `node scripts/bench.mjs age` runs only benchmarks whose path contains "age".
+ * First it installs the programs the selected benchmarks compare against (Debian's
+ * packages, when run as root); a benchmark whose peer is still missing skips it with a line.
  */
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
+import { installPeers } from './bench-peers.mjs'
+
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..')
 const filter = process.argv[2]
 const benches = []
+for (const file of readdirSync(join(root, 'bench')).sort()) {
+  if (file.endsWith('.bench.mjs')) benches.push(join(root, 'bench', file))
+}
 for (const group of ['packages', 'apps']) {
   for (const name of readdirSync(join(root, group))) {
     const dir = join(root, group, name, 'bench')
@@ -28,12 +35,22 @@ if (selected.length === 0) {
   process.exit(1)
 }
 
+// The programs each benchmark measures against: command → Debian package.
+const peers = {
+  'side-by-side': { rsync: 'rsync', syncthing: 'syncthing' },
+  'sync.bench': { rsync: 'rsync' },
+  'age.bench': { age: 'age', 'age-keygen': 'age' },
+  'hub-cluster': { 'redis-server': 'redis-server', 'redis-cli': 'redis-tools' },
+}
+const needed = Object.assign({}, ...Object.entries(peers).filter(([name]) => selected.some((path) => path.includes(name))).map(([, commands]) => commands))
+for (const line of installPeers(needed)) console.log(line)
+
 const sections = [`# CloudBox benchmarks, ${new Date().toISOString()}`, '', `Node ${process.version}, ${process.platform}/${process.arch}.`, '']
 let failed = 0
 for (const path of selected) {
   const name = relative(root, path)
   console.log(`\n## ${name}\n`)
-  const result = spawnSync(process.execPath, ['--expose-gc', path], { cwd: join(path, '..', '..'), stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' })
+  const result = spawnSync(process.execPath, ['--expose-gc', path], { cwd: relative(root, path).startsWith('bench') ? root : join(path, '..', '..'), stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' })
   process.stdout.write(result.stdout)
   sections.push(`## ${name}`, '', result.stdout.trim(), '')
   if (result.status !== 0) {

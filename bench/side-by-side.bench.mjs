@@ -1,0 +1,144 @@
+#!/usr/bin/env node
+/**
+ * CloudBox next to what users would pick instead, in the same run on the same data, over
+ * 127.0.0.1: CloudBox client → server (direct WebSocket, and through a router hub), rsync
+ * (daemon on loopback, `--no-whole-file`) and Syncthing (two instances configured over
+ * their REST API: loopback listen addresses; discovery, relays, NAT and reports off).
+ *
+ * Three workloads, one after the other on the same pair (as a user meets them): 2,000 files
+ * of 1–256 KiB in nested folders; a 512 MiB file added; that file edited (100 bytes
+ * inserted near the start, 1 MiB changed in the middle). Each is timed from the moment the
+ * files are in place until the receiver holds them, and the receiver's folder is checked
+ * byte for byte after every workload. Each program runs in its own processes; runs are
+ * interleaved so machine noise spreads over all of them.
+ *
+ * BENCH_RUNS=3 (runs per program), BENCH_BIG_MIB=512, BENCH_PEERS=direct,hub,rsync,syncthing,
+ * BENCH_DIR (default /dev/shm, so the disk's write-back does not dominate).
+ * The age comparison (seal/open of 256 MiB) is packages/encrypted-messaging/bench/age.bench.mjs.
+ */
+import { spawnSync } from 'node:child_process'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { assertSameTree, MIB, treeDigest, treeSize, writeBigFile, writeEditedCopy, writeSmallFiles } from './support/data.mjs'
+import { cloudboxPeer, rsyncPeer, syncthingPeer } from './support/peers.mjs'
+import { watchPeakRss } from './support/process-memory.mjs'
+
+const runs = Number(process.env.BENCH_RUNS ?? 3)
+const bigMiB = Number(process.env.BENCH_BIG_MIB ?? 512)
+const wanted = new Set((process.env.BENCH_PEERS ?? 'direct,hub,rsync,syncthing').split(','))
+const has = (command) => spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0
+
+const base = process.env.BENCH_DIR ?? (existsSync('/dev/shm') ? '/dev/shm' : tmpdir())
+const root = mkdtempSync(join(base, 'cloudbox-bench-side-'))
+// Never leave gigabytes in memory-backed /dev/shm behind, even when something fails.
+process.on('exit', () => rmSync(root, { recursive: true, force: true }))
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(130))
+
+const skipped = []
+const peers = []
+if (wanted.has('direct')) peers.push(cloudboxPeer({ viaHub: false }))
+if (wanted.has('hub')) peers.push(cloudboxPeer({ viaHub: true }))
+if (wanted.has('rsync')) {
+  if (has('rsync')) peers.push(rsyncPeer())
+  else skipped.push('rsync: skipped, not installed and could not be installed (apt-get install rsync)')
+}
+if (wanted.has('syncthing')) {
+  if (has('syncthing')) peers.push(syncthingPeer())
+  else skipped.push('Syncthing: skipped, not installed and could not be installed (apt-get install syncthing)')
+}
+
+// The data, made once.
+const data = join(root, 'data')
+const small = join(data, 'small')
+mkdirSync(small, { recursive: true })
+const smallBytes = writeSmallFiles(small)
+writeBigFile(join(data, 'big.bin'), bigMiB)
+writeEditedCopy(join(data, 'big.bin'), join(data, 'big-edited.bin'))
+const smallDigest = treeDigest(small)
+const digestOf = (path) => treeDigest(data).get(path)
+const bigDigest = digestOf('big.bin')
+const editedDigest = digestOf('big-edited.bin')
+const copyTree = (from, to) => {
+  const result = spawnSync('cp', ['-a', `${from}/.`, to])
+  if (result.status !== 0) throw new Error(`cp failed: ${result.stderr}`)
+}
+
+const workloads = [
+  {
+    name: `2,000 files, 1–256 KiB (${(smallBytes / MIB).toFixed(0)} MiB)`,
+    bytes: smallBytes,
+    prepare: (source) => copyTree(small, source),
+    expected: new Map(smallDigest),
+  },
+  {
+    name: `${bigMiB} MiB file added`,
+    bytes: bigMiB * MIB,
+    prepare: (source) => copyFileSync(join(data, 'big.bin'), join(source, 'big.bin')),
+    expected: new Map([...smallDigest, ['big.bin', bigDigest]]),
+  },
+  {
+    name: `edit of the ${bigMiB} MiB file (100 B inserted, 1 MiB changed)`,
+    bytes: bigMiB * MIB + 100,
+    prepare: (source, work) => {
+      // Replaced whole, as editors and tools save: a copy, then a rename over the old one.
+      copyFileSync(join(data, 'big-edited.bin'), join(work, 'big.bin.new'))
+      renameSync(join(work, 'big.bin.new'), join(source, 'big.bin'))
+    },
+    expected: new Map([...smallDigest, ['big.bin', editedDigest]]),
+  },
+]
+
+const results = new Map(peers.map((peer) => [peer.name, workloads.map(() => [])]))
+for (let run = 0; run < runs; run++) {
+  for (const peer of peers) {
+    const work = join(root, `run${run}`)
+    const dirs = { work, source: join(work, 'source'), target: join(work, 'target') }
+    mkdirSync(dirs.source, { recursive: true })
+    mkdirSync(dirs.target, { recursive: true })
+    try {
+      await peer.start(dirs)
+      for (const [index, workload] of workloads.entries()) {
+        workload.prepare(dirs.source, work)
+        const expected = treeSize(dirs.source)
+        const sender = watchPeakRss(() => peer.pids().sender, { descendants: peer.descendants })
+        const receiver = watchPeakRss(() => peer.pids().receiver, { descendants: peer.descendants })
+        const wireBefore = peer.wire()
+        const started = performance.now()
+        await peer.sync(expected)
+        const seconds = (performance.now() - started) / 1000
+        const wire = peer.wire() - wireBefore
+        const row = { seconds, wire, senderMiB: sender.stop(), receiverMiB: receiver.stop() }
+        assertSameTree(workload.expected, dirs.target, `${peer.name}, ${workload.name}`)
+        results.get(peer.name)[index].push(row)
+        console.error(`run ${run + 1}/${runs} ${peer.name}: ${workload.name}: ${seconds.toFixed(2)} s, ${wire.toLocaleString('en')} B`)
+      }
+    } finally {
+      await peer.stop()
+      rmSync(work, { recursive: true, force: true })
+    }
+  }
+}
+
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
+const version = (command, args) => spawnSync(command, args, { encoding: 'utf8' }).stdout?.split('\n')[0].trim() ?? ''
+console.log(`Same data, same machine, one run after another over 127.0.0.1; data in ${base}; median of ${runs} runs (min–max).`)
+console.log(`Node ${process.version}${peers.some((p) => p.name === 'rsync') ? `; ${version('rsync', ['--version']).replace(/\s+protocol.*/, '')}` : ''}${peers.some((p) => p.name === 'Syncthing') ? `; ${version('syncthing', ['--version']).split(' ').slice(0, 2).join(' ')}` : ''}.`)
+for (const line of skipped) console.log(line)
+const reference = peers[0]?.name
+for (const [index, workload] of workloads.entries()) {
+  console.log(`\n### ${workload.name}\n`)
+  console.log(`| program | transport | median s | min–max s | MB/s | bytes on the wire | sender peak RSS MiB | receiver peak RSS MiB | time ÷ ${reference} | wire ÷ ${reference} |`)
+  console.log('|---|---|---|---|---|---|---|---|---|---|')
+  const ours = results.get(reference)[index]
+  for (const peer of peers) {
+    const rows = results.get(peer.name)[index]
+    const seconds = rows.map((row) => row.seconds)
+    const s = median(seconds)
+    const wire = median(rows.map((row) => row.wire))
+    console.log(
+      `| ${peer.name} | ${peer.transport} | ${s.toFixed(2)} | ${Math.min(...seconds).toFixed(2)}–${Math.max(...seconds).toFixed(2)} | ${(workload.bytes / 1e6 / s).toFixed(0)} | ${wire.toLocaleString('en')} | ${median(rows.map((row) => row.senderMiB)).toFixed(0)} | ${median(rows.map((row) => row.receiverMiB)).toFixed(0)} | ${(s / median(ours.map((row) => row.seconds))).toFixed(2)}× | ${(wire / median(ours.map((row) => row.wire))).toFixed(2)}× |`,
+    )
+  }
+}
+console.log('\nBytes on the wire: TCP payload between sender and receiver, both directions, counted by the same relay for every program (CloudBox through the hub: between device and hub). Peak RSS: the kernel\'s high-water mark per process, reset before each workload, or the sampled sum for rsync\'s forked processes. Ratios above 1 mean the program took longer (or sent more) than the reference row.')

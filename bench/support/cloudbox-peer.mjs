@@ -1,0 +1,65 @@
+/**
+ * One side of the CloudBox benchmark in its own process, so its memory is its own:
+ * `hub` runs a router hub; `server <folder> [hubUrl]` a cloud server (direct listener,
+ * or registered at the hub); `client <folder>` a device that pairs when told and, on
+ * each `sync`, scans its folder and answers once the server holds what it scanned.
+ */
+import { CloudBox } from '@cloudbox/cloudbox'
+import { Identity } from '@cloudbox/encrypted-messaging'
+import { RouterHub } from '@cloudbox/router-hub'
+
+const [role, folder, hubUrl] = process.argv.slice(2)
+const PIN = '2468-1357'
+let stop = async () => {}
+process.on('message', async (message) => {
+  if (message === 'stop') {
+    await stop()
+    process.exit(0)
+  }
+})
+
+if (role === 'hub') {
+  const hub = new RouterHub({ host: '127.0.0.1', port: 0 })
+  await hub.start()
+  stop = () => hub.stop()
+  process.send({ url: hub.url })
+} else if (role === 'server') {
+  const box = new CloudBox(
+    { role: 'server', folder, masterPin: PIN, watch: false, ...(hubUrl === undefined ? { listen: { host: '127.0.0.1', port: 0 } } : { hub: hubUrl }) },
+    { identity: Identity.generate().identity },
+  )
+  const registered = new Promise((resolve) => box.status.on((event) => event.type === 'hub' && event.state === 'registered' && resolve()))
+  await box.start()
+  if (hubUrl !== undefined) await registered
+  stop = () => box.destroy()
+  process.send({ uri: box.pairingUri() })
+} else if (role === 'client') {
+  const box = new CloudBox({ role: 'client', folder, watch: false }, { identity: Identity.generate().identity })
+  await box.start()
+  stop = () => box.destroy()
+  process.on('message', async (message) => {
+    if (typeof message === 'object' && message.pair !== undefined) {
+      await box.pair(message.pair, PIN)
+      await box.waitConnected()
+      process.send({ paired: true })
+    } else if (message === 'sync') {
+      // In sync once the server acknowledges the root the scan produced (earlier
+      // acknowledgements are of the folder before the scan).
+      const engine = box.engine
+      let scanned
+      const inSync = new Promise((resolve) => {
+        const off = box.status.on((event) => {
+          if (scanned !== undefined && event.type === 'sync' && event.event.type === 'peer' && event.event.state === 'in-sync' && Buffer.compare(event.event.root, scanned) === 0) {
+            off()
+            resolve()
+          }
+        })
+      })
+      await engine.scan()
+      scanned = engine.root
+      await inSync
+      process.send({ synced: true })
+    }
+  })
+  process.send({ ready: true })
+}
