@@ -48,6 +48,10 @@ export interface SyncEngineOptions {
 const MAX_BYTES_IN_FLIGHT = 16 * 1024 * 1024
 /** Files downloaded at the same time within one pass. */
 const FILES_IN_PARALLEL = 8
+const FIRST_RETRY_MS = 2_000
+const MAX_RETRY_MS = 60_000
+/** Failures that trying again cannot fix: the record itself is refused. */
+const PERMANENT_FAILURES = new Set<string>(['ERR_UNSAFE_PATH', 'ERR_CASE_CLASH', 'ERR_SYNC_PROTOCOL', 'ERR_QUOTA_EXCEEDED'])
 
 class Mutex {
   #tail: Promise<unknown> = Promise.resolve()
@@ -303,6 +307,10 @@ export class SyncSession {
   #sentUpTo = -1
   #wantedSince = -1
   #failedThisPass = false
+  /** Records a pass could not apply for a reason that may pass (a full disk, an I/O error): tried again. */
+  #retry: WireRecord[] = []
+  #retryTimer: ReturnType<typeof setTimeout> | undefined
+  #retryDelayMs = FIRST_RETRY_MS
   #closing = false
   readonly #fromPeer = new Map<string, string>()
   #sending: Promise<unknown> = Promise.resolve()
@@ -358,7 +366,9 @@ export class SyncSession {
     } finally {
       for (const pending of this.#pending.values()) pending.reject(failure ?? new ChunkUnavailableError('The peer disconnected during a transfer; the file will resume on reconnection.'))
       this.#pending.clear()
+      clearTimeout(this.#retryTimer)
       await this.#applying?.catch(() => {})
+      clearTimeout(this.#retryTimer)
       if (this.#device !== undefined) engine.status.emit({ type: 'peer', device: this.#device, state: 'disconnected', ...(failure === undefined ? {} : { reason: failure }) })
     }
     return this.#closing ? undefined : failure
@@ -521,9 +531,12 @@ export class SyncSession {
 
   async #applyQueue(): Promise<void> {
     const engine = this.#engine
-    const records = this.#queue.splice(0)
+    // What failed last time goes first; a newer record of the same path comes after it
+    // (applied in order below), and an older one is ignored by the version check.
+    const records = [...this.#retry.splice(0), ...this.#queue.splice(0)]
     const upTo = this.#peerUpTo
     this.#failedThisPass = false
+    const again: WireRecord[] = []
     // Additions first, deletions last: a rename then finds its data in the old file.
     records.sort((a, b) => Number(a.deleted) - Number(b.deleted))
     const downloads = records.filter((record) => !record.deleted)
@@ -531,11 +544,16 @@ export class SyncSession {
     await this.#send('status', { state: 'syncing', pendingFiles: records.length, pendingBytes: this.#progress.totalBytes }).catch(() => {})
     let diskFull = false
     const applyOne = async (record: WireRecord) => {
-      if (this.#closing || diskFull) return
+      if (this.#closing) return
+      if (diskFull) {
+        again.push(record)
+        return
+      }
       try {
         await this.#apply(record)
       } catch (error) {
         this.#failedThisPass = true
+        if (!isSyncError(error) || !PERMANENT_FAILURES.has(error.code)) again.push(record)
         if (isDiskFull(error) || (error instanceof SyncError && error.code === 'ERR_DISK_FULL')) {
           // Stop this pass: nothing more can be written; partial files stay to resume from.
           if (!diskFull) engine.emitError(isSyncError(error) ? error : new DiskFullError(undefined, { path: record.path, cause: error }))
@@ -561,6 +579,7 @@ export class SyncSession {
     for (const record of sequential) await applyOne(record)
     for (const record of records.filter((r) => r.deleted)) await applyOne(record)
     if (this.#closing) return
+    this.#scheduleRetry(again)
     await engine.runLocked(async () => {
       if (!this.#failedThisPass && this.#queue.length === 0) engine.index.setPeerSequence(this.#device as string, upTo)
       await engine.index.save()
@@ -568,6 +587,27 @@ export class SyncSession {
     await this.announce()
     await this.#send('status', { state: 'idle', pendingFiles: this.#queue.length, pendingBytes: 0 }).catch(() => {})
     await this.#send('ack', { sequence: upTo, root: engine.root }).catch(() => {})
+  }
+
+  /**
+   * Records that failed for a reason that may pass are tried again, after 2 s and then
+   * less and less often (up to a minute), so a disk that gets space back fills up without
+   * waiting for a new change or a reconnection.
+   */
+  #scheduleRetry(records: WireRecord[]): void {
+    clearTimeout(this.#retryTimer)
+    this.#retryTimer = undefined
+    if (records.length === 0) {
+      this.#retryDelayMs = FIRST_RETRY_MS
+      return
+    }
+    this.#retry = records
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined
+      if (!this.#closing) this.#kickApplier()
+    }, this.#retryDelayMs)
+    this.#retryTimer.unref?.()
+    this.#retryDelayMs = Math.min(this.#retryDelayMs * 2, MAX_RETRY_MS)
   }
 
   async #apply(remote: WireRecord): Promise<void> {
