@@ -3,6 +3,7 @@
  * challenge, then accept the routes the hub announces. Reconnects with backoff and
  * jitter until stopped; pings the hub so a dead connection is noticed.
  */
+import { setMaxListeners } from 'node:events'
 import type WebSocket from 'ws'
 import type { MessageChannel, Signer } from '@cloudbox/encrypted-messaging'
 import { HUB_API_MAX_MESSAGE, HUB_NODE_PATH, HUB_ROUTE_API, encodeApiReply, hubCodec, signRegistration, type HubApiReply } from '@cloudbox/encrypted-messaging/hub'
@@ -56,6 +57,9 @@ export class HubLink {
   async #run(): Promise<void> {
     const backoff = new Backoff(this.#options.backoff)
     const signal = this.#abort.signal
+    // Every route being set up listens on it at once (hundreds under load), each only
+    // until its socket opens: not a leak, so no warning past 10.
+    setMaxListeners(0, signal)
     while (!signal.aborted) {
       let reason: Error | undefined
       try {
