@@ -21,7 +21,8 @@ try {
     stdio: ['ignore', 'ignore', 'inherit'],
   })
   const minutes = (performance.now() - started) / 60_000
-  const outcomes = existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').filter(Boolean).map((line) => JSON.parse(line)) : []
+  const order = ['faults', 'hostile input', 'load']
+  const outcomes = (existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').filter(Boolean).map((line) => JSON.parse(line)) : []).sort((a, b) => order.indexOf(a.group) - order.indexOf(b.group))
   console.log(`test/reliability in ${minutes.toFixed(1)} min: the tests ${run.status === 0 ? 'passed' : `FAILED (vitest exit ${run.status})`}.\n`)
   console.log('| group | fault or attack | injected | survived | data lost | notes |')
   console.log('|---|---|---|---|---|---|')

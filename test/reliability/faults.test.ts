@@ -93,7 +93,7 @@ describe('faults during sync', () => {
 
   it('a hub killed with SIGKILL and restarted on its address: both nodes reconnect and the transfer completes', { timeout: 90_000 }, async () => {
     const hubAt = async (port: number) => {
-      const hub = spawn(process.execPath, [cli, 'hub', '--host', '127.0.0.1', '--port', String(port)], { stdio: ['ignore', 'pipe', 'inherit'] })
+      const hub = spawn(process.execPath, [cli, 'hub', '--host', '127.0.0.1', '--port', String(port)], { stdio: ['ignore', 'pipe', 'ignore'] })
       let output = ''
       hub.stdout?.on('data', (data: Buffer) => (output += data.toString()))
       await waitFor(() => /ws:\/\/127\.0\.0\.1:\d+/.test(output), 'the hub to listen')
