@@ -50,8 +50,6 @@ const MAX_BYTES_IN_FLIGHT = 16 * 1024 * 1024
 const FILES_IN_PARALLEL = 8
 const FIRST_RETRY_MS = 2_000
 const MAX_RETRY_MS = 60_000
-/** Failures that trying again cannot fix: the record itself is refused. */
-const PERMANENT_FAILURES = new Set<string>(['ERR_UNSAFE_PATH', 'ERR_CASE_CLASH', 'ERR_SYNC_PROTOCOL', 'ERR_QUOTA_EXCEEDED'])
 
 class Mutex {
   #tail: Promise<unknown> = Promise.resolve()
@@ -307,7 +305,7 @@ export class SyncSession {
   #sentUpTo = -1
   #wantedSince = -1
   #failedThisPass = false
-  /** Records a pass could not apply for a reason that may pass (a full disk, an I/O error): tried again. */
+  /** Records a pass could not apply because the disk was full: tried again. Other failures are the peer's to fix (it sends a newer record). */
   #retry: WireRecord[] = []
   #retryTimer: ReturnType<typeof setTimeout> | undefined
   #retryDelayMs = FIRST_RETRY_MS
@@ -553,8 +551,8 @@ export class SyncSession {
         await this.#apply(record)
       } catch (error) {
         this.#failedThisPass = true
-        if (!isSyncError(error) || !PERMANENT_FAILURES.has(error.code)) again.push(record)
         if (isDiskFull(error) || (error instanceof SyncError && error.code === 'ERR_DISK_FULL')) {
+          again.push(record)
           // Stop this pass: nothing more can be written; partial files stay to resume from.
           if (!diskFull) engine.emitError(isSyncError(error) ? error : new DiskFullError(undefined, { path: record.path, cause: error }))
           diskFull = true
@@ -590,7 +588,7 @@ export class SyncSession {
   }
 
   /**
-   * Records that failed for a reason that may pass are tried again, after 2 s and then
+   * Records that did not fit on the disk are tried again, after 2 s and then
    * less and less often (up to a minute), so a disk that gets space back fills up without
    * waiting for a new change or a reconnection.
    */
