@@ -15,7 +15,7 @@ const dir = mkdtempSync(join(tmpdir(), 'cloudbox-reliability-'))
 const log = join(dir, 'outcomes.jsonl')
 try {
   const started = performance.now()
-  const run = spawnSync(join(root, 'node_modules', '.bin', 'vitest'), ['run', '--project', 'repo', 'test/reliability'], {
+  const run = spawnSync(join(root, 'node_modules', '.bin', 'vitest'), ['run', '--project', 'reliability'], {
     cwd: root,
     env: { ...process.env, CLOUDBOX_RELIABILITY_LOG: log },
     stdio: ['ignore', 'ignore', 'inherit'],

@@ -76,11 +76,18 @@ function callControl(home: string, op: string, args: unknown[]): Promise<Record<
   })
 }
 
+/** Ctrl-C, then the exit code; a program that does not exit within 20 s fails with what it printed. */
 async function stop(child: ChildProcess): Promise<number | null> {
   if (child.exitCode !== null) return child.exitCode
+  let stderr = ''
+  child.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)))
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
   child.kill('SIGINT')
-  return exited
+  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
+  const code = await exited
+  clearTimeout(timer)
+  if (child.signalCode === 'SIGKILL') throw new Error(`The program did not exit within 20 s of Ctrl-C; its last output: ${stderr}`)
+  return code
 }
 
 beforeAll(() => {
@@ -197,8 +204,11 @@ describe('cloudbox serve, pair, sync and admin', () => {
     const child = spawn(process.execPath, [cli, 'serve', join(dir, 'plain-cloud'), '--home', home, '--listen', '127.0.0.1:0'], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] })
     children.push(child)
     let stdout = ''
+    let stderr = ''
+    // Drained from the start: a full pipe would block the program.
+    child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)))
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no output: ${stdout}`)), 30_000)
+      const timer = setTimeout(() => reject(new Error(`no output: ${stdout} ${stderr}`)), 30_000)
       child.stdout!.on('data', (chunk: Buffer) => {
         stdout += chunk.toString()
         if (stdout.includes('Ctrl-C stops the server')) {
