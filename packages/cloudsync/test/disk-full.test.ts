@@ -21,6 +21,27 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
 
+/** Alice on the normal disk, Bob on a 3 MiB tmpfs; Alice's folder holds `big` (Bob's fills up). */
+async function fullDiskPair(bigBytes: number) {
+  const root = tempDir()
+  cleanups.push(() => removeDir(root))
+  const disk = join(root, 'disk')
+  mkdirSync(disk)
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', disk])
+  cleanups.push(() => void spawnSync('umount', ['-l', disk]))
+  const a = makeEngine(join(root, 'a'), 'alice')
+  const b = makeEngine(join(disk, 'b'), 'bob')
+  const big = randomBytes(bigBytes)
+  writeFileSync(join(a.folder, 'big.bin'), big)
+  await a.start()
+  await b.start()
+  cleanups.push(() => b.stop())
+  cleanups.push(() => a.stop())
+  link(a, b)
+  await until(() => b.events.some((event) => event.type === 'error' && event.error.code === 'ERR_DISK_FULL'), 15_000, 'the disk-full error')
+  return { a, b, big, grow: () => execFileSync('mount', ['-o', 'remount,size=32m', disk]) }
+}
+
 describe('a full disk on the receiver', () => {
   it.runIf(canMount)('stops downloads with ERR_DISK_FULL, damages nothing, and completes once space returns', async () => {
     const root = tempDir()
@@ -55,23 +76,8 @@ describe('a full disk on the receiver', () => {
   })
 
   it.runIf(canMount)('retries what did not fit on the same session once space returns: a later change does not mark it done', { timeout: 30_000 }, async () => {
-    const root = tempDir()
-    cleanups.push(() => removeDir(root))
-    const disk = join(root, 'disk')
-    mkdirSync(disk)
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', disk])
-    cleanups.push(() => void spawnSync('umount', ['-l', disk]))
-    const a = makeEngine(join(root, 'a'), 'alice')
-    const b = makeEngine(join(disk, 'b'), 'bob')
-    const big = randomBytes(6 * 1024 * 1024)
-    writeFileSync(join(a.folder, 'big.bin'), big)
-    await a.start()
-    await b.start()
-    cleanups.push(() => b.stop())
-    cleanups.push(() => a.stop())
-    link(a, b)
-    await until(() => b.events.some((event) => event.type === 'error' && event.error.code === 'ERR_DISK_FULL'), 15_000, 'the disk-full error')
-    execFileSync('mount', ['-o', 'remount,size=32m', disk])
+    const { a, b, big, grow } = await fullDiskPair(6 * 1024 * 1024)
+    grow()
     // A later change makes the next pass: it must carry big.bin along, not mark it done.
     writeFileSync(join(a.folder, 'later.txt'), 'a later change')
     await a.scan()
@@ -81,23 +87,8 @@ describe('a full disk on the receiver', () => {
   })
 
   it.runIf(canMount)('retries by itself, with no new change and no reconnection, once space returns', { timeout: 30_000 }, async () => {
-    const root = tempDir()
-    cleanups.push(() => removeDir(root))
-    const disk = join(root, 'disk')
-    mkdirSync(disk)
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', disk])
-    cleanups.push(() => void spawnSync('umount', ['-l', disk]))
-    const a = makeEngine(join(root, 'a'), 'alice')
-    const b = makeEngine(join(disk, 'b'), 'bob')
-    const big = randomBytes(5 * 1024 * 1024)
-    writeFileSync(join(a.folder, 'big.bin'), big)
-    await a.start()
-    await b.start()
-    cleanups.push(() => b.stop())
-    cleanups.push(() => a.stop())
-    link(a, b)
-    await until(() => b.events.some((event) => event.type === 'error' && event.error.code === 'ERR_DISK_FULL'), 15_000, 'the disk-full error')
-    execFileSync('mount', ['-o', 'remount,size=32m', disk])
+    const { a, b, big, grow } = await fullDiskPair(5 * 1024 * 1024)
+    grow()
     await until(() => sameRoot(a, b), 20_000, 'big.bin after space returns')
     expect(readFileSync(join(b.folder, 'big.bin')).equals(big)).toBe(true)
   })
