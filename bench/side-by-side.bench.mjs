@@ -20,7 +20,7 @@ import { spawnSync } from 'node:child_process'
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { assertSameTree, MIB, treeDigest, treeSize, writeBigFile, writeEditedCopy, writeSmallFiles } from './support/data.mjs'
+import { assertSameTree, fileDigest, MIB, treeDigest, writeBigFile, writeEditedCopy, writeSmallFiles } from './support/data.mjs'
 import { cloudboxPeer, rsyncPeer, syncthingPeer } from './support/peers.mjs'
 import { watchPeakRss } from './support/process-memory.mjs'
 
@@ -56,9 +56,8 @@ const smallBytes = writeSmallFiles(small)
 writeBigFile(join(data, 'big.bin'), bigMiB)
 writeEditedCopy(join(data, 'big.bin'), join(data, 'big-edited.bin'))
 const smallDigest = treeDigest(small)
-const digestOf = (path) => treeDigest(data).get(path)
-const bigDigest = digestOf('big.bin')
-const editedDigest = digestOf('big-edited.bin')
+const bigDigest = fileDigest(join(data, 'big.bin'))
+const editedDigest = fileDigest(join(data, 'big-edited.bin'))
 const copyTree = (from, to) => {
   const result = spawnSync('cp', ['-a', `${from}/.`, to])
   if (result.status !== 0) throw new Error(`cp failed: ${result.stderr}`)
@@ -100,12 +99,11 @@ for (let run = 0; run < runs; run++) {
       await peer.start(dirs)
       for (const [index, workload] of workloads.entries()) {
         workload.prepare(dirs.source, work)
-        const expected = treeSize(dirs.source)
         const sender = watchPeakRss(() => peer.pids().sender, { descendants: peer.descendants })
         const receiver = watchPeakRss(() => peer.pids().receiver, { descendants: peer.descendants })
         const wireBefore = peer.wire()
         const started = performance.now()
-        await peer.sync(expected)
+        await peer.sync()
         const seconds = (performance.now() - started) / 1000
         const wire = peer.wire() - wireBefore
         const row = { seconds, wire, senderMiB: sender.stop(), receiverMiB: receiver.stop() }

@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-import { installPeers } from './bench-peers.mjs'
+import { installMissingCommands } from './debian-packages.mjs'
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..')
 const filter = process.argv[2]
@@ -43,7 +43,9 @@ const peers = {
   'hub-cluster': { 'redis-server': 'redis-server', 'redis-cli': 'redis-tools' },
 }
 const needed = Object.assign({}, ...Object.entries(peers).filter(([name]) => selected.some((path) => path.includes(name))).map(([, commands]) => commands))
-for (const line of installPeers(needed)) console.log(line)
+for (const [command, pkg] of installMissingCommands(needed, { recommends: false }).stillMissing) {
+  console.log(`${command} is missing and could not be installed (apt-get install ${pkg}): the benchmarks that compare with it skip it.`)
+}
 
 const sections = [`# CloudBox benchmarks, ${new Date().toISOString()}`, '', `Node ${process.version}, ${process.platform}/${process.arch}.`, '']
 let failed = 0

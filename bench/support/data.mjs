@@ -41,8 +41,8 @@ export function writeSmallFiles(dir, count = 2000) {
   return bytes
 }
 
-export function writeBigFile(path, sizeMiB) {
-  writeGenerated(path, 'big', sizeMiB * MIB)
+export function writeBigFile(path, sizeMiB, seed = 'big') {
+  writeGenerated(path, seed, sizeMiB * MIB)
 }
 
 /** The edit, streamed: 100 bytes inserted at 4 KiB, the MiB at the middle replaced. */
@@ -74,6 +74,10 @@ export function writeEditedCopy(source, target) {
 /** Names the tools keep beside the data (CloudBox state, Syncthing markers): not compared. */
 const TOOL_ENTRIES = new Set(['.cloudbox', '.stfolder', '.stversions', '.stignore'])
 
+export function fileDigest(path) {
+  return createHash('sha256').update(readFileSync(path)).digest('hex')
+}
+
 /** Relative path → SHA-256 of every file under `dir`, tool entries left out. */
 export function treeDigest(dir) {
   const out = new Map()
@@ -82,7 +86,7 @@ export function treeDigest(dir) {
       if (TOOL_ENTRIES.has(entry.name)) continue
       const path = join(folder, entry.name)
       if (entry.isDirectory()) walk(path)
-      else if (entry.isFile()) out.set(relative(dir, path), createHash('sha256').update(readFileSync(path)).digest('hex'))
+      else if (entry.isFile()) out.set(relative(dir, path), fileDigest(path))
     }
   }
   walk(dir)
@@ -97,23 +101,4 @@ export function assertSameTree(expected, target, who) {
   if (missing.length > 0 || extra.length > 0) {
     throw new Error(`${who}: the receiver's folder differs from the sender's (${missing.length} missing or different, e.g. ${missing.slice(0, 3).join(', ')}; ${extra.length} extra, e.g. ${extra.slice(0, 3).join(', ')})`)
   }
-}
-
-/** How many files and bytes `dir` holds, tool entries left out. */
-export function treeSize(dir) {
-  let files = 0
-  let bytes = 0
-  const walk = (folder) => {
-    for (const entry of readdirSync(folder, { withFileTypes: true })) {
-      if (TOOL_ENTRIES.has(entry.name)) continue
-      const path = join(folder, entry.name)
-      if (entry.isDirectory()) walk(path)
-      else if (entry.isFile()) {
-        files += 1
-        bytes += statSync(path).size
-      }
-    }
-  }
-  walk(dir)
-  return { files, bytes }
 }

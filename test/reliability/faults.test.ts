@@ -3,7 +3,7 @@
  * random moments, a hub killed and restarted, connections cut in the middle of a chunk, and
  * a receiver whose disk fills up. After each: no file lost or damaged, and sync completes.
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -13,7 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { Identity } from '@cloudbox/encrypted-messaging'
 import { noise, scratch, waitFor } from '../integration/helpers.js'
 import { recordOutcome } from './support/outcomes.js'
-import { folderDigest, kill9, lostFiles, seededRandom, startNode, stopNode, type NodeProcess } from './support/nodes.js'
+import { folderDigest, kill9, lostFiles, seededRandom, sha256, startNode, stopNode, tempRoot, type NodeProcess } from './support/nodes.js'
 
 const PIN = '2468-1357'
 const cli = fileURLToPath(new URL('../../apps/demo/dist/cli.js', import.meta.url))
@@ -23,11 +23,7 @@ afterEach(async () => {
   cleanups = []
 })
 
-function area(): string {
-  const root = mkdtempSync(join(tmpdir(), 'cloudbox-faults-'))
-  cleanups.push(() => rmSync(root, { recursive: true, force: true }))
-  return root
-}
+const area = () => tempRoot('cloudbox-faults-', cleanups)
 
 /** Resolves once both folders hold the same files, and returns them. */
 async function converged(a: string, b: string, timeoutMs: number): Promise<Map<string, string>> {
@@ -82,7 +78,7 @@ describe('faults during sync', () => {
       }
     }
     const final = await converged(folders.server, folders.client, 60_000)
-    const expected = new Map([...written].map(([name, bytes]) => [name, folderDigest.digestOf(bytes)]))
+    const expected = new Map([...written].map(([name, bytes]) => [name, sha256(bytes)]))
     const lost = lostFiles(expected, final)
     // Nothing but the files written: no half-written or temporary file left in view.
     const unexpected = [...final.keys()].filter((name) => !written.has(name))
@@ -121,7 +117,7 @@ describe('faults during sync', () => {
     ;({ hub } = await hubAt(port))
     await reconnected
     const target = join(server.init.folder, 'through-the-hub.bin')
-    await waitFor(() => existsSync(target) && folderDigest(server.init.folder).get('through-the-hub.bin') === folderDigest.digestOf(content), 'the file to arrive intact', 60_000)
+    await waitFor(() => existsSync(target) && folderDigest(server.init.folder).get('through-the-hub.bin') === sha256(content), 'the file to arrive intact', 60_000)
     recordOutcome({ group: 'faults', what: 'hub killed (SIGKILL) mid-transfer and restarted', injected: 1, survived: 1, dataLost: 0 })
   })
 
@@ -169,7 +165,7 @@ describe('faults during sync', () => {
     const content = noise(32 * 1024 * 1024, 11)
     cutAfter = 200_000 + random() * 3_000_000
     writeFileSync(join(client.init.folder, 'cut.bin'), content)
-    await waitFor(() => folderDigest(server.init.folder).get('cut.bin') === folderDigest.digestOf(content), 'cut.bin to arrive intact', 75_000)
+    await waitFor(() => folderDigest(server.init.folder).get('cut.bin') === sha256(content), 'cut.bin to arrive intact', 75_000)
     expect(cuts).toBe(5)
     recordOutcome({ group: 'faults', what: 'connection cut mid-chunk (5 times in one transfer)', injected: cuts, survived: cuts, dataLost: 0 })
   })
@@ -209,13 +205,13 @@ describe('faults during sync', () => {
     const during = folderDigest(server.init.folder)
     for (const [name, digest] of during) {
       if (name === 'already-there.txt') continue
-      expect(digest, name).toBe(folderDigest.digestOf(files[name as keyof typeof files]))
+      expect(digest, name).toBe(sha256(files[name as keyof typeof files]))
     }
-    expect(during.get('already-there.txt')).toBe(folderDigest.digestOf(Buffer.from('kept')))
+    expect(during.get('already-there.txt')).toBe(sha256(Buffer.from('kept')))
     execFileSync('mount', ['-o', 'remount,size=64m', disk])
     // The next change starts a new pass, which retries what did not fit.
     writeFileSync(join(client.init.folder, 'd-after.txt'), 'space is back')
-    await waitFor(() => Object.entries(files).every(([name, bytes]) => folderDigest(server.init.folder).get(name) === folderDigest.digestOf(bytes)), 'every file once space returns', 60_000)
+    await waitFor(() => Object.entries(files).every(([name, bytes]) => folderDigest(server.init.folder).get(name) === sha256(bytes)), 'every file once space returns', 60_000)
     recordOutcome({ group: 'faults', what: 'disk full on the receiver (10 MiB tmpfs), then space returns', injected: 1, survived: 1, dataLost: 0 })
   })
 })

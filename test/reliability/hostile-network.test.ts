@@ -13,7 +13,7 @@ import { RouterHub } from '@cloudbox/router-hub'
 import type { CloudBoxEvent } from '@cloudbox/cloudbox'
 import { noise, scratch, waitFor } from '../integration/helpers.js'
 import { recordOutcome } from './support/outcomes.js'
-import { folderDigest } from './support/nodes.js'
+import { folderDigest, sha256 } from './support/nodes.js'
 
 const PIN = '2468-1357'
 let cleanups: (() => Promise<void> | void)[] = []
@@ -92,12 +92,12 @@ describe('a malicious hub', () => {
       attack = make()
       const file = `${name}.bin`
       const bytes = noise(2 * 1024 * 1024, name.length * 31)
-      expected.set(file, folderDigest.digestOf(bytes))
+      expected.set(file, sha256(bytes))
       writeFileSync(join(victim.init.folder, file), bytes)
       // Meanwhile the bystander keeps working.
       const side = `bystander-${name}.txt`
       writeFileSync(join(bystander.init.folder, side), `written during the ${name} attack`)
-      expected.set(side, folderDigest.digestOf(Buffer.from(`written during the ${name} attack`)))
+      expected.set(side, sha256(Buffer.from(`written during the ${name} attack`)))
       await waitFor(() => (drops.get(victim.id)?.length ?? 0) > before, `the ${name} attack to drop the victim's session`, 20_000)
       outcomes[name] = drops.get(victim.id)?.at(-1)
       await waitFor(() => folderDigest(server.init.folder).get(file) === expected.get(file), `${file} to arrive intact after the ${name} attack`, 30_000)

@@ -10,17 +10,17 @@
  * (default /dev/shm, so the disk's write-back does not dominate).
  */
 import { spawn, spawnSync } from 'node:child_process'
-import { createCipheriv, createHash } from 'node:crypto'
-import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { channelFromStream } from '@cloudbox/encrypted-messaging'
 import { SyncEngine } from '../dist/index.js'
+// The same generated data as the side-by-side benchmark.
+import { MIB, writeBigFile, writeEditedCopy, writeSmallFiles } from '../../../bench/support/data.mjs'
 
 const self = fileURLToPath(import.meta.url)
-const MIB = 1024 * 1024
 
 /** Resolves when the peer acknowledges the engine's current root (call after scan()). */
 async function waitInSync(engine, timeoutMs = 600_000) {
@@ -81,34 +81,7 @@ if (process.argv[2] === '--sender') {
   mkdirSync(source)
   mkdirSync(target)
 
-  // Deterministic pseudo-random bytes: AES-256-CTR keystream keyed by the seed
-  // (incompressible, no accidental dedupe, GB/s).
-  function* stream(seed, length) {
-    const cipher = createCipheriv('aes-256-ctr', createHash('sha256').update(seed).digest(), Buffer.alloc(16))
-    const zeros = Buffer.alloc(MIB)
-    let produced = 0
-    while (produced < length) {
-      const n = Math.min(MIB, length - produced)
-      produced += n
-      yield cipher.update(zeros.subarray(0, n))
-    }
-  }
-  const writeGenerated = (path, seed, length) => {
-    const fd = openSync(path, 'w')
-    for (const block of stream(seed, length)) writeSync(fd, block)
-    closeSync(fd)
-  }
-
-  let rng = 42
-  const next = () => ((rng = (rng * 1103515245 + 12345) >>> 0) / 2 ** 32)
-  let smallBytes = 0
-  for (let i = 0; i < 2000; i++) {
-    const dir = join(source, `dir${i % 20}`, `sub${i % 7}`)
-    mkdirSync(dir, { recursive: true })
-    const size = 1024 + Math.floor(next() * (256 * 1024 - 1024))
-    smallBytes += size
-    writeGenerated(join(dir, `file${i}.bin`), `small${i}`, size)
-  }
+  const smallBytes = writeSmallFiles(source)
 
   const receiver = spawn(process.execPath, [self, '--receiver', target], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const port = await new Promise((resolve) => receiver.once('message', (message) => resolve(message.port)))
@@ -134,7 +107,7 @@ if (process.argv[2] === '--sender') {
   rows.push(['2,000 files, 1–256 KiB (initial sync)', smallBytes, seconds, wire(), `sender scan ${scanSeconds.toFixed(2)} s`])
 
   const bigPath = join(source, 'big.bin')
-  writeGenerated(bigPath, 'big', 512 * MIB)
+  writeBigFile(bigPath, 512)
   let before = wire()
   started = performance.now()
   await engine.scan()
@@ -148,30 +121,8 @@ if (process.argv[2] === '--sender') {
   const rsyncDir = join(root, 'rsync')
   mkdirSync(rsyncDir)
   copyFileSync(bigPath, join(rsyncDir, 'big.bin'))
-  {
-    const input = openSync(bigPath, 'r')
-    const output = openSync(`${bigPath}.new`, 'w')
-    const block = Buffer.alloc(MIB)
-    const changed = [...stream('edit', MIB)][0]
-    let position = 0
-    for (;;) {
-      const read = readSync(input, block, 0, MIB, position)
-      if (read === 0) break
-      if (position === 0) {
-        writeSync(output, block, 0, 4096)
-        writeSync(output, Buffer.alloc(100, 7))
-        writeSync(output, block, 4096, read - 4096)
-      } else if (position === 256 * MIB) {
-        writeSync(output, changed, 0, read)
-      } else {
-        writeSync(output, block, 0, read)
-      }
-      position += read
-    }
-    closeSync(input)
-    closeSync(output)
-    renameSync(`${bigPath}.new`, bigPath)
-  }
+  writeEditedCopy(bigPath, `${bigPath}.new`)
+  renameSync(`${bigPath}.new`, bigPath)
   before = wire()
   started = performance.now()
   await engine.scan()
@@ -208,7 +159,7 @@ if (process.argv[2] === '--sender') {
     mkdirSync(hugeTarget)
     rmSync(source, { recursive: true, force: true })
     rmSync(target, { recursive: true, force: true })
-    writeGenerated(join(hugeSource, 'huge.bin'), 'huge', bigGiB * 1024 * MIB)
+    writeBigFile(join(hugeSource, 'huge.bin'), bigGiB * 1024, 'huge')
     const bigReceiver = spawn(process.execPath, [self, '--receiver', hugeTarget], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
     const bigPort = await new Promise((resolve) => bigReceiver.once('message', (message) => resolve(message.port)))
     const sender = spawn(process.execPath, [self, '--sender', hugeSource, String(bigPort)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })

@@ -364,7 +364,7 @@ export class SyncSession {
     } finally {
       for (const pending of this.#pending.values()) pending.reject(failure ?? new ChunkUnavailableError('The peer disconnected during a transfer; the file will resume on reconnection.'))
       this.#pending.clear()
-      clearTimeout(this.#retryTimer)
+      // After the last pass, which may have scheduled one (a firing during it does nothing).
       await this.#applying?.catch(() => {})
       clearTimeout(this.#retryTimer)
       if (this.#device !== undefined) engine.status.emit({ type: 'peer', device: this.#device, state: 'disconnected', ...(failure === undefined ? {} : { reason: failure }) })

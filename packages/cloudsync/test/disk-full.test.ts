@@ -21,8 +21,11 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
 
-/** Alice on the normal disk, Bob on a 3 MiB tmpfs; Alice's folder holds `big` (Bob's fills up). */
-async function fullDiskPair(bigBytes: number) {
+/**
+ * Alice on the normal disk, Bob on a 3 MiB tmpfs, linked; resolves once Bob reports the
+ * full disk. Alice's folder holds `files` and a random `big` file that cannot fit.
+ */
+async function fullDiskPair(options: { bigBytes: number; bigName?: string; files?: Record<string, Buffer>; bobFiles?: Record<string, string> }) {
   const root = tempDir()
   cleanups.push(() => removeDir(root))
   const disk = join(root, 'disk')
@@ -31,52 +34,37 @@ async function fullDiskPair(bigBytes: number) {
   cleanups.push(() => void spawnSync('umount', ['-l', disk]))
   const a = makeEngine(join(root, 'a'), 'alice')
   const b = makeEngine(join(disk, 'b'), 'bob')
-  const big = randomBytes(bigBytes)
-  writeFileSync(join(a.folder, 'big.bin'), big)
+  const big = randomBytes(options.bigBytes)
+  for (const [name, bytes] of Object.entries(options.files ?? {})) writeFileSync(join(a.folder, name), bytes)
+  writeFileSync(join(a.folder, options.bigName ?? 'big.bin'), big)
+  for (const [name, text] of Object.entries(options.bobFiles ?? {})) writeFileSync(join(b.folder, name), text)
   await a.start()
   await b.start()
   cleanups.push(() => b.stop())
   cleanups.push(() => a.stop())
-  link(a, b)
+  const [, session] = link(a, b)
   await until(() => b.events.some((event) => event.type === 'error' && event.error.code === 'ERR_DISK_FULL'), 15_000, 'the disk-full error')
-  return { a, b, big, grow: () => execFileSync('mount', ['-o', 'remount,size=32m', disk]) }
+  return { a, b, big, session, grow: () => execFileSync('mount', ['-o', 'remount,size=32m', disk]) }
 }
 
 describe('a full disk on the receiver', () => {
   it.runIf(canMount)('stops downloads with ERR_DISK_FULL, damages nothing, and completes once space returns', async () => {
-    const root = tempDir()
-    cleanups.push(() => removeDir(root))
-    const disk = join(root, 'disk')
-    mkdirSync(disk)
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', disk])
-    cleanups.push(() => void spawnSync('umount', ['-l', disk]))
-    const a = makeEngine(join(root, 'a'), 'alice')
-    const b = makeEngine(join(disk, 'b'), 'bob')
     const small = Buffer.from('small and important')
-    const big = randomBytes(6 * 1024 * 1024)
-    writeFileSync(join(a.folder, 'small.txt'), small)
-    writeFileSync(join(a.folder, 'z-big.bin'), big)
-    writeFileSync(join(b.folder, 'existing.txt'), 'already here')
-    await a.start()
-    await b.start()
-    cleanups.push(() => b.stop())
-    cleanups.push(() => a.stop())
-    let [, session] = link(a, b)
-    await until(() => b.events.some((event) => event.type === 'error' && event.error.code === 'ERR_DISK_FULL'), 15_000, 'the disk-full error')
+    const { a, b, big, session, grow } = await fullDiskPair({ bigBytes: 6 * 1024 * 1024, bigName: 'z-big.bin', files: { 'small.txt': small }, bobFiles: { 'existing.txt': 'already here' } })
     await until(() => existsSync(join(b.folder, 'small.txt')), 5_000, 'small.txt')
     expect(readFileSync(join(b.folder, 'small.txt')).equals(small)).toBe(true)
     expect(readFileSync(join(b.folder, 'existing.txt'), 'utf8')).toBe('already here')
     expect(existsSync(join(b.folder, 'z-big.bin'))).toBe(false)
-    // Space returns; the next session finishes the file.
-    execFileSync('mount', ['-o', 'remount,size=32m', disk])
+    // Space returns; a new session finishes the file too.
+    grow()
     await session.close()
-    ;[, session] = link(a, b)
+    link(a, b)
     await until(() => sameRoot(a, b), 15_000, 'the sync to complete')
     expect(readFileSync(join(b.folder, 'z-big.bin')).equals(big)).toBe(true)
   })
 
   it.runIf(canMount)('retries what did not fit on the same session once space returns: a later change does not mark it done', { timeout: 30_000 }, async () => {
-    const { a, b, big, grow } = await fullDiskPair(6 * 1024 * 1024)
+    const { a, b, big, grow } = await fullDiskPair({ bigBytes: 6 * 1024 * 1024 })
     grow()
     // A later change makes the next pass: it must carry big.bin along, not mark it done.
     writeFileSync(join(a.folder, 'later.txt'), 'a later change')
@@ -87,7 +75,7 @@ describe('a full disk on the receiver', () => {
   })
 
   it.runIf(canMount)('retries by itself, with no new change and no reconnection, once space returns', { timeout: 30_000 }, async () => {
-    const { a, b, big, grow } = await fullDiskPair(5 * 1024 * 1024)
+    const { a, b, big, grow } = await fullDiskPair({ bigBytes: 5 * 1024 * 1024 })
     grow()
     await until(() => sameRoot(a, b), 20_000, 'big.bin after space returns')
     expect(readFileSync(join(b.folder, 'big.bin')).equals(big)).toBe(true)

@@ -2,7 +2,6 @@
 // at any moment and started again on the same folder, identity and port.
 //   server <folder> <recoveryPhrase> <port> <pin>      prints {"uri", "port"}
 //   client <folder> <recoveryPhrase> [<uri> <pin>]      pairs when not paired yet, prints {"ready"}
-// Every status event that carries an error is printed as {"error": code}.
 import { CloudBox } from '@cloudbox/cloudbox'
 import { Identity } from '@cloudbox/encrypted-messaging'
 
@@ -18,10 +17,6 @@ if (role === 'server') {
 } else {
   box = new CloudBox({ role: 'client', folder, ...fast }, { identity })
 }
-box.status.on((event) => {
-  const error = event.type === 'sync' ? (event.event.type === 'error' ? event.event.error : undefined) : event.error
-  if (error !== undefined) print({ error: error.code })
-})
 await box.start()
 if (role === 'server') {
   print({ uri: box.pairingUri(), port: Number(new URL(box.directUrl).port) })

@@ -1,7 +1,8 @@
-/** Fault-test plumbing: CloudBox nodes as processes, byte-exact folder comparison, a seeded random. */
+/** Reliability-test plumbing: CloudBox nodes as processes, byte-exact folder comparison, temporary folders, a seeded random. */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { readdirSync, readFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -59,7 +60,7 @@ export async function stopNode(node: NodeProcess | undefined): Promise<void> {
   clearTimeout(timer)
 }
 
-const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex')
+export const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex')
 
 /** Relative path → SHA-256 of every file the user sees (CloudBox's state folder left out). */
 export function folderDigest(dir: string): Map<string, string> {
@@ -75,11 +76,17 @@ export function folderDigest(dir: string): Map<string, string> {
   walk(dir)
   return out
 }
-folderDigest.digestOf = sha256
 
 /** Files of `expected` missing from `actual` or different there. */
 export function lostFiles(expected: Map<string, string>, actual: Map<string, string>): string[] {
   return [...expected].filter(([path, digest]) => actual.get(path) !== digest).map(([path]) => path)
+}
+
+/** A temporary folder, removed by the cleanup it registers. */
+export function tempRoot(prefix: string, cleanups: (() => unknown)[]): string {
+  const root = mkdtempSync(join(tmpdir(), prefix))
+  cleanups.push(() => rmSync(root, { recursive: true, force: true }))
+  return root
 }
 
 /** A small deterministic generator, so a failing run can be replayed from its seed. */
