@@ -16,6 +16,7 @@ import { registerSignatureCommands } from './commands/signature-commands.js'
 import { addHelpExamples } from './help-examples.js'
 import { ExitCode } from './errors.js'
 import { createProgram } from './program.js'
+import { handleInterrupts } from './stop-signal.js'
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
 
@@ -45,7 +46,7 @@ async function main(argv: string[]): Promise<void> {
   registerAdminCommands(program)
   registerShareCommands(program)
   addHelpExamples(program)
-  process.once('SIGINT', () => {
+  handleInterrupts(() => {
     process.stderr.write('\nInterrupted.\n')
     process.exit(ExitCode.interrupted)
   })
