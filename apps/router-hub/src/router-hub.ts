@@ -220,16 +220,32 @@ export class RouterHub {
     this.#components.log?.({ level, message, ...fields })
   }
 
+  /** Anything a stranger sends ends in an answer or a closed socket, never in an exception. */
   #upgrade(wss: WebSocketServer, request: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const url = new URL(request.url ?? '/', 'ws://hub')
+    // After 'upgrade' the HTTP server no longer listens for this socket's errors.
+    socket.on('error', () => socket.destroy())
+    try {
+      this.#routeUpgrade(wss, request, socket, head)
+    } catch (error) {
+      this.#log('warn', 'a bad upgrade request was refused', { error: (error as Error).message })
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+      else socket.destroy()
+    }
+  }
+
+  #routeUpgrade(wss: WebSocketServer, request: IncomingMessage, socket: Duplex, head: Buffer): void {
     const address = request.socket.remoteAddress ?? 'unknown'
     const refuse = (status: number, text: string) => {
-      socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+      if (socket.writable) socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+      else socket.destroy()
     }
+    const target = parseTarget(request.url)
+    if (target === undefined) return refuse(400, 'Bad Request')
+    const { path, query } = target
     let kind: 'node' | 'route' | 'accept'
-    if (url.pathname === HUB_NODE_PATH) kind = 'node'
-    else if (url.pathname.startsWith(HUB_ROUTE_PATH)) kind = 'route'
-    else if (url.pathname.startsWith(HUB_ACCEPT_PATH)) kind = 'accept'
+    if (path === HUB_NODE_PATH) kind = 'node'
+    else if (path.startsWith(HUB_ROUTE_PATH)) kind = 'route'
+    else if (path.startsWith(HUB_ACCEPT_PATH)) kind = 'accept'
     else return refuse(404, 'Not Found')
     const count = this.#perAddress.get(address) ?? 0
     if (count >= this.options.maxConnectionsPerAddress) {
@@ -269,12 +285,12 @@ export class RouterHub {
       this.#routeSockets.delete(raw)
       uncount()
     })
-    raw.on('error', () => raw.destroy())
     raw.setTimeout(0)
     raw.setNoDelay(true)
     if (head.length > 0) raw.unshift(head)
-    if (kind === 'route') this.#onRoute(raw, decodeURIComponent(url.pathname.slice(HUB_ROUTE_PATH.length)))
-    else this.#onAccept(raw, url.pathname.slice(HUB_ACCEPT_PATH.length), url.searchParams.get('token') ?? '')
+    // IDs and route numbers are plain ASCII: nothing to percent-decode.
+    if (kind === 'route') this.#onRoute(raw, path.slice(HUB_ROUTE_PATH.length))
+    else this.#onAccept(raw, path.slice(HUB_ACCEPT_PATH.length), query.get('token') ?? '')
   }
 
   #onNode(ws: WebSocket): void {
@@ -505,4 +521,14 @@ export class RouterHub {
       socket.ping()
     }
   }
+}
+
+/** The path and query of a request target, or undefined when it is not an origin-form target. */
+function parseTarget(target: string | undefined): { path: string; query: URLSearchParams } | undefined {
+  if (target === undefined || !target.startsWith('/') || target.startsWith('//')) return undefined
+  const hash = target.indexOf('#')
+  const clean = hash < 0 ? target : target.slice(0, hash)
+  const mark = clean.indexOf('?')
+  // URLSearchParams never throws: a malformed %-sequence stays as it is.
+  return mark < 0 ? { path: clean, query: new URLSearchParams() } : { path: clean.slice(0, mark), query: new URLSearchParams(clean.slice(mark + 1)) }
 }

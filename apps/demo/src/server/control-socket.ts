@@ -44,7 +44,9 @@ export async function serveControl(home: string, handler: ControlHandler): Promi
       while ((newline = buffered.indexOf('\n')) >= 0) {
         const line = buffered.slice(0, newline)
         buffered = buffered.slice(newline + 1)
-        void respond(line).then((answer) => socket.write(`${JSON.stringify(answer)}\n`))
+        void respond(line).then((answer) => {
+          if (!socket.destroyed) socket.write(`${serialize(answer)}\n`)
+        })
       }
     })
   })
@@ -60,7 +62,7 @@ export async function serveControl(home: string, handler: ControlHandler): Promi
     try {
       return { result: (await handler(request)) ?? null }
     } catch (error) {
-      const code = (error as { code?: unknown }).code
+      const code = (error as { code?: unknown } | undefined)?.code
       return { error: { code: typeof code === 'string' ? code : 'ERR_INTERNAL', message: error instanceof Error ? error.message : String(error) } }
     }
   }
@@ -75,6 +77,15 @@ export async function serveControl(home: string, handler: ControlHandler): Promi
       await new Promise<void>((resolve) => server.close(() => resolve()))
       rmSync(path, { force: true })
     },
+  }
+}
+
+/** An answer as one JSON line; one that cannot be written as JSON becomes an error answer, never an exception. */
+function serialize(answer: unknown): string {
+  try {
+    return JSON.stringify(answer)
+  } catch {
+    return JSON.stringify({ error: { code: 'ERR_INTERNAL', message: 'The server could not write its answer; see its log.' } })
   }
 }
 

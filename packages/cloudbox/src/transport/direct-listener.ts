@@ -94,15 +94,25 @@ export class DirectListener {
     await new Promise<void>((resolve) => server.close(() => resolve()))
   }
 
+  /** Anything a stranger sends ends in an answer or a closed socket, never in an exception. */
   #upgrade(wss: WebSocketServer, request: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const path = new URL(request.url ?? '/', 'ws://x').pathname
+    // After 'upgrade' the HTTP server no longer listens for this socket's errors.
+    socket.on('error', () => socket.destroy())
+    try {
+      this.#route(wss, request, socket, head)
+    } catch {
+      refuse(socket, '400 Bad Request')
+    }
+  }
+
+  #route(wss: WebSocketServer, request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const path = requestPath(request.url)
+    if (path === undefined) return refuse(socket, '400 Bad Request')
     const handler = path.startsWith(DIRECT_CLOUD_PATH) ? this.#clouds.get(path.slice(DIRECT_CLOUD_PATH.length)) : undefined
     const address = request.socket.remoteAddress ?? ''
     const count = this.#perAddress.get(address) ?? 0
-    if (handler === undefined || count >= (this.#options.maxConnectionsPerAddress ?? 256)) {
-      socket.end(`HTTP/1.1 ${handler === undefined ? '404 Not Found' : '429 Too Many Requests'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
-      return
-    }
+    if (handler === undefined) return refuse(socket, '404 Not Found')
+    if (count >= (this.#options.maxConnectionsPerAddress ?? 256)) return refuse(socket, '429 Too Many Requests')
     wss.handleUpgrade(request, socket, head, (ws) => {
       this.#perAddress.set(address, (this.#perAddress.get(address) ?? 0) + 1)
       ws.once('close', () => {
@@ -113,6 +123,18 @@ export class DirectListener {
       handler(channelFromWebSocket(ws))
     })
   }
+}
+
+function refuse(socket: Duplex, status: string): void {
+  if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+  else socket.destroy()
+}
+
+/** The path of a request target, or undefined when it is not one (`//[`, a full URL that does not parse…). */
+function requestPath(target: string | undefined): string | undefined {
+  if (target === undefined || !target.startsWith('/')) return undefined
+  const end = target.search(/[?#]/)
+  return end < 0 ? target : target.slice(0, end)
 }
 
 const wsUrl = (host: string, port: number) => `ws://${host.includes(':') ? `[${host}]` : host}:${port}`
