@@ -1,15 +1,16 @@
 /**
  * Requests nobody logged in for, thrown at a running server's direct listener and at a
- * running hub: malformed request lines, targets, percent-encodings, headers and bodies,
+ * running hub and a server's API: malformed request lines, targets, percent-encodings, headers and bodies,
  * bytes that are not HTTP at all, and connections cut half-way. Each one gets a 4xx or a
  * closed socket; neither process throws, and both serve a normal client afterwards.
  */
 import { connect } from 'node:net'
-import { writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import fc from 'fast-check'
 import { afterEach, describe, expect, it } from 'vitest'
 import { RouterHub } from '@cloudbox/router-hub'
+import { CloudServer } from '@cloudbox/cloudserver'
 import { fileIs, scratch, waitFor } from '../integration/helpers.js'
 import { recordOutcome } from './support/outcomes.js'
 
@@ -49,6 +50,19 @@ function throwAt(port: number, bytes: Buffer, cut: boolean): Promise<string> {
   })
 }
 
+/** Sockets on these local ports that the peer closed but this process still holds open (TCP CLOSE_WAIT), from /proc. */
+function halfClosed(ports: number[]): number {
+  let count = 0
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    if (!existsSync(table)) continue
+    for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const [, local, , state] = line.trim().split(/\s+/)
+      if (local !== undefined && state === '08' && ports.includes(parseInt(local.split(':')[1] ?? '', 16))) count++
+    }
+  }
+  return count
+}
+
 /** Request targets an attacker would try: the review's two, traversal, encodings, junk. */
 const targets = (prefixes: string[]) =>
   fc.oneof(
@@ -72,7 +86,7 @@ const requests = (prefixes: string[]) =>
   )
 
 describe('requests from nobody, at the edges', () => {
-  it('a running listener and a running hub answer every malformed request with 4xx or a closed socket, and serve a normal client afterwards', { timeout: 120_000 }, async () => {
+  it('a running listener, hub and API answer every malformed request with 4xx or a closed socket, and serve a normal client afterwards', { timeout: 120_000 }, async () => {
     const hub = new RouterHub()
     await hub.start()
     cleanups.push(() => hub.stop())
@@ -81,15 +95,17 @@ describe('requests from nobody, at the edges', () => {
     const server = area.box({ role: 'server', hub: hub.url, listen: { host: '127.0.0.1', port: 0 }, masterPin: PIN })
     await server.start()
     await waitFor(() => hub.hasNode(server.id), 'the server to register')
-    const listenerPort = Number(new URL(server.directUrl as string).port)
-    const hubPort = hub.address.port
-    const prefixes = ['/v1/cloud/', `/v1/cloud/${server.id}`, '/v1/route/', `/v1/route/${server.id}`, '/v1/accept/', '/v1/node', '/n/', `/n/${server.id}/api/`, '/health', '/']
+    const api = new CloudServer({ statusPage: true }, { box: server })
+    await api.start()
+    cleanups.push(() => api.stop())
+    const ports = [Number(new URL(server.directUrl as string).port), hub.address.port, Number(new URL(api.url).port)]
+    const prefixes = ['/v1/cloud/', `/v1/cloud/${server.id}`, '/v1/route/', `/v1/route/${server.id}`, '/v1/accept/', '/v1/node', '/n/', `/n/${server.id}/api/`, '/health', '/', '/v1/api', new URL(api.statusUrl as string).pathname, '/status/']
 
     const answers = new Map<string, number>()
     let thrown = 0
     await fc.assert(
-      fc.asyncProperty(requests(prefixes), fc.boolean(), fc.boolean(), async (bytes, toHub, cut) => {
-        const first = await throwAt(toHub ? hubPort : listenerPort, bytes, cut)
+      fc.asyncProperty(requests(prefixes), fc.constantFrom(...ports), fc.boolean(), async (bytes, port, cut) => {
+        const first = await throwAt(port, bytes, cut)
         thrown++
         const status = /^HTTP\/1\.[01] (\d{3})/.exec(first)?.[1]
         const kind = status === undefined ? 'closed' : status
@@ -97,8 +113,11 @@ describe('requests from nobody, at the edges', () => {
         // A bad request is the caller's fault (4xx), never the server's (5xx), and never breaks a process.
         expect(status === undefined || !status.startsWith('5'), `${first} for ${JSON.stringify(bytes.toString('latin1').slice(0, 120))}`).toBe(true)
       }),
-      { numRuns: 400 },
+      { numRuns: 600 },
     )
+
+    // Nothing a stranger closed stays open here (each would hold a file descriptor for good).
+    await waitFor(() => halfClosed(ports) === 0, `the sockets the fuzzing closed to be released (${halfClosed(ports)} still half-closed)`, 15_000)
 
     // Both still serve: a device pairs directly, another through the hub, and files sync.
     const direct = area.box({ role: 'client', name: 'direct' })
@@ -114,9 +133,11 @@ describe('requests from nobody, at the edges', () => {
     writeFileSync(join(viaHub.init.folder, 'after-hub.txt'), 'still served through the hub')
     await waitFor(async () => (await fileIs(join(server.init.folder, 'after-direct.txt'), 'still served directly')) && (await fileIs(join(server.init.folder, 'after-hub.txt'), 'still served through the hub')), 'both devices to sync after the fuzzing')
     expect(server.state).toBe('running')
+    // The API and its status page still answer.
+    expect((await fetch(api.statusUrl as string)).status).toBe(200)
     recordOutcome({
       group: 'hostile input',
-      what: 'malformed unauthenticated requests at a listener and a hub (request lines, targets, encodings, headers, bodies, cut connections)',
+      what: 'malformed unauthenticated requests at a listener, a hub and an API (request lines, targets, encodings, headers, bodies, cut connections)',
       injected: thrown,
       survived: thrown,
       dataLost: 0,

@@ -5,6 +5,7 @@
  * other request is a plain 404, so the page's existence does not leak either.
  */
 import { timingSafeEqual } from 'node:crypto'
+import type { Duplex } from 'node:stream'
 import websocket from '@fastify/websocket'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { CloudBox } from '@cloudbox/cloudbox'
@@ -47,6 +48,8 @@ const SNAPSHOT_DELAY_MS = 250
 const REFRESH_MS = 10_000
 /** A page that reads slower than this much queued output misses progress updates, not snapshots. */
 const MAX_BUFFERED = 1024 * 1024
+/** An upgrade request not upgraded by then is dropped. */
+const UPGRADE_TIMEOUT_MS = 10_000
 
 export async function statusRoutes(app: FastifyInstance, context: StatusContext): Promise<void> {
   const expected = Buffer.from(context.token)
@@ -54,7 +57,26 @@ export async function statusRoutes(app: FastifyInstance, context: StatusContext)
     const given = Buffer.from(String((request.params as { token?: unknown }).token ?? ''))
     return isLoopback(request.socket.remoteAddress) && given.length === expected.length && timingSafeEqual(given, expected)
   }
-  await app.register(websocket, { options: { maxPayload: 1024 } })
+  await app.register(websocket, {
+    options: { maxPayload: 1024 },
+    // Stopping ends every feed at once: a page that never answers the close handshake
+    // (or a half-open socket) must not hold the server's stop for ws's 30 s close timeout.
+    preClose(this: FastifyInstance, done: () => void) {
+      for (const client of this.websocketServer.clients) client.terminate()
+      this.websocketServer.close(() => done())
+    },
+  })
+  // An upgrade request the plugin answers instead of upgrading (a bad URL, a 404) has
+  // left the HTTP server's care, and the plugin leaves its socket open: close it.
+  const upgraded = new WeakSet<object>()
+  app.websocketServer.on('connection', (socket: unknown) => upgraded.add((socket as { _socket: object })._socket))
+  app.server.on('upgrade', (_request: unknown, socket: Duplex) => {
+    const drop = () => {
+      if (!upgraded.has(socket)) socket.destroy()
+    }
+    socket.once('end', drop)
+    setTimeout(drop, UPGRADE_TIMEOUT_MS).unref()
+  })
   await app.register(async (page) => {
     page.addHook('onRequest', async (request, reply) => {
       if (!allowed(request)) return reply.code(404).type('text/plain').send('Not found')
