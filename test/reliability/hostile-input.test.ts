@@ -206,7 +206,7 @@ describe('unsafe names from a peer', () => {
     const content = Buffer.from('payload')
     const hash = new Uint8Array(createHash('sha256').update(content).digest())
     const [mine, theirs] = createMemoryChannelPair()
-    const session = engine.connect(theirs)
+    const session = engine.connect(theirs, { peer: 'mallory' })
     const inbox = mine[Symbol.asyncIterator]()
     await mine.send(syncCodec.encode('hello', { folder: 'f', device: 'mallory', root: new Uint8Array(32), sequence: paths.length }))
     for (let i = 0; i < paths.length; i += 100) {

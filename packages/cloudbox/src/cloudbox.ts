@@ -428,7 +428,8 @@ export class CloudBox {
     }
     this.#sessions.add(session)
     this.#emit({ type: 'connection', state: 'connected', peer: device })
-    const sync = this.#engine?.connect(syncLane)
+    // The engine names the peer by the key it proved, not by what it says.
+    const sync = this.#engine?.connect(syncLane, { peer: device })
     const reason = await session.control.run()
     await sync?.close()
     this.#sessions.delete(session)
@@ -677,7 +678,7 @@ export class CloudBox {
         signal.addEventListener('abort', onAbort, { once: true })
         if (signal.aborted) onAbort()
         this.#clientSession = { secure, control }
-        const sync = this.#engine?.connect(syncLane)
+        const sync = this.#engine?.connect(syncLane, { peer: paired.id })
         try {
           reason = await control.run()
           await sync?.close()

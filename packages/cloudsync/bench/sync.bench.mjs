@@ -46,7 +46,7 @@ if (process.argv[2] === '--sender') {
   const socket = connect(Number(port), '127.0.0.1')
   await new Promise((resolve) => socket.once('connect', resolve))
   const inSync = waitInSync(engine, 1_800_000)
-  engine.connect(channelFromStream(socket))
+  engine.connect(channelFromStream(socket), { peer: 'receiver' })
   await inSync
   const seconds = (performance.now() - started) / 1000
   process.send({ seconds, scanSeconds, wire: socket.bytesWritten + socket.bytesRead, maxRssMiB: process.resourceUsage().maxRSS / 1024 })
@@ -59,7 +59,7 @@ if (process.argv[2] === '--sender') {
   const engine = new SyncEngine({ folder, deviceId: 'receiver', folderId: 'bench', watch: false, rescanIntervalMs: 3_600_000 })
   await engine.start()
   const server = createServer((socket) => {
-    engine.connect(channelFromStream(socket))
+    engine.connect(channelFromStream(socket), { peer: 'sender' })
   })
   server.listen(0, '127.0.0.1', () => process.send({ port: server.address().port }))
   process.on('message', async (message) => {
@@ -101,7 +101,7 @@ if (process.argv[2] === '--sender') {
 
   started = performance.now()
   const inSync1 = waitInSync(engine)
-  engine.connect(channelFromStream(socket))
+  engine.connect(channelFromStream(socket), { peer: 'receiver' })
   await inSync1
   let seconds = (performance.now() - started) / 1000
   rows.push(['2,000 files, 1–256 KiB (initial sync)', smallBytes, seconds, wire(), `sender scan ${scanSeconds.toFixed(2)} s`])

@@ -40,8 +40,9 @@ try {
   await laptop.start()
   await server.start()
   const [a, b] = createMemoryChannelPair()
-  laptop.connect(a)
-  server.connect(b)
+  // Over a real network, name the peer by the key its channel proved (SecureChannel.remotePublicId).
+  laptop.connect(a, { peer: 'server' })
+  server.connect(b, { peer: 'laptop' })
   await until(async () => (await same('video.bin')) && (await same('notes.md')), 'the first sync')
 
   // 64 KiB changed in the middle of the 8 MiB file: only the chunks around it travel.

@@ -39,8 +39,8 @@ function highMask(bits: number): number {
   return bits <= 0 ? 0 : (0xffffffff << (32 - bits)) | 0
 }
 
-const MIN_AVERAGE = 8 * 1024
-const MAX_AVERAGE = 1024 * 1024
+export const MIN_AVERAGE = 8 * 1024
+export const MAX_AVERAGE = 1024 * 1024
 
 function parametersOf(average: number): ChunkParameters {
   return { minSize: average / 4, averageSize: average, maxSize: average * 8 }

@@ -16,8 +16,8 @@ export { Chunker, chunkBytes, chunkParametersFor, CHUNK_HASH_LENGTH } from './ch
 export type { Chunk, ChunkParameters } from './chunker.js'
 export { compareVersions, mergeVersions, bump } from './version-vector.js'
 export type { VersionVector, Ordering } from './version-vector.js'
-export { validateRelativePath, conflictName, STATE_DIR } from './paths.js'
-export { IGNORE_FILE } from './ignore-rules.js'
+export { validateRelativePath, conflictName, foldName, namesStateFolder, STATE_DIR } from './paths.js'
+export { IGNORE_FILE, LOCAL_IGNORE_FILE } from './ignore-rules.js'
 export { syncCodec, MAX_CHUNK_SIZE } from './protocol.js'
 export {
   ErrorCodes,

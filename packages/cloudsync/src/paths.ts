@@ -4,6 +4,8 @@ import { UnsafePathError } from './errors.js'
 export const STATE_DIR = '.cloudbox'
 /** Prefix of the engine's temporary files beside their targets. */
 export const TEMP_PREFIX = '.cloudbox-tmp-'
+/** Ignore rules of this device only, beside the synced `.cloudboxignore`; never synced. */
+export const LOCAL_IGNORE_FILE = '.cloudboxignore.local'
 
 const MAX_PATH_BYTES = 4096
 const MAX_SEGMENT_BYTES = 255
@@ -14,8 +16,10 @@ const RESERVED = /^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$/i
  * Checks a relative path that came from a peer and returns it normalized (NFC, `/`).
  * Refuses what could escape the folder or hurt another platform: absolute paths, drive
  * letters, `..` and `.`, empty segments, NUL and control characters, backslashes,
- * reserved device names, trailing dots or spaces, over-long names, and the engine's own
- * state and temporary files.
+ * reserved device names, trailing dots or spaces, over-long names, the engine's own
+ * state folder at any depth (compared as a case-insensitive, normalizing disk would:
+ * `.CloudBox`, `.cloudbox` with a zero-width character, `CLOUDB~1`), its temporary files,
+ * and the local-only ignore file.
  * @throws {UnsafePathError}
  */
 export function validateRelativePath(path: unknown): string {
@@ -35,9 +39,29 @@ export function validateRelativePath(path: unknown): string {
     if (/[. ]$/.test(segment)) throw refuse('name ends with a dot or space')
     if (/[<>:"|?*]/.test(segment)) throw refuse('character not allowed on Windows')
   }
-  if (segments[0] === STATE_DIR) throw refuse('the engine\'s state folder')
+  if (segments.some(namesStateFolder)) throw refuse('the engine\'s state folder')
   if ((segments[segments.length - 1] as string).startsWith(TEMP_PREFIX)) throw refuse('the engine\'s temporary file name')
+  if (foldName(segments[segments.length - 1] as string) === LOCAL_IGNORE_FILE) throw refuse('the local-only ignore file')
   return normalized
+}
+
+/**
+ * A name as a case-insensitive, normalizing file system may see it: NFKC, default-ignorable
+ * characters (zero-width spaces, joiners, soft hyphens…) removed, letter case folded.
+ */
+export function foldName(name: string): string {
+  return name.normalize('NFKC').replace(/\p{Default_Ignorable_Code_Point}/gu, '').toUpperCase().toLowerCase()
+}
+
+/**
+ * True for a name that is, or on some file system could open, a `.cloudbox` folder: any
+ * letter case, any Unicode variant that normalizes to it, and the Windows 8.3 short names
+ * of it (`CLOUDB~1`, or the hashed form `CLxxxx~N` used once the first ones are taken).
+ * Such a folder at any depth is another engine's state.
+ */
+export function namesStateFolder(name: string): boolean {
+  const folded = foldName(name)
+  return folded === STATE_DIR || /^cloudb~\d+$/.test(folded) || /^cl[0-9a-f]{4}~\d+$/.test(folded)
 }
 
 /**

@@ -1,6 +1,6 @@
 import { bytesSchema, defineMessageCodec, textSchema, uintSchema } from '@cloudbox/encrypted-messaging'
 import * as v from 'valibot'
-import { CHUNK_HASH_LENGTH } from './chunker.js'
+import { CHUNK_HASH_LENGTH, MAX_AVERAGE, MIN_AVERAGE } from './chunker.js'
 
 /** Largest chunk (8 × the largest average, 1 MiB) plus room for the envelope. */
 export const MAX_CHUNK_SIZE = 8 * 1024 * 1024
@@ -63,3 +63,26 @@ export const syncCodec = defineMessageCodec({
 })
 
 export type SyncMessage = ReturnType<typeof syncCodec.decode>
+
+/**
+ * Why a peer's record cannot describe a file the chunker could have cut, or undefined when
+ * it can: a tombstone is empty; otherwise the average chunk size is one the chunker uses,
+ * every chunk holds at least one byte, every chunk but the last at least the minimum for
+ * that average and none more than the maximum, and the lengths add up to the size. So a
+ * record's chunk list is bounded by its size: no empty file with 250,000 empty chunks.
+ */
+export function recordProblem(record: WireRecord): string | undefined {
+  const count = record.chunkLengths.length
+  if (record.chunkHashes.length !== count * CHUNK_HASH_LENGTH) return 'its chunk hashes and lengths differ in number'
+  if (record.deleted) return record.size === 0 && count === 0 ? undefined : 'a deleted file with content'
+  const average = record.chunkSize
+  if (average < MIN_AVERAGE || average > MAX_AVERAGE || (average & (average - 1)) !== 0) return `an average chunk size of ${average} bytes, which the chunker never uses`
+  if (record.size === 0) return count === 0 ? undefined : 'an empty file with chunks'
+  let total = 0
+  for (let i = 0; i < count; i++) {
+    const length = record.chunkLengths[i] as number
+    if (length < 1 || length > average * 8 || (i < count - 1 && length < average / 4)) return `a chunk of ${length} bytes, outside the chunker's limits`
+    total += length
+  }
+  return total === record.size ? undefined : 'chunk lengths that do not add up to its size'
+}

@@ -9,6 +9,8 @@ import { bump } from './version-vector.js'
 
 export interface ScanOptions {
   readonly deviceId: string
+  /** Bits the engine strips from a peer's mode when it writes a file: a record's 0777 on disk as 0755 is unchanged. */
+  readonly umask?: number
   /** Deletions above this share of the files pause for confirmation (default 0.5). */
   readonly maxDeleteShare?: number
   /** Below this many deletions the guard never trips (default 10). */
@@ -28,6 +30,11 @@ export interface ScanResult {
   readonly pausedDeletes: readonly string[]
 }
 
+/** The record's mode as written here (less the umask) is what the disk shows. */
+function sameMode(recordMode: number, diskMode: number, umask: number): boolean {
+  return recordMode === diskMode || (recordMode & ~umask) === diskMode
+}
+
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.compare(a, b) === 0
 }
@@ -38,6 +45,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
  * that changes while it is hashed is left for the next scan.
  */
 export async function scanFolder(root: string, index: FolderIndex, rules: IgnoreRules, options: ScanOptions): Promise<ScanResult> {
+  const umask = options.umask ?? 0
   const rootStat = await stat(root).catch(() => undefined)
   if (rootStat === undefined || !rootStat.isDirectory()) throw new FolderMissingError(undefined, { path: root })
   const seen = new Set<string>()
@@ -74,7 +82,7 @@ export async function scanFolder(root: string, index: FolderIndex, rules: Ignore
       scannedFiles++
       const record = index.get(relative)
       const mode = before.mode & 0o777
-      if (record !== undefined && !record.deleted && record.size === before.size && record.mtimeMs === before.mtimeMs && (record.inode === undefined || record.inode === before.ino) && record.mode === mode) continue
+      if (record !== undefined && !record.deleted && record.size === before.size && record.mtimeMs === before.mtimeMs && (record.inode === undefined || record.inode === before.ino) && sameMode(record.mode, mode, umask)) continue
       candidates.push({ relative, absolute, before, record })
     }
   }
@@ -82,7 +90,9 @@ export async function scanFolder(root: string, index: FolderIndex, rules: Ignore
 
   const hashOne = async ({ relative, absolute, before, record }: (typeof candidates)[number]): Promise<void> => {
     options.signal?.throwIfAborted()
-    const mode = before.mode & 0o777
+    const diskMode = before.mode & 0o777
+    // A mode the umask explains is still the synced one (no change to send back).
+    const mode = record !== undefined && !record.deleted && sameMode(record.mode, diskMode, umask) ? record.mode : diskMode
     const hashed = await hashPool.hash(absolute, before.size, record?.chunkSize || undefined).catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'ENOENT') return undefined
       throw error

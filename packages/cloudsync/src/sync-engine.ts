@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { watch, type FSWatcher } from 'node:fs'
+import { readFileSync, watch, type FSWatcher } from 'node:fs'
 import { lstat, mkdir, open, rename, stat, unlink, utimes, chmod, type FileHandle } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import type { MessageChannel } from '@cloudbox/encrypted-messaging'
@@ -22,7 +22,7 @@ import {
 import { chunkHashAt, FolderIndex, type FileRecord } from './folder-index.js'
 import { loadIgnoreRules, type IgnoreRules } from './ignore-rules.js'
 import { conflictName, STATE_DIR, validateRelativePath } from './paths.js'
-import { MAX_RECORDS_PER_MESSAGE, syncCodec, type SyncMessage, type WireRecord } from './protocol.js'
+import { MAX_RECORDS_PER_MESSAGE, recordProblem, syncCodec, type SyncMessage, type WireRecord } from './protocol.js'
 import { scanFolder, tombstone, type ScanResult } from './scanner.js'
 import { StatusStream, type EngineState } from './status.js'
 import { bump, compareVersions, mergeVersions, type VersionVector } from './version-vector.js'
@@ -43,9 +43,31 @@ export interface SyncEngineOptions {
   readonly rescanIntervalMs?: number
   /** Chunk requests in flight per session (default 16). */
   readonly requestWindow?: number
+  /**
+   * Permission bits removed from files this engine writes for a peer, as a shell's umask
+   * (default: this process's umask, read from /proc where it can be, else 0o022). A peer's
+   * 0777 becomes 0755 here.
+   */
+  readonly umask?: number
+}
+
+/** Who is at the other end of a session. */
+export interface ConnectOptions {
+  /**
+   * The peer's device name as proven by the channel (the public ID its key
+   * authenticated), never as the peer claims it: a hello naming anyone else closes the
+   * session, so no peer can speak for another device's progress.
+   */
+  readonly peer: string
 }
 
 const MAX_BYTES_IN_FLIGHT = 16 * 1024 * 1024
+/** Records a peer may send before its indexEnd (they wait in memory until then). */
+export const MAX_QUEUED_RECORDS = 500_000
+/** Bytes of such records (paths and chunk lists, counted as decoded). */
+export const MAX_QUEUED_RECORD_BYTES = 64 * 1024 * 1024
+/** Chunk requests from a peer waiting to be served; its window is far smaller. */
+export const MAX_QUEUED_REQUESTS = 1024
 /** Files downloaded at the same time within one pass. */
 const FILES_IN_PARALLEL = 8
 const FIRST_RETRY_MS = 2_000
@@ -64,6 +86,19 @@ const hex = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, b
 const sha256 = (bytes: Uint8Array) => new Uint8Array(createHash('sha256').update(bytes).digest())
 const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && Buffer.compare(a, b) === 0
 const versionKey = (version: VersionVector) => JSON.stringify(Object.entries(version).sort())
+/** What a queued record holds in memory, roughly. */
+const recordBytes = (record: WireRecord) => 2 * record.path.length + record.chunkHashes.length + 8 * record.chunkLengths.length + 256
+
+/** The process's umask without process.umask() (deprecated for reading): Linux shows it in /proc. */
+function processUmask(): number {
+  try {
+    const match = /^Umask:\s*([0-7]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))
+    if (match !== null) return parseInt(match[1] as string, 8) & 0o777
+  } catch {
+    // Not Linux: the usual default.
+  }
+  return 0o022
+}
 
 function isDiskFull(error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException)?.code
@@ -88,10 +123,15 @@ export class SyncEngine {
   #confirmDeletes = false
   #abort = new AbortController()
 
+  /** Permission bits never given to a file written for a peer. */
+  readonly umask: number
+
   constructor(options: SyncEngineOptions) {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(options.deviceId)) throw new RangeError('deviceId: 1–64 letters, digits, "-" or "_"')
     if (typeof options.folderId !== 'string' || options.folderId.length === 0 || options.folderId.length > 128) throw new RangeError('folderId: 1–128 characters')
+    if (options.umask !== undefined && (!Number.isInteger(options.umask) || options.umask < 0 || options.umask > 0o777)) throw new RangeError('umask: permission bits, 0 to 0o777')
     this.options = options
+    this.umask = options.umask ?? processUmask()
     this.quotaBytes = options.quotaBytes
   }
 
@@ -204,6 +244,7 @@ export class SyncEngine {
       this.#rules = await loadIgnoreRules(this.folder)
       const result = await scanFolder(this.folder, index, this.#rules, {
         deviceId: this.deviceId,
+        umask: this.umask,
         ...(this.options.maxDeleteShare === undefined ? {} : { maxDeleteShare: this.options.maxDeleteShare }),
         confirmDeletes: this.#confirmDeletes,
         signal: this.#abort.signal,
@@ -227,9 +268,11 @@ export class SyncEngine {
    * Syncs with a peer over `channel` until it closes. Bad input from the peer closes this
    * session only; the engine and other sessions go on.
    */
-  connect(channel: MessageChannel): SyncSession {
+  connect(channel: MessageChannel, options: ConnectOptions): SyncSession {
     this.#requireIndex()
-    const session = new SyncSession(this, channel)
+    if (typeof options?.peer !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(options.peer)) throw new RangeError('connect(channel, { peer }): the peer\'s proven device name, 1–64 letters, digits, "-" or "_"')
+    if (options.peer === this.deviceId) throw new RangeError('connect(): the peer cannot be this device')
+    const session = new SyncSession(this, channel, options.peer)
     this.#sessions.add(session)
     this.#setState('syncing')
     void session.closed.then(() => {
@@ -274,6 +317,11 @@ export class SyncEngine {
     }
   }
 
+  /** @internal Does this device's ignore rules leave `path` out of sync? */
+  ignores(path: string): boolean {
+    return this.#rules?.ignores(path, false) ?? false
+  }
+
   /** @internal */
   emitError(error: SyncError): void {
     this.status.emit({ type: 'error', error, ...(error.path === undefined ? {} : { path: error.path }) })
@@ -295,11 +343,14 @@ interface PendingRequest {
 export class SyncSession {
   readonly closed: Promise<Error | undefined>
   #device: string | undefined
+  readonly #peer: string
   readonly #engine: SyncEngine
   readonly #channel: MessageChannel
   readonly #pending = new Map<number, PendingRequest>()
   #nextId = 1
   readonly #queue: WireRecord[] = []
+  #queuedBytes = 0
+  #queuedRequests = 0
   #applying: Promise<void> | undefined
   #peerUpTo = -1
   #sentUpTo = -1
@@ -318,9 +369,10 @@ export class SyncSession {
   bytesReceived = 0
   bytesReused = 0
 
-  constructor(engine: SyncEngine, channel: MessageChannel) {
+  constructor(engine: SyncEngine, channel: MessageChannel, peer: string) {
     this.#engine = engine
     this.#channel = channel
+    this.#peer = peer
     this.closed = this.#run()
   }
 
@@ -378,7 +430,7 @@ export class SyncSession {
       case 'hello': {
         if (this.#device !== undefined) throw new SyncProtocolError('The peer said hello twice; the session was closed.')
         if (message.body.folder !== engine.options.folderId) throw new FolderMismatchError()
-        if (!/^[A-Za-z0-9_-]{1,64}$/.test(message.body.device) || message.body.device === engine.deviceId) throw new SyncProtocolError('The peer gave an invalid device name (or this device\'s own).')
+        if (message.body.device !== this.#peer) throw new SyncProtocolError(`The peer proved it is ${this.#peer} but said it is ${message.body.device.slice(0, 64)}; the session was closed.`)
         this.#device = message.body.device
         engine.status.emit({ type: 'peer', device: this.#device, state: 'connected' })
         await this.#send('want', { since: engine.index.peerSequence(this.#device) })
@@ -393,7 +445,14 @@ export class SyncSession {
         return
       case 'index':
         this.#requireHello()
-        for (const record of message.body.records) this.#queue.push(record)
+        // They wait for indexEnd in memory: a peer that never sends it must not fill it.
+        for (const record of message.body.records) {
+          this.#queuedBytes += recordBytes(record)
+          this.#queue.push(record)
+        }
+        if (this.#queue.length > MAX_QUEUED_RECORDS || this.#queuedBytes > MAX_QUEUED_RECORD_BYTES) {
+          throw new SyncProtocolError(`The peer sent over ${MAX_QUEUED_RECORDS} index records or ${MAX_QUEUED_RECORD_BYTES >> 20} MiB of them without ending the batch; the session was closed.`)
+        }
         return
       case 'indexEnd': {
         this.#requireHello()
@@ -407,8 +466,10 @@ export class SyncSession {
       case 'request': {
         // One chunk at a time: each waits for the channel to take the previous one, so a
         // window of requests never means a window of chunks in memory.
+        this.#requireHello()
         const { id, hash } = message.body
-        this.#serving = this.#serving.then(() => this.#serve(id, hash))
+        if (++this.#queuedRequests > MAX_QUEUED_REQUESTS) throw new SyncProtocolError(`The peer asked for over ${MAX_QUEUED_REQUESTS} chunks without reading the answers; the session was closed.`)
+        this.#serving = this.#serving.then(() => this.#serve(id, hash)).finally(() => this.#queuedRequests--)
         return
       }
       case 'data':
@@ -532,6 +593,7 @@ export class SyncSession {
     // What failed last time goes first; a newer record of the same path comes after it
     // (applied in order below), and an older one is ignored by the version check.
     const records = [...this.#retry.splice(0), ...this.#queue.splice(0)]
+    this.#queuedBytes = 0
     const upTo = this.#peerUpTo
     this.#failedThisPass = false
     const again: WireRecord[] = []
@@ -611,9 +673,10 @@ export class SyncSession {
   async #apply(remote: WireRecord): Promise<void> {
     const engine = this.#engine
     const path = validateRelativePath(remote.path)
-    if (remote.chunkHashes.length !== remote.chunkLengths.length * CHUNK_HASH_LENGTH || remote.chunkLengths.reduce((a, b) => a + b, 0) !== remote.size) {
-      throw new SyncProtocolError(`The peer's record for ${path} is inconsistent (chunk list and size differ); it was skipped.`, { path })
-    }
+    const problem = recordProblem(remote)
+    if (problem !== undefined) throw new SyncProtocolError(`The peer's record for ${path} is inconsistent (${problem}); it was skipped.`, { path })
+    // This device's ignore rules win: an ignored file is neither replaced nor deleted.
+    if (engine.ignores(path)) return
     this.#fromPeer.set(path, versionKey(remote.version))
     const local = engine.index.get(path)
     const order = local === undefined ? 'newer' : compareVersions(remote.version, local.version)
@@ -650,19 +713,39 @@ export class SyncSession {
     }
   }
 
+  /**
+   * Deletes what the peer deleted, and nothing else: the parents must be real folders
+   * (never a link that could lead outside), and the file must be the one this index
+   * holds (same size, time and inode) and a regular file, not a link to follow. A file
+   * that is not in the index (untracked, changed since the scan) stays: the next scan
+   * makes it a new version, which beats the deletion on every device.
+   */
   async #applyDelete(path: string, local: FileRecord | undefined, version: VersionVector): Promise<void> {
     const engine = this.#engine
     await engine.runLocked(async () => {
       const absolute = join(engine.folder, path)
-      const onDisk = await lstat(absolute).catch(() => undefined)
-      if (onDisk !== undefined && local !== undefined && !local.deleted && (onDisk.size !== local.size || onDisk.mtimeMs !== local.mtimeMs)) {
-        // Changed here since the last scan: keep it; the next scan makes it a new version.
-        return
+      const parents = await this.#parentsAreFolders(path)
+      const onDisk = parents ? await lstat(absolute).catch(() => undefined) : undefined
+      if (onDisk !== undefined) {
+        const indexed = local !== undefined && !local.deleted && onDisk.isFile() && onDisk.size === local.size && onDisk.mtimeMs === local.mtimeMs && (local.inode === undefined || local.inode === onDisk.ino)
+        if (!indexed) return
+        await unlink(absolute)
       }
-      if (onDisk?.isFile()) await unlink(absolute)
       engine.index.put({ path, size: 0, mtimeMs: Date.now(), mode: local?.mode ?? 0o644, chunkHashes: new Uint8Array(0), chunkLengths: [], chunkSize: 0, version, deleted: true })
       engine.status.emit({ type: 'file', path, action: 'deleted', bytesFromPeer: 0, bytesReused: 0 })
     })
+  }
+
+  /** True when every parent of `path` is a real folder; false when one is missing; throws when one is a link or a file. */
+  async #parentsAreFolders(path: string): Promise<boolean> {
+    let current = this.#engine.folder
+    for (const segment of path.split('/').slice(0, -1)) {
+      current = join(current, segment)
+      const info = await lstat(current).catch(() => undefined)
+      if (info === undefined) return false
+      if (info.isSymbolicLink() || !info.isDirectory()) throw new UnsafePathError(`The deletion of ${path} goes through a symbolic link or a file; nothing was deleted.`, { path })
+    }
+    return true
   }
 
   /** Refuses a target whose parent folders are symlinks (they could lead outside). */
@@ -797,7 +880,7 @@ export class SyncSession {
         await rename(target, join(engine.folder, copy))
         engine.status.emit({ type: 'conflict', path, copy, kept: 'remote' })
       }
-      await chmod(partial, remote.mode)
+      await chmod(partial, remote.mode & ~engine.umask)
       await utimes(partial, new Date(), new Date(remote.mtimeMs))
       // Stat before the rename: an edit made to the file right after it lands must show as
       // a change to the next scan, not be recorded as the downloaded version.

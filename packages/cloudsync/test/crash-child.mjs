@@ -8,7 +8,7 @@ const [folder, window] = process.argv.slice(2)
 const engine = new SyncEngine({ folder, deviceId: 'receiver', folderId: 'crash-test', watch: false, requestWindow: Number(window) })
 await engine.start()
 const server = createServer((socket) => {
-  const session = engine.connect(channelFromStream(socket))
+  const session = engine.connect(channelFromStream(socket), { peer: 'sender' })
   engine.status.on((event) => {
     if (event.type === 'file') process.stdout.write(`${JSON.stringify({ file: event.path, received: session.bytesReceived })}\n`)
   })

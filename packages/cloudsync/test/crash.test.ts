@@ -62,7 +62,7 @@ describe('kill -9 of a syncing process', () => {
 
     // First the old version lands completely.
     let receiver = await startReceiver(targetFolder, 16)
-    let session = sender.connect(channelFromStream(await dial(receiver.port)))
+    let session = sender.connect(channelFromStream(await dial(receiver.port)), { peer: 'receiver' })
     await until(() => receiver.lines.some((line) => line.file === 'big.bin'), 20_000, 'v1 to land')
     expect(readFileSync(join(targetFolder, 'big.bin')).equals(v1)).toBe(true)
 
@@ -75,7 +75,7 @@ describe('kill -9 of a syncing process', () => {
     await new Promise((resolve) => receiver.process.once('exit', resolve))
     await session.closed
     receiver = await startReceiver(targetFolder, 1)
-    session = sender.connect(channelFromStream(await dial(receiver.port)))
+    session = sender.connect(channelFromStream(await dial(receiver.port)), { peer: 'receiver' })
     const partialSize = () => (existsSync(partialDir) ? readdirSync(partialDir).reduce((sum, name) => sum + statSync(join(partialDir, name)).size, 0) : 0)
     await until(() => partialSize() > 4 * 1024 * 1024, 30_000, 'the transfer to be under way')
     receiver.process.kill('SIGKILL')
@@ -87,7 +87,7 @@ describe('kill -9 of a syncing process', () => {
 
     // Restart: the transfer resumes from the partial file and completes.
     receiver = await startReceiver(targetFolder, 16)
-    sender.connect(channelFromStream(await dial(receiver.port)))
+    sender.connect(channelFromStream(await dial(receiver.port)), { peer: 'receiver' })
     await until(() => receiver.lines.some((line) => line.file === 'big.bin'), 30_000, 'v2 to land')
     expect(readFileSync(join(targetFolder, 'big.bin')).equals(v2)).toBe(true)
     const received = receiver.lines.find((line) => line.file === 'big.bin')?.received as number

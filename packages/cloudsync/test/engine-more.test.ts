@@ -38,7 +38,7 @@ describe('engines over real sockets and the secure channel', () => {
     const listener: Server = createServer(async (socket) => {
       sockets.push(socket)
       const channel = await acceptSecureChannel(channelFromStream(socket), { identity: server })
-      b.connect(channel)
+      b.connect(channel, { peer: a.deviceId })
     })
     await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve))
     cleanups.push(() => new Promise<void>((resolve) => listener.close(() => resolve())))
@@ -46,7 +46,7 @@ describe('engines over real sockets and the secure channel', () => {
     const socket = connect((listener.address() as { port: number }).port, '127.0.0.1')
     sockets.push(socket)
     await new Promise((resolve) => socket.once('connect', resolve))
-    a.connect(await initiateSecureChannel(channelFromStream(socket), { identity: client, remotePublicKey: server.publicId }))
+    a.connect(await initiateSecureChannel(channelFromStream(socket), { identity: client, remotePublicKey: server.publicId }), { peer: b.deviceId })
     await until(() => sameRoot(a, b), 15_000)
     expect(snapshot(b.folder)).toEqual(snapshot(a.folder))
   })

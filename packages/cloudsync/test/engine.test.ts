@@ -153,8 +153,8 @@ describe('two engines over a memory pair', () => {
     }
     void pump(relayA, relayB, true)
     void pump(relayB, relayA, false)
-    const first = b.connect(bx)
-    a.connect(ax)
+    const first = b.connect(bx, { peer: a.deviceId })
+    a.connect(ax, { peer: b.deviceId })
     await first.closed
     expect(existsSync(join(b.folder, 'large.bin'))).toBe(false)
     const received = first.bytesReceived
@@ -197,8 +197,8 @@ describe('races with local edits', () => {
     }
     void pump(relayA, relayB, false)
     void pump(relayB, relayA, true)
-    a.connect(ax)
-    b.connect(bx)
+    a.connect(ax, { peer: b.deviceId })
+    b.connect(bx, { peer: a.deviceId })
     await until(() => held, 10_000, 'bob\'s chunks to be on their way')
     await a.scan()
     release()
@@ -222,7 +222,7 @@ describe('races with local edits', () => {
 describe('hostile peers', () => {
   async function fakePeer(engine: SyncEngine) {
     const [mine, theirs] = createMemoryChannelPair()
-    const session = engine.connect(theirs)
+    const session = engine.connect(theirs, { peer: 'mallory' })
     const inbox = mine[Symbol.asyncIterator]()
     const next = async () => syncCodec.decode((await inbox.next()).value as Uint8Array)
     await mine.send(syncCodec.encode('hello', { folder: 'test-folder', device: 'mallory', root: new Uint8Array(32), sequence: 1 }))

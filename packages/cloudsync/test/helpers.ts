@@ -18,7 +18,7 @@ export function makeEngine(folder: string, deviceId: string, options: Partial<Sy
 
 export function link(a: SyncEngine, b: SyncEngine): [SyncSession, SyncSession] {
   const [x, y] = createMemoryChannelPair()
-  return [a.connect(x), b.connect(y)]
+  return [a.connect(x, { peer: b.deviceId }), b.connect(y, { peer: a.deviceId })]
 }
 
 export async function until(condition: () => boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
