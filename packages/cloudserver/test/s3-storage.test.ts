@@ -118,7 +118,7 @@ describe('S3 back end', () => {
     expect(await code(second.move('a', 'a/b/inside', { overwrite: false }))).toBe('ERR_BAD_REQUEST')
     await second.move('a', 'moved', { overwrite: false })
     expect((await second.search('c.bin', 10)).map((entry) => entry.path)).toEqual(['moved/b/c.bin'])
-    expect(await second.usage()).toEqual({ usedBytes: 2 * content.length, files: 2, sharedBytes: 0 })
+    expect(await second.usage()).toEqual({ usedBytes: 2 * content.length, files: 2, sharedBytes: 0, stagedBytes: 0 })
   })
 
   it('refuses altered, swapped, truncated and missing chunks, and serves the untouched files', async () => {

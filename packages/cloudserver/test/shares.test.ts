@@ -112,7 +112,7 @@ describe.each(['local', 's3'] as const)('drop box on the %s back end', (kind) =>
     const bob = await person('bob4')
     const before = await alice.client.storage()
     await writeFile(join(root, 'half.bin'), randomBytes(MiB))
-    await box.admin.setQuota(before.usedBytes + before.sharedBytes + 1.5 * MiB)
+    await box.admin.setQuota(before.usedBytes + before.sharedBytes + before.stagedBytes + 1.5 * MiB)
     try {
       const share = await alice.client.share(join(root, 'half.bin'), [bob.identity.publicId])
       const after = await alice.client.storage()

@@ -131,9 +131,10 @@ export const PAGE_JS = `'use strict'
     $('pair-command').textContent = "cloudbox pair '" + s.cloud.uri + "' --pin PIN"
     $('received').textContent = bytes(s.receivedBytes)
     if (s.progress) showProgress(s.progress)
-    const used = s.storage.usedBytes + s.storage.sharedBytes
+    const used = s.storage.usedBytes + s.storage.sharedBytes + s.storage.stagedBytes
     $('storage-used').textContent = bytes(used) + (s.storage.quotaBytes ? ' of ' + bytes(s.storage.quotaBytes) : '') + ' · ' + s.storage.files + ' files' +
-      (s.storage.sharedBytes ? ' · ' + bytes(s.storage.sharedBytes) + ' in the drop box' : '')
+      (s.storage.sharedBytes ? ' · ' + bytes(s.storage.sharedBytes) + ' in the drop box' : '') +
+      (s.storage.stagedBytes ? ' · ' + bytes(s.storage.stagedBytes) + ' of uploads in progress' : '')
     $('storage-bar').hidden = !s.storage.quotaBytes
     if (s.storage.quotaBytes) { $('storage-bar').max = s.storage.quotaBytes; $('storage-bar').value = used }
     list('device-rows', 'no-devices', s.devices, (d) => {

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto'
 import { constants } from 'node:fs'
 import { copyFile, lstat, mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises'
 import { basename, join } from 'node:path'
-import { STATE_DIR } from '@cloudbox/cloudsync'
+import { namesStateFolder, STATE_DIR } from '@cloudbox/cloudsync'
 import { errors } from '../errors.js'
 import { writeFileAtomically } from '@cloudbox/securestorage/durable-file'
 import * as v from 'valibot'
@@ -77,7 +77,7 @@ export class LocalFolderStorage implements StorageBackend {
     if (self.type !== 'folder') throw errors.notAFolder(path)
     const entries: EntryInfo[] = []
     for (const entry of await readdir(absolute, { withFileTypes: true })) {
-      if (absolute === this.root && entry.name === STATE_DIR) continue
+      if (namesStateFolder(entry.name)) continue
       if (!entry.isFile() && !entry.isDirectory()) continue // links and devices are not served
       entries.push(await this.#info(join(absolute, entry.name)).catch(() => undefined) as EntryInfo)
     }
@@ -131,6 +131,25 @@ export class LocalFolderStorage implements StorageBackend {
 
   async uploadAbort(upload: string): Promise<void> {
     await rm(this.#uploadPath(upload), { force: true })
+  }
+
+  async dropStaleUploads(idleMs: number): Promise<number> {
+    const dir = join(this.root, UPLOADS)
+    let dropped = 0
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      const info = await stat(join(dir, name)).catch(() => undefined)
+      if (info === undefined || Date.now() - info.mtimeMs < idleMs) continue
+      await rm(join(dir, name), { force: true })
+      dropped++
+    }
+    return dropped
+  }
+
+  async #stagedBytes(): Promise<number> {
+    const dir = join(this.root, UPLOADS)
+    let bytes = 0
+    for (const name of await readdir(dir).catch(() => [] as string[])) bytes += (await stat(join(dir, name)).catch(() => undefined))?.size ?? 0
+    return bytes
   }
 
   /** Creates the target's parent folders and refuses to replace what should stay. */
@@ -201,7 +220,7 @@ export class LocalFolderStorage implements StorageBackend {
     const walk = async (absolute: string): Promise<void> => {
       for (const entry of await readdir(absolute, { withFileTypes: true }).catch(() => [])) {
         if (found.length >= limit) return
-        if (absolute === this.root && entry.name === STATE_DIR) continue
+        if (namesStateFolder(entry.name)) continue
         if (!entry.isFile() && !entry.isDirectory()) continue
         const child = join(absolute, entry.name)
         if (entry.name.normalize('NFC').toLowerCase().includes(needle)) found.push(await this.#info(child))
@@ -217,7 +236,7 @@ export class LocalFolderStorage implements StorageBackend {
     let files = 0
     const walk = async (absolute: string): Promise<void> => {
       for (const entry of await readdir(absolute, { withFileTypes: true }).catch(() => [])) {
-        if (absolute === this.root && entry.name === STATE_DIR) continue
+        if (namesStateFolder(entry.name)) continue
         const child = join(absolute, entry.name)
         if (entry.isDirectory()) await walk(child)
         else if (entry.isFile()) {
@@ -229,7 +248,7 @@ export class LocalFolderStorage implements StorageBackend {
     await walk(this.root)
     let sharedBytes = 0
     for (const share of await this.listShares()) sharedBytes += share.size
-    return { usedBytes, files, sharedBytes }
+    return { usedBytes, files, sharedBytes, stagedBytes: await this.#stagedBytes() }
   }
 
   #sharePath(id: string, extension: 'age' | 'json'): string {

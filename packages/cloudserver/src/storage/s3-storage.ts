@@ -53,6 +53,8 @@ interface FileRecord {
 interface UploadRecord {
   size: number
   chunks: ChunkRef[]
+  /** Last append (ms since the epoch); absent in indexes written before it was kept. */
+  touched?: number
 }
 interface IndexDocument {
   changed: number
@@ -507,10 +509,11 @@ export class S3Storage implements StorageBackend {
     try {
       return await this.#mutate((state) => {
         const record = check(state)
-        if (record === undefined) state.uploads.set(upload, { size: bytes.length, chunks: refs })
+        if (record === undefined) state.uploads.set(upload, { size: bytes.length, chunks: refs, touched: Date.now() })
         else {
           record.size += bytes.length
           record.chunks.push(...refs)
+          record.touched = Date.now()
         }
         this.#retain(refs)
         this.#touch()
@@ -544,6 +547,22 @@ export class S3Storage implements StorageBackend {
       state.uploads.delete(upload)
       this.#release(record.chunks)
       this.#touch()
+    })
+  }
+
+  async dropStaleUploads(idleMs: number): Promise<number> {
+    const stale = (record: UploadRecord) => Date.now() - (record.touched ?? Date.now()) >= idleMs
+    if (![...(await this.#load()).uploads.values()].some(stale)) return 0
+    return this.#mutate((state) => {
+      let dropped = 0
+      for (const [upload, record] of state.uploads) {
+        if (!stale(record)) continue
+        state.uploads.delete(upload)
+        this.#release(record.chunks)
+        dropped++
+      }
+      this.#touch()
+      return dropped
     })
   }
 
@@ -650,7 +669,9 @@ export class S3Storage implements StorageBackend {
     for (const record of state.files.values()) usedBytes += record.size
     let sharedBytes = 0
     for (const share of state.shares.values()) sharedBytes += share.size
-    return { usedBytes, files: state.files.size, sharedBytes }
+    let stagedBytes = 0
+    for (const upload of state.uploads.values()) stagedBytes += upload.size
+    return { usedBytes, files: state.files.size, sharedBytes, stagedBytes }
   }
 
   #shareKey(id: string): string {

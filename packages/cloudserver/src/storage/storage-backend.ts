@@ -34,6 +34,8 @@ export interface StorageUsage {
   files: number
   /** Bytes of sealed files waiting in the drop box (they count toward the quota too). */
   sharedBytes: number
+  /** Bytes of uploads received but not committed yet (they count toward the quota too, until they expire). */
+  stagedBytes: number
 }
 
 /**
@@ -53,6 +55,8 @@ export interface StorageBackend {
   /** Moves a finished upload to `path` (atomically), replacing a file there only when `overwrite`. */
   uploadCommit(upload: string, path: string, options: { overwrite: boolean }): Promise<EntryInfo>
   uploadAbort(upload: string): Promise<void>
+  /** Drops staged uploads that received nothing for `idleMs` (their bytes stop counting); returns how many. */
+  dropStaleUploads(idleMs: number): Promise<number>
   /** Deletes a file, or a folder with everything in it. */
   remove(path: string): Promise<void>
   /** Renames or moves; refuses to replace unless `overwrite`. */

@@ -11,13 +11,28 @@ import { count, parse, pathParam } from './params.js'
 
 export const uploadId = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{8,64}$/))
 
+/** A staged upload that received nothing for this long is dropped, so it stops holding quota. */
+export const UPLOAD_IDLE_MS = 24 * 60 * 60_000
+
 export const uploadsRoutes: FastifyPluginAsync<ApiContext> = async (app, { box, storage, thumbnails, uploaded }) => {
-  const checkQuota = async (adding: number) => {
+  /**
+   * Refuses a change that would leave more than the quota stored: files, drop-box shares
+   * and staged uploads (every caller's) all count, at their real sizes. `growth` is what the
+   * change adds to that total.
+   */
+  const checkQuota = async (growth: number) => {
     const { quotaBytes } = await box.admin.storage()
     if (quotaBytes === undefined) return
-    // Staged uploads are not counted: a stalled one must not lock everybody out.
-    const { usedBytes, sharedBytes } = await storage.usage()
-    if (usedBytes + sharedBytes + adding > quotaBytes) throw errors.quota(quotaBytes)
+    await storage.dropStaleUploads(UPLOAD_IDLE_MS)
+    const { usedBytes, sharedBytes, stagedBytes } = await storage.usage()
+    if (usedBytes + sharedBytes + stagedBytes + growth > quotaBytes) throw errors.quota(quotaBytes)
+  }
+  // A check and the write it allows run alone: two appends at once cannot both fit in the last free bytes.
+  let tail: Promise<unknown> = Promise.resolve()
+  const alone = <T>(work: () => Promise<T>): Promise<T> => {
+    const next = tail.then(work)
+    tail = next.catch(() => {})
+    return next
   }
 
   app.get('/v1/uploads', async (request) => {
@@ -28,16 +43,25 @@ export const uploadsRoutes: FastifyPluginAsync<ApiContext> = async (app, { box, 
     const query = parse(v.object({ upload: uploadId, offset: count(Number.MAX_SAFE_INTEGER), total: v.optional(count(Number.MAX_SAFE_INTEGER)) }), request.query)
     const body = request.body
     if (!Buffer.isBuffer(body)) throw errors.badRequest('an upload chunk is sent as application/octet-stream')
-    // The declared total lets the quota refuse a file before any of it is stored.
-    if (query.offset === 0) await checkQuota(query.total ?? body.length)
-    return { size: await storage.uploadAppend(scoped(request, query.upload), query.offset, body) }
+    return alone(async () => {
+      // The declared total refuses a file before any of it is stored; every chunk is
+      // checked at its real size whatever was declared.
+      if (query.offset === 0 && query.total !== undefined) await checkQuota(Math.max(query.total, body.length))
+      await checkQuota(body.length)
+      return { size: await storage.uploadAppend(scoped(request, query.upload), query.offset, body) }
+    })
   })
   app.post('/v1/uploads/commit', async (request) => {
     const body = parse(v.strictObject({ upload: uploadId, path: pathParam, overwrite: v.optional(v.boolean(), false) }), request.body)
-    const size = await storage.uploadSize(scoped(request, body.upload))
-    if (size === undefined) throw errors.unknownUpload()
-    await checkQuota(0)
-    const entry = await storage.uploadCommit(scoped(request, body.upload), body.path, { overwrite: body.overwrite })
+    const entry = await alone(async () => {
+      const size = await storage.uploadSize(scoped(request, body.upload))
+      if (size === undefined) throw errors.unknownUpload()
+      // Staged bytes become a file's: the total only shrinks by a file it replaces. Still
+      // checked, for a quota lowered while the upload ran.
+      const replaced = body.overwrite ? await storage.stat(body.path).then((info) => (info.type === 'file' ? info.size : 0), () => 0) : 0
+      await checkQuota(-replaced)
+      return storage.uploadCommit(scoped(request, body.upload), body.path, { overwrite: body.overwrite })
+    })
     thumbnails?.prepare(entry.path)
     uploaded?.(entry.path, entry.size, callerOf(request))
     return entry
