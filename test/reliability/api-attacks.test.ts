@@ -1,14 +1,16 @@
 /**
  * A paired member attacking the encrypted REST API's limits: uploads that declare a small
  * total (or none) and send more, staged uploads that never commit, a commit after the
- * quota went down. Every way ends in ERR_QUOTA_EXCEEDED before the quota is passed.
+ * quota went down (every way ends in ERR_QUOTA_EXCEEDED before the quota is passed); and
+ * the replay memory: a request replayed after a restart, strangers and a member's flood
+ * trying to push other devices' requests out of the window.
  */
 import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CloudBox } from '@cloudbox/cloudbox'
-import { Identity } from '@cloudbox/encrypted-messaging'
+import { API_REQUEST_MEDIA_TYPE, API_RESPONSE_MEDIA_TYPE, Identity, sealApiRequest } from '@cloudbox/encrypted-messaging'
 import { CloudServer, CloudServerClient } from '@cloudbox/cloudserver'
 import { backendFixture, type BackendFixture } from '../../packages/cloudserver/test/backends.js'
 import { recordOutcome } from './support/outcomes.js'
@@ -86,5 +88,92 @@ describe.each(['local', 's3'] as const)('quota on the %s back end', (kind) => {
     expect(outcomes.slice(0, 3)).toEqual(['ERR_QUOTA_EXCEEDED', 'ERR_QUOTA_EXCEEDED', 'ERR_QUOTA_EXCEEDED'])
     expect(outcomes[3]).toBe('ERR_QUOTA_EXCEEDED')
     recordOutcome({ group: 'hostile input', what: `uploads past the quota (${kind}): a false total, no total, staged uploads, a commit after the quota fell`, injected: 4, survived: 4, dataLost: 0 })
+  })
+})
+
+describe('replays and the replay memory', () => {
+  let root: string
+  let box: CloudBox
+  let member: Identity
+  let device: CloudBox
+  let now = Date.UTC(2026, 11, 1)
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'cloudbox-replay-'))
+    await mkdir(join(root, 'cloud'))
+    box = new CloudBox({ role: 'server', folder: join(root, 'cloud'), listen: { host: '127.0.0.1', port: 0 }, masterPin: PIN, watch: false }, { identity: Identity.generate().identity })
+    await box.start()
+    member = Identity.generate().identity
+    device = new CloudBox({ role: 'client', folder: join(root, 'member'), sync: false }, { identity: member })
+    await mkdir(device.init.folder, { recursive: true })
+    await device.start()
+    await device.pair(box.pairingUri(), PIN)
+  })
+  afterAll(async () => {
+    await device.destroy()
+    await box.destroy()
+    await rm(root, { recursive: true, force: true })
+  })
+
+  /** Posts sealed bytes as they are (an attacker replays what it captured) and says how they were answered. */
+  async function post(server: CloudServer, sealed: { message: Uint8Array; openResponse(bytes: Uint8Array): Promise<{ status: number; body: Uint8Array }> }): Promise<string> {
+    const response = await fetch(`${server.url}/v1/api`, { method: 'POST', headers: { 'content-type': API_REQUEST_MEDIA_TYPE }, body: sealed.message })
+    const bytes = new Uint8Array(await response.arrayBuffer())
+    if (response.headers.get('content-type') !== API_RESPONSE_MEDIA_TYPE) return (JSON.parse(Buffer.from(bytes).toString()) as { code: string }).code
+    const answer = await sealed.openResponse(bytes)
+    return answer.status === 200 ? 'ok' : (JSON.parse(Buffer.from(answer.body).toString()) as { code: string }).code
+  }
+  const request = (identity: Identity, time = now) => sealApiRequest(identity, box.id, { method: 'GET', path: '/v1/storage' }, { now: time })
+
+  it('refuses a request captured before a restart and replayed just after it', { timeout: 30_000 }, async () => {
+    const first = new CloudServer({ envelope: { now: () => now } }, { box })
+    await first.start()
+    const captured = await request(member)
+    expect(await post(first, captured)).toBe('ok')
+    await first.stop()
+    now += 5_000
+    const second = new CloudServer({ envelope: { now: () => now } }, { box })
+    await second.start()
+    try {
+      expect(await post(second, captured)).toBe('ERR_API_REQUEST_REPLAYED')
+      expect(await post(second, await request(member))).toBe('ok')
+    } finally {
+      await second.stop()
+    }
+    recordOutcome({ group: 'hostile input', what: 'an API request replayed right after the server restarted', injected: 1, survived: 1, dataLost: 0 })
+  })
+
+  it('strangers cannot fill the replay memory, nor can one member, with a future-dated request first, push others\' requests out', { timeout: 60_000 }, async () => {
+    const server = new CloudServer({ envelope: { now: () => now, maxEntries: 300, maxEntriesPerClient: 100, journal: join(root, 'nonces-2') } }, { box })
+    await server.start()
+    try {
+      // 400 strangers' requests: refused, and not remembered.
+      const strangers = await Promise.all(Array.from({ length: 400 }, () => request(Identity.generate().identity)))
+      const answers = []
+      for (const each of strangers) answers.push(await post(server, each))
+      expect(new Set(answers)).toEqual(new Set(['ERR_FORBIDDEN']))
+      // A paired device whose clock is 10 s behind is still served.
+      expect(await post(server, await request(member, now - 10_000))).toBe('ok')
+
+      // A member sends one request dated almost a minute ahead, then floods.
+      const other = Identity.generate().identity
+      const otherDevice = new CloudBox({ role: 'client', folder: join(root, 'other'), sync: false }, { identity: other })
+      await mkdir(otherDevice.init.folder, { recursive: true })
+      await otherDevice.start()
+      await otherDevice.pair(box.pairingUri(), PIN)
+      try {
+        expect(await post(server, await request(member, now + 59_000))).toBe('ok')
+        const flood = await Promise.all(Array.from({ length: 320 }, (_, i) => request(member, now - i)))
+        const floodAnswers = []
+        for (const each of flood) floodAnswers.push(await post(server, each))
+        expect(floodAnswers).toContain('ERR_API_RATE_LIMITED')
+        // The other device, 10 s behind, is not locked out by a raised floor.
+        expect(await post(server, await request(other, now - 10_000))).toBe('ok')
+      } finally {
+        await otherDevice.destroy()
+      }
+    } finally {
+      await server.stop()
+    }
+    recordOutcome({ group: 'hostile input', what: 'filling the API replay memory: 400 strangers, then a member\'s future-dated request and flood', injected: 2, survived: 2, dataLost: 0 })
   })
 })

@@ -46,7 +46,7 @@ try {
   stops.push(() => hubB.stop(), () => hubA.stop())
   await mkdir(join(root, 'cloud'))
   await mkdir(join(root, 'device'))
-  const box = new CloudBox({ role: 'server', folder: join(root, 'cloud'), hub: hubA.url, masterPin: '2468-1357', watch: false, sync: false }, { identity: Identity.generate().identity })
+  const box = new CloudBox({ role: 'server', folder: join(root, 'cloud'), hub: hubA.url, clusterHubs: [hubB.url], masterPin: '2468-1357', watch: false, sync: false }, { identity: Identity.generate().identity })
   const registered = new Promise((resolve) => box.status.on((event) => event.type === 'hub' && event.state === 'registered' && resolve()))
   await box.start()
   await registered

@@ -68,7 +68,11 @@ function startBalancer(ports: () => number[]): Promise<Server> {
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'cloudbox-cluster-'))
   redis = await startRedis()
-  hubA = spawn(process.execPath, [cli, 'hub', '--port', '0', '--redis', redis.url, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  // The balancer first: both hubs must know it is what nodes dial (registrations are signed for it).
+  const portOf = (url: string) => Number(new URL(url.replace(/^ws/, 'http')).port)
+  balancer = await startBalancer(() => [portOf(hubAUrl), hubB.address.port])
+  const lb = `ws://127.0.0.1:${(balancer.address() as { port: number }).port}`
+  hubA = spawn(process.execPath, [cli, 'hub', '--port', '0', '--redis', redis.url, '--proxy-url', lb, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
   hubAUrl = await new Promise<string>((resolve, reject) => {
     let text = ''
     hubA.stdout!.on('data', (data: Buffer) => {
@@ -78,10 +82,8 @@ beforeAll(async () => {
     })
     hubA.once('exit', (code) => reject(new Error(`hub A exited (${code}): ${text}`)))
   })
-  hubB = new RouterHub({ host: '127.0.0.1', port: 0, cluster: { redis: redis.url, presenceTtlMs: 3_000 } }, { frameHook: (frame) => (frames.push(Buffer.from(frame)), frame) })
+  hubB = new RouterHub({ host: '127.0.0.1', port: 0, publicUrls: [lb], cluster: { redis: redis.url, presenceTtlMs: 3_000 } }, { frameHook: (frame) => (frames.push(Buffer.from(frame)), frame) })
   await hubB.start()
-  const portOf = (url: string) => Number(new URL(url.replace(/^ws/, 'http')).port)
-  balancer = await startBalancer(() => [portOf(hubAUrl), hubB.address.port])
 }, 60_000)
 
 afterAll(async () => {
@@ -102,7 +104,8 @@ describe('router hubs in cluster mode', () => {
     const lb = `ws://127.0.0.1:${(balancer.address() as { port: number }).port}`
     mkdirSync(join(dir, 'server'))
     mkdirSync(join(dir, 'laptop'))
-    const server = new CloudBox({ role: 'server', folder: join(dir, 'server'), name: 'Clustered', hub: lb, masterPin: PIN }, { identity: Identity.generate().identity })
+    // The cluster's members, where the hubs may ask the server to accept routes.
+    const server = new CloudBox({ role: 'server', folder: join(dir, 'server'), name: 'Clustered', hub: lb, clusterHubs: [hubAUrl, hubB.url], masterPin: PIN }, { identity: Identity.generate().identity })
     boxes.push(server)
     const api = new CloudServer({ host: '127.0.0.1', port: 0 }, { box: server })
     await server.start()

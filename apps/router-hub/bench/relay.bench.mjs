@@ -37,7 +37,7 @@ async function main() {
   // Register the node.
   const node = await open(`${url}/v1/node`)
   const challenge = hubCodec.decode(await next(node.early, node.socket))
-  node.socket.send(hubCodec.encode('register', signRegistration(identity, challenge.body.nonce)))
+  node.socket.send(hubCodec.encode('register', signRegistration(identity, challenge.body.nonce, url)))
   await next(node.early, node.socket)
   const incoming = []
   node.socket.on('message', (data) => incoming.push(hubCodec.decode(data).body))

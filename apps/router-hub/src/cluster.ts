@@ -34,6 +34,8 @@ export interface RemoteIncoming {
   hub: string
   /** The asking hub, for the answer when the node is gone. */
   from: string
+  /** The client's address tag (hex), made by the asking hub. */
+  peer?: string
 }
 
 /** The answer when the holder no longer has the node. */
@@ -187,6 +189,7 @@ function isClusterMessage(value: unknown): value is ClusterMessage {
     /^[0-9a-f]{32}$/.test(message.token) &&
     typeof message.hub === 'string' &&
     typeof message.from === 'string' &&
-    (message.kind === undefined || Number.isSafeInteger(message.kind))
+    (message.kind === undefined || Number.isSafeInteger(message.kind)) &&
+    (message.peer === undefined || (typeof message.peer === 'string' && /^[0-9a-f]{32}$/.test(message.peer)))
   )
 }

@@ -6,7 +6,8 @@
  * the node opens on request (`/v1/accept/<route>`), so each route has its own flow
  * control and a slow route never stalls another.
  */
-import { randomBytes, timingSafeEqual } from 'node:crypto'
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { hostname, networkInterfaces } from 'node:os'
 import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
@@ -21,7 +22,10 @@ import {
   HUB_CHALLENGE_LENGTH,
   HUB_DEFAULT_MAX_FRAME,
   HUB_NODE_PATH,
+  HUB_PEER_TAG_LENGTH,
   HUB_ROUTE_PATH,
+  addressKey,
+  normalizeHubUrl,
   HUB_ROUTE_TOKEN_LENGTH,
   HubCloseCodes,
   hubCodec,
@@ -43,6 +47,18 @@ export interface RouterHubOptions {
   maxFrameSize?: number
   /** Routes a node may have open at once (default 1,024). */
   maxRoutesPerNode?: number
+  /** Routes one client address may have open to one node (default a quarter of `maxRoutesPerNode`), so one address cannot take all of a node's. */
+  maxRoutesPerAddress?: number
+  /** API calls one address may have in flight (default 8); each may carry up to 16 MiB. */
+  maxApiCallsPerAddress?: number
+  /** API request bytes the hub holds at once, from everyone (default 256 MiB). */
+  maxApiBytesInFlight?: number
+  /**
+   * The URLs nodes dial to reach this hub (behind a proxy: its public `wss://` address). A
+   * registration is signed for the URL the node dialed, and refused unless it is one of
+   * these or the hub's own listening addresses, so no hub can pass another's challenge on.
+   */
+  publicUrls?: string[]
   /** WebSocket connections from one IP address (default 1,024). */
   maxConnectionsPerAddress?: number
   /** Registered nodes (default 100,000). */
@@ -97,6 +113,10 @@ const DEFAULTS = {
   setupTimeoutMs: 10_000,
   keepAliveMs: 30_000,
   highWaterMark: 1024 * 1024,
+  maxRoutesPerAddress: 0,
+  maxApiCallsPerAddress: 8,
+  maxApiBytesInFlight: 256 * 1024 * 1024,
+  publicUrls: [] as string[],
 } satisfies Required<Omit<RouterHubOptions, 'cluster'>>
 
 export class RouterHub {
@@ -115,9 +135,18 @@ export class RouterHub {
   #keepAlive: NodeJS.Timeout | undefined
   #address: { host: string; port: number } | undefined
   #cluster: HubCluster | undefined
+  /** Addresses a registration may be signed for (computed at start). */
+  #ownUrls: string[] = []
+  /** Keys the client address tags nodes receive: stable while the hub runs, meaningless elsewhere. */
+  readonly #tagKey = randomBytes(32)
+  /** Per node, routes open (or being set up) per client address. */
+  readonly #routesByAddress = new Map<string, Map<string, number>>()
+  readonly #apiCallsByAddress = new Map<string, number>()
+  #apiBytesInFlight = 0
 
   constructor(options: RouterHubOptions = {}, components: RouterHubComponents = {}) {
-    this.options = { ...DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) }
+    const given = { ...DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) } as RouterHub['options']
+    this.options = { ...given, maxRoutesPerAddress: options.maxRoutesPerAddress ?? Math.max(1, Math.floor(given.maxRoutesPerNode / 4)) }
     this.#components = components
   }
 
@@ -151,6 +180,34 @@ export class RouterHub {
     // A node's REST API, reached through its registration (no open port at home): the
     // sealed body goes to the node as is and its sealed answer comes back.
     app.register(async (api) => {
+      // Limits apply before the body is read: a request over them is never buffered.
+      api.addHook('onRequest', async (request, reply) => {
+        const address = request.socket.remoteAddress ?? 'unknown'
+        const declared = Number(request.headers['content-length'] ?? HUB_API_MAX_MESSAGE)
+        const bytes = Number.isSafeInteger(declared) && declared >= 0 ? Math.min(declared, HUB_API_MAX_MESSAGE) : HUB_API_MAX_MESSAGE
+        const calls = this.#apiCallsByAddress.get(address) ?? 0
+        const refuse = (status: number, body: { code: string; message: string }) => {
+          this.metrics.refused++
+          // The body is read and dropped (never kept), so the client gets the answer; then the connection ends.
+          request.raw.resume()
+          return reply.code(status).header('connection', 'close').send(body)
+        }
+        if (calls >= this.options.maxApiCallsPerAddress) return refuse(429, { code: 'ERR_TOO_MANY_REQUESTS', message: `At most ${this.options.maxApiCallsPerAddress} API calls at once from one address; wait for one to finish.` })
+        if (this.#apiBytesInFlight + bytes > this.options.maxApiBytesInFlight) return refuse(503, { code: 'ERR_HUB_BUSY', message: 'The hub carries as many API calls as it can; try again in a moment.' })
+        this.#apiCallsByAddress.set(address, calls + 1)
+        this.#apiBytesInFlight += bytes
+        let released = false
+        const release = () => {
+          if (released) return
+          released = true
+          this.#apiBytesInFlight -= bytes
+          const left = (this.#apiCallsByAddress.get(address) ?? 1) - 1
+          if (left <= 0) this.#apiCallsByAddress.delete(address)
+          else this.#apiCallsByAddress.set(address, left)
+        }
+        reply.raw.once('close', release)
+        reply.raw.once('finish', release)
+      })
       api.removeAllContentTypeParsers()
       api.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: HUB_API_MAX_MESSAGE }, (_request, body, done) => done(null, body))
       api.post(`${HUB_API_PREFIX}:node/api/*`, async (request, reply) => {
@@ -176,6 +233,7 @@ export class RouterHub {
     const address = app.server.address()
     if (address === null || typeof address === 'string') throw new Error('The hub did not bind a TCP port.')
     this.#address = { host: this.options.host, port: address.port }
+    this.#ownUrls = this.#listeningUrls()
     this.#keepAlive = setInterval(() => this.#ping(), this.options.keepAliveMs).unref()
     const cluster = this.options.cluster
     if (cluster !== undefined) {
@@ -191,6 +249,7 @@ export class RouterHub {
       }
       this.#cluster = member
     }
+    if (this.#cluster !== undefined) this.#ownUrls.push(this.#cluster.publicUrl)
     this.#log('info', 'hub started', { url: this.url, ...(this.#cluster === undefined ? {} : { hubId: this.#cluster.hubId }) })
   }
 
@@ -214,6 +273,22 @@ export class RouterHub {
     this.#wss?.close()
     await app.close()
     this.#log('info', 'hub stopped', {})
+  }
+
+  /** Where nodes may reach this hub: the configured public URLs, and the listening address (every interface's, for a wildcard). */
+  #listeningUrls(): string[] {
+    const { host, port } = this.address
+    const wildcard = host === '0.0.0.0' || host === '::'
+    const hosts = wildcard
+      ? ['localhost', hostname(), ...Object.values(networkInterfaces()).flat().filter((each) => each !== undefined && (host === '::' || each.family === 'IPv4')).map((each) => each!.address)]
+      : [host]
+    const urls = hosts.map((each) => `ws://${each.includes(':') ? `[${each}]` : each}:${port}`)
+    return [...new Set([...this.options.publicUrls, ...urls].map(normalizeHubUrl))]
+  }
+
+  /** The client address as nodes see it: a keyed tag, same for one address (an IPv6 /64) while this hub runs. */
+  #peerTag(address: string): Buffer {
+    return createHmac('sha256', this.#tagKey).update(addressKey(address)).digest().subarray(0, HUB_PEER_TAG_LENGTH)
   }
 
   #log(level: 'info' | 'warn', message: string, fields: Record<string, unknown>): void {
@@ -308,7 +383,7 @@ export class RouterHub {
       } catch {
         return ws.close(HubCloseCodes.BAD_MESSAGE, 'malformed registration')
       }
-      if (message.kind !== 'register' || !verifyRegistration(message.body.publicKey, nonce, message.body.signature)) {
+      if (message.kind !== 'register' || !verifyRegistration(message.body.publicKey, nonce, message.body.signature, this.#ownUrls)) {
         this.metrics.registrationsFailed++
         return ws.close(HubCloseCodes.REGISTRATION_FAILED, 'registration signature invalid')
       }
@@ -385,10 +460,10 @@ export class RouterHub {
   }
 
   /** Asks the holding hub to have its node accept this route here. */
-  #askHolder(hubId: string, route: { node: string; route: number; token: Buffer; kind?: number }): void {
+  #askHolder(hubId: string, route: { node: string; route: number; token: Buffer; kind?: number; peer?: Buffer }): void {
     const cluster = this.#cluster!
     this.metrics.routesForwarded++
-    const message: RemoteIncoming = { type: 'incoming', node: route.node, route: route.route, token: route.token.toString('hex'), hub: cluster.publicUrl, from: cluster.hubId, ...(route.kind === undefined ? {} : { kind: route.kind }) }
+    const message: RemoteIncoming = { type: 'incoming', node: route.node, route: route.route, token: route.token.toString('hex'), hub: cluster.publicUrl, from: cluster.hubId, ...(route.kind === undefined ? {} : { kind: route.kind }), ...(route.peer === undefined ? {} : { peer: route.peer.toString('hex') }) }
     cluster.send(hubId, message).catch(() => this.#remoteOffline(route.route))
   }
 
@@ -401,7 +476,7 @@ export class RouterHub {
     }
     let incoming: Uint8Array
     try {
-      incoming = hubCodec.encode('incoming', { route: message.route, token: Buffer.from(message.token, 'hex'), hub: message.hub, ...(message.kind === undefined ? {} : { kind: message.kind }) })
+      incoming = hubCodec.encode('incoming', { route: message.route, token: Buffer.from(message.token, 'hex'), hub: message.hub, ...(message.kind === undefined ? {} : { kind: message.kind }), ...(message.peer === undefined ? {} : { peer: Buffer.from(message.peer, 'hex') }) })
     } catch {
       // Not a hub URL the wire allows (a peer hub misconfigured with --public-url): fail the route.
       this.#log('warn', 'a cluster hub sent an unusable set-up message', { node: message.node })
@@ -428,6 +503,22 @@ export class RouterHub {
     } catch {
       return closeConnection(client, HubCloseCodes.BAD_MESSAGE, 'not a CloudBox ID')
     }
+    const address = addressKey(client.remoteAddress ?? 'unknown')
+    const perNode = this.#routesByAddress.get(nodeId) ?? new Map<string, number>()
+    const open = perNode.get(address) ?? 0
+    if (open >= this.options.maxRoutesPerAddress) {
+      this.metrics.routesRefused++
+      return closeConnection(client, HubCloseCodes.LIMIT, 'too many routes to that node from this address')
+    }
+    perNode.set(address, open + 1)
+    this.#routesByAddress.set(nodeId, perNode)
+    client.once('close', () => {
+      const left = (perNode.get(address) ?? 1) - 1
+      if (left <= 0) perNode.delete(address)
+      else perNode.set(address, left)
+      if (perNode.size === 0 && this.#routesByAddress.get(nodeId) === perNode) this.#routesByAddress.delete(nodeId)
+    })
+    const peer = this.#peerTag(client.remoteAddress ?? 'unknown')
     // Frames that arrive before the node accepts stay in the kernel buffer.
     client.pause()
     const node = this.#nodes.get(nodeId)
@@ -438,7 +529,7 @@ export class RouterHub {
           return closeConnection(client, HubCloseCodes.NODE_OFFLINE, 'that node is not connected to this hub')
         }
         const { id, token } = this.#pendRoute(client, nodeId, undefined)
-        this.#askHolder(holder, { node: nodeId, route: id, token })
+        this.#askHolder(holder, { node: nodeId, route: id, token, peer })
       })
       return
     }
@@ -447,7 +538,7 @@ export class RouterHub {
       return closeConnection(client, HubCloseCodes.LIMIT, 'that node has too many routes open')
     }
     const { id, token } = this.#pendRoute(client, nodeId, node)
-    node.socket.send(hubCodec.encode('incoming', { route: id, token }))
+    node.socket.send(hubCodec.encode('incoming', { route: id, token, peer }))
   }
 
   /** A session route waiting for its node to accept (here, or for a remote hub's node). */
@@ -532,3 +623,4 @@ function parseTarget(target: string | undefined): { path: string; query: URLSear
   // URLSearchParams never throws: a malformed %-sequence stays as it is.
   return mark < 0 ? { path: clean, query: new URLSearchParams() } : { path: clean.slice(0, mark), query: new URLSearchParams(clean.slice(mark + 1)) }
 }
+

@@ -42,7 +42,7 @@ async function register(hub: RouterHub, identity: Identity) {
   await until(() => node.messages.length >= 1)
   const challenge = hubCodec.decode(node.messages[0] as Buffer)
   if (challenge.kind !== 'challenge') throw new Error('expected a challenge')
-  node.socket.send(hubCodec.encode('register', signRegistration(identity, challenge.body.nonce)))
+  node.socket.send(hubCodec.encode('register', signRegistration(identity, challenge.body.nonce, hub.url)))
   await until(() => node.messages.length >= 2)
   expect(hubCodec.decode(node.messages[1] as Buffer)).toEqual({ kind: 'registered', body: { id: identity.publicId } })
   return node
@@ -143,14 +143,14 @@ describe('RouterHub', () => {
     await until(() => node.messages.length >= 1)
     const challenge = hubCodec.decode(node.messages[0] as Buffer)
     if (challenge.kind !== 'challenge') throw new Error('expected a challenge')
-    const forged = { publicKey: victim.publicKey, signature: signRegistration(attacker, challenge.body.nonce).signature }
+    const forged = { publicKey: victim.publicKey, signature: signRegistration(attacker, challenge.body.nonce, hub.url).signature }
     node.socket.send(hubCodec.encode('register', forged))
     expect((await node.closed).code).toBe(HubCloseCodes.REGISTRATION_FAILED)
     expect(hub.hasNode(victim.publicId)).toBe(false)
     // A signature over an old challenge does not work on a new one either.
     const again = await open(`${hub.url}/v1/node`)
     await until(() => again.messages.length >= 1)
-    again.socket.send(hubCodec.encode('register', signRegistration(victim, challenge.body.nonce)))
+    again.socket.send(hubCodec.encode('register', signRegistration(victim, challenge.body.nonce, hub.url)))
     expect((await again.closed).code).toBe(HubCloseCodes.REGISTRATION_FAILED)
     expect(hub.metrics.registrationsFailed).toBe(2)
   })

@@ -38,7 +38,14 @@ const stateSchema = v.strictObject({
   version: v.literal(STATE_VERSION),
   pinSalt: v.string(),
   pins: v.array(pinSchema),
-  lockout: v.strictObject({ failures: v.number(), lockedUntil: v.number() }),
+  /** Wrong PIN proofs: the total, the times of those within the last hour (the global cap), per caller; lockedUntil is kept for older files. */
+  lockout: v.strictObject({
+    failures: v.number(),
+    lockedUntil: v.number(),
+    recent: v.optional(v.array(v.number())),
+    /** Per device key (`k:cb1…`) and network address (`a:…`): wrong proofs and the caller's own lock. */
+    callers: v.optional(v.record(v.string(), v.strictObject({ failures: v.number(), lockedUntil: v.number() }))),
+  }),
   devices: v.array(deviceSchema),
   subClouds: v.array(subCloudSchema),
   /** Set by an owner; null: no quota (overrides the instance's option). */

@@ -38,7 +38,7 @@ import { eventError, type CloudBoxEvent, type InstanceState, type TransportKind 
 import { DirectListener } from './transport/direct-listener.js'
 import { HubLink } from './transport/hub-link.js'
 import { dialDirect, dialHub } from './transport/websocket.js'
-import { controlCodec, SESSION_LANES, PIN_SALT_LENGTH } from './wire/control.js'
+import { CONTROL_LANE, controlCodec, LANE_HIGH_WATER_BYTES, PIN_SALT_LENGTH, PRE_WELCOME_MAX_MESSAGE, SESSION_LANES, SESSION_MAX_MESSAGE } from './wire/control.js'
 
 export interface CloudBoxInit {
   role: 'server' | 'client'
@@ -60,6 +60,13 @@ export interface CloudBoxInit {
   quotaBytes?: number
   /** Server: sessions open at once (default 1,024). */
   maxSessions?: number
+  /**
+   * Server: sessions not yet welcomed (handshake, hello, PIN check) at once, from one
+   * network address (default 16) and from everyone (default 128); more are closed unread.
+   */
+  maxPendingSessions?: { perAddress?: number; total?: number }
+  /** Server: other hubs of `hub`'s cluster where the hub may ask it to accept routes (any other is refused). */
+  clusterHubs?: string[]
   /** Control-lane keep-alive interval (default 15 s); three missed periods drop the session. */
   keepAliveMs?: number
   reconnect?: BackoffOptions
@@ -109,6 +116,9 @@ export class CloudBox {
   #unregister: (() => void) | undefined
   #hubLink: HubLink | undefined
   readonly #sessions = new Set<ServerSession>()
+  /** Sessions not yet welcomed, per network address. */
+  readonly #pending = new Map<string, number>()
+  #pendingTotal = 0
   readonly #replayGuard = new ReplayGuard()
   readonly #subClouds = new Map<number, CloudBox>()
   #abort = new AbortController()
@@ -242,10 +252,12 @@ export class CloudBox {
         onApiCall: (request) => this.#apiHandler?.(request) ?? Promise.resolve({ status: 404, error: { code: 'ERR_NOT_FOUND', message: 'This cloud serves no API.' } }),
         onEvent: (event) => {
           if (event.type === 'retry') this.#emit(event)
+          else if (event.type === 'untrusted-hub') this.#emit({ type: 'session-error', error: eventError(errors.untrustedHub(event.hub)) })
           else this.#emit({ type: 'hub', state: event.state, url: event.url, ...(event.state === 'disconnected' && event.reason !== undefined ? { error: eventError(event.reason) } : {}) })
         },
         ...(this.init.reconnect === undefined ? {} : { backoff: this.init.reconnect }),
         ...(this.init.keepAliveMs === undefined ? {} : { keepAliveMs: this.init.keepAliveMs }),
+        ...(this.init.clusterHubs === undefined ? {} : { clusterHubs: this.init.clusterHubs }),
       })
       this.#hubLink.start()
     }
@@ -345,20 +357,49 @@ export class CloudBox {
 
   // ————— server side —————
 
-  async #accept(raw: MessageChannel): Promise<void> {
+  async #accept(raw: MessageChannel & { readonly remoteAddress?: string }): Promise<void> {
     const state = this.#cloudState
     const pins = this.#pins
     if (this.#state !== 'running' || state === undefined || pins === undefined) return void raw.close()
+    // Until welcomed, a session is a stranger's: few at once from one address, and in all.
+    const address = raw.remoteAddress ?? 'unknown'
+    const limits = this.init.maxPendingSessions ?? {}
+    if ((this.#pending.get(address) ?? 0) >= (limits.perAddress ?? 16) || this.#pendingTotal >= (limits.total ?? 128)) {
+      this.#emit({ type: 'session-error', error: eventError(errors.sessionLimit()) })
+      return void (await raw.close().catch(() => {}))
+    }
+    this.#pending.set(address, (this.#pending.get(address) ?? 0) + 1)
+    this.#pendingTotal++
+    let pending = true
+    const settle = () => {
+      if (!pending) return
+      pending = false
+      this.#pendingTotal--
+      const left = (this.#pending.get(address) ?? 1) - 1
+      if (left <= 0) this.#pending.delete(address)
+      else this.#pending.set(address, left)
+    }
+    try {
+      await this.#acceptSession(raw, state, pins, address, settle)
+    } finally {
+      settle()
+    }
+  }
+
+  async #acceptSession(raw: MessageChannel, state: CloudState, pins: PinBook, address: string, welcomed: () => void): Promise<void> {
     let secure: SecureChannel
     try {
-      secure = await acceptSecureChannel(raw, { identity: this.identity, replayGuard: this.#replayGuard, timeoutMs: 10_000 })
+      // Small messages only until the peer is welcomed: a stranger cannot make this side hold much.
+      secure = await acceptSecureChannel(raw, { identity: this.identity, replayGuard: this.#replayGuard, timeoutMs: 10_000, maxMessageSize: PRE_WELCOME_MAX_MESSAGE })
     } catch (error) {
       this.#emit({ type: 'session-error', error: eventError(error) })
       await raw.close().catch(() => {})
       return
     }
     const device = secure.remotePublicId
-    const [controlLane, syncLane] = createChannelMux(secure, SESSION_LANES) as [MessageChannel, MessageChannel]
+    let open = false
+    // Before the welcome only the control lane is read; a sync message then is a protocol error.
+    const [controlLane, syncLane] = createChannelMux(secure, SESSION_LANES, { highWaterBytes: LANE_HIGH_WATER_BYTES, admit: (lane) => lane === CONTROL_LANE || open }) as [MessageChannel, MessageChannel]
     const reader = controlLane[Symbol.asyncIterator]()
     const refuse = async (error: CloudBoxError) => {
       await controlLane.send(controlCodec.encode('refused', { code: error.code, message: error.message, ...(error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs }) })).catch(() => {})
@@ -380,7 +421,7 @@ export class CloudBox {
         known.lastSeen = this.#now()
       } else if (message.body.pair !== undefined) {
         try {
-          const pin = await pins.verify(message.body.pair.proof, secure.handshakeHash)
+          const pin = await pins.verify(message.body.pair.proof, secure.handshakeHash, { device, address })
           role = pin.role
           const now = this.#now()
           state.data.devices.push({ id: device, label: message.body.name || 'device', role, state: 'enabled', firstSeen: now, lastSeen: now })
@@ -395,6 +436,10 @@ export class CloudBox {
         return await refuse(errors.notPaired())
       }
       await state.save()
+      // Trusted from here: full-size messages and the sync lane.
+      secure.setMaxMessageSize(SESSION_MAX_MESSAGE)
+      open = true
+      welcomed()
       await controlLane.send(controlCodec.encode('welcome', { role, paired, name: this.#name }))
     } catch (error) {
       this.#emit({ type: 'session-error', peer: device, error: eventError(error) })
@@ -623,7 +668,7 @@ export class CloudBox {
       }
       let secure: SecureChannel
       try {
-        secure = await initiateSecureChannel(raw, { identity: this.identity, remotePublicKey: target.id, timeoutMs: 10_000, signal })
+        secure = await initiateSecureChannel(raw, { identity: this.identity, remotePublicKey: target.id, timeoutMs: 10_000, signal, maxMessageSize: PRE_WELCOME_MAX_MESSAGE })
       } catch (error) {
         // The transport's own reason (node offline at the hub…) says more than "handshake failed".
         const transportReason = await Promise.race([raw.closed, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 50))])
@@ -631,7 +676,9 @@ export class CloudBox {
         lastError = isCloudBoxError(transportReason) ? transportReason : errors.serverUnverified(attempt.url, error)
         continue
       }
-      const [controlLane, syncLane] = createChannelMux(secure, SESSION_LANES) as [MessageChannel, MessageChannel]
+      // The server speaks sync only after our hello (it welcomes first): nothing else before.
+      let helloSent = false
+      const [controlLane, syncLane] = createChannelMux(secure, SESSION_LANES, { highWaterBytes: LANE_HIGH_WATER_BYTES, admit: (lane) => lane === CONTROL_LANE || helloSent }) as [MessageChannel, MessageChannel]
       const reader = controlLane[Symbol.asyncIterator]()
       // A stop during the hello exchange ends it at once (the reads then see the close).
       const onAbort = () => void secure.close().catch(() => {})
@@ -642,6 +689,9 @@ export class CloudBox {
         const serverHello = controlCodec.decode(first.value)
         if (serverHello.kind !== 'serverHello') throw errors.protocol('expected serverHello')
         const proof = pin === undefined ? undefined : pinProof(await pinKey(pin, serverHello.body.salt), secure.handshakeHash)
+        // The server proved its key (IK): once it welcomes, its sync messages may be large.
+        secure.setMaxMessageSize(SESSION_MAX_MESSAGE)
+        helloSent = true
         await controlLane.send(controlCodec.encode('hello', { name: this.#name, ...(proof === undefined ? {} : { pair: { proof } }) }))
         const second = await withTimeout(reader.next(), 30_000)
         if (second.done === true) throw errors.unreachable('the server closed the session')

@@ -24,6 +24,7 @@ export const ErrorCodes = {
   CONTROL_PROTOCOL: 'ERR_CONTROL_PROTOCOL',
   INVALID_ADMIN_CALL: 'ERR_INVALID_ADMIN_CALL',
   TIMEOUT: 'ERR_TIMEOUT',
+  HUB_UNTRUSTED: 'ERR_HUB_UNTRUSTED',
 } as const
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes]
@@ -83,4 +84,5 @@ export const errors = {
   stateCorrupted: (path: string, cause?: unknown) => new CloudBoxError(ErrorCodes.STATE_CORRUPTED, `${path} is damaged; restore it from a backup or destroy the instance with { wipe: true } and pair again.`, { cause }),
   protocol: (detail: string, cause?: unknown) => new CloudBoxError(ErrorCodes.CONTROL_PROTOCOL, `The peer broke the control protocol (${detail}); the session was closed.`, { cause }),
   timeout: (what: string) => new CloudBoxError(ErrorCodes.TIMEOUT, `${what} timed out; check the network and try again.`),
+  untrustedHub: (hub: string) => new CloudBoxError(ErrorCodes.HUB_UNTRUSTED, `The hub asked this server to accept a route at ${hub}, which is neither its hub nor one listed in its cluster hubs; it was refused. If that hub is one of yours, add it to clusterHubs (cloudbox serve --cluster-hub URL).`),
 }

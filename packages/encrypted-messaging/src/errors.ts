@@ -36,6 +36,7 @@ export const ErrorCodes = {
   API_REQUEST_REPLAYED: 'ERR_API_REQUEST_REPLAYED',
   API_REQUEST_EXPIRED: 'ERR_API_REQUEST_EXPIRED',
   API_RESPONSE_INVALID: 'ERR_API_RESPONSE_INVALID',
+  API_RATE_LIMITED: 'ERR_API_RATE_LIMITED',
 } as const
 
 /** One of the codes in {@link ErrorCodes}. */
@@ -242,6 +243,13 @@ export class ApiRequestReplayedError extends EncryptedMessagingError {
 export class ApiRequestExpiredError extends EncryptedMessagingError {
   constructor(message = 'The API request\'s time is too far from the server\'s clock; it was refused. Check both clocks (NTP) and send it again.', options?: { cause?: unknown }) {
     super(ErrorCodes.API_REQUEST_EXPIRED, message, options)
+  }
+}
+
+/** A caller sent more requests within the replay window than the server remembers per caller. */
+export class ApiRateLimitedError extends EncryptedMessagingError {
+  constructor(message = 'This device sent more API requests in two minutes than the server takes from one caller; slow down and send it again.', options?: { cause?: unknown }) {
+    super(ErrorCodes.API_RATE_LIMITED, message, options)
   }
 }
 

@@ -42,6 +42,7 @@ export {
   ApiRequestInvalidError,
   ApiRequestReplayedError,
   ApiRequestExpiredError,
+  ApiRateLimitedError,
   ApiResponseInvalidError,
 } from './errors.js'
 export type { ErrorCode, AbortOptions } from './errors.js'
@@ -97,5 +98,6 @@ export type { SecureChannel, SecureChannelOptions, InitiateOptions, AcceptOption
 export { channelFromWebSocket, WEBSOCKET_CLOSE_FAILED } from './channel/websocket-channel.js'
 export type { WebSocketLike, WebSocketChannelOptions } from './channel/websocket-channel.js'
 export { createChannelMux } from './channel/channel-mux.js'
+export type { ChannelMuxOptions } from './channel/channel-mux.js'
 export { sealApiRequest, ApiRequestOpener, API_REQUEST_MEDIA_TYPE, API_RESPONSE_MEDIA_TYPE, API_MAX_BODY, API_ENVELOPE_VERSION } from './api/api-envelope.js'
 export type { ApiRequest, ApiResponse, ApiMethod, OpenedApiRequest, SealedApiRequest, ApiRequestOpenerOptions } from './api/api-envelope.js'

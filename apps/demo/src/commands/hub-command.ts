@@ -18,27 +18,34 @@ export function registerHubCommand(program: Command): void {
     .option('--port <n>', 'port to listen on (0 picks a free one)', '7070')
     .option('--redis <url>', 'cluster mode: share routes with the other hubs on this Redis (redis://host:port)')
     .option('--public-url <url>', 'in cluster mode, this hub\'s own address as nodes reach it (default: ws://HOST:PORT)')
+    .option('--proxy-url <url...>', 'a proxy or load balancer in front of this hub, as nodes dial it (repeatable); nodes sign their registration for the URL they dialed')
     .addHelpText(
       'after',
       `
 Examples:
   cloudbox hub
   cloudbox hub --host 0.0.0.0 --port 443
-  cloudbox hub --host 0.0.0.0 --port 7070 --redis redis://10.0.0.5:6379 --public-url wss://hub-a.example.org
+  cloudbox hub --host 127.0.0.1 --port 7070 --proxy-url wss://hub.example.org
+  cloudbox hub --host 0.0.0.0 --port 7070 --redis redis://10.0.0.5:6379 --public-url wss://hub-a.example.org --proxy-url wss://hub.example.org
 
 In cluster mode hubs run side by side (behind a load balancer, each also reachable at its
-own --public-url): a client on any hub reaches a node registered on any other.
+own --public-url): a client on any hub reaches a node registered on any other. Behind a
+proxy or load balancer, name it with --proxy-url: a node signs its registration for the
+URL it dialed, and the hub refuses one made for another hub. Servers of a cluster list the
+members' --public-url with \`cloudbox serve --cluster-hub URL\`.
 Health: GET /health. Metrics (Prometheus): GET /metrics. Ctrl-C stops it cleanly.`,
     )
-    .action(async (options: { host: string; port: string; redis?: string; publicUrl?: string }, command: Command) => {
+    .action(async (options: { host: string; port: string; redis?: string; publicUrl?: string; proxyUrl?: string[] }, command: Command) => {
       const { output } = globalOptions(command)
       if (options.redis !== undefined && !/^rediss?:\/\/\S+$/.test(options.redis)) throw new CliError('ERR_USAGE', `--redis takes a redis:// or rediss:// URL, not "${options.redis}".`, { exitCode: 2 })
       if (options.publicUrl !== undefined && !/^wss?:\/\/\S+$/.test(options.publicUrl)) throw new CliError('ERR_USAGE', `--public-url takes a ws:// or wss:// URL, not "${options.publicUrl}".`, { exitCode: 2 })
-      if (options.publicUrl !== undefined && options.redis === undefined) throw new CliError('ERR_USAGE', '--public-url only matters in cluster mode: add --redis URL.', { exitCode: 2 })
+      if (options.publicUrl !== undefined && options.redis === undefined) throw new CliError('ERR_USAGE', '--public-url only matters in cluster mode: add --redis URL (behind a proxy, use --proxy-url).', { exitCode: 2 })
+      for (const url of options.proxyUrl ?? []) if (!/^wss?:\/\/\S+$/.test(url)) throw new CliError('ERR_USAGE', `--proxy-url takes a ws:// or wss:// URL, not "${url}".`, { exitCode: 2 })
       const hub = new RouterHub(
         {
           host: options.host,
           port: parsePort(options.port),
+          ...(options.proxyUrl === undefined ? {} : { publicUrls: options.proxyUrl }),
           ...(options.redis === undefined ? {} : { cluster: { redis: options.redis, ...(options.publicUrl === undefined ? {} : { publicUrl: options.publicUrl }) } }),
         },
         {

@@ -29,6 +29,7 @@ export function registerServeCommand(program: Command): void {
     .argument('<dir>', 'the folder to serve (created if missing)')
     .description('Run a cloud server for DIR. Prints the pairing URI and a QR code; devices pair with it and the PIN, then sync.')
     .option('--hub <url>', 'register at this router hub, so devices reach the server without an open port')
+    .option('--cluster-hub <url...>', 'another hub of --hub\'s cluster (its --public-url) where routes may be accepted (repeatable); routes to any other hub are refused')
     .option('--listen <host:port>', 'listen for direct connections here (port 0 picks a free one)', '0.0.0.0:7443')
     .option('--api <host:port>', 'serve the encrypted REST API here', '127.0.0.1:0')
     .option('--pin <pin>', 'set the master PIN (default: keep the current one, or make a random one and print it)')
@@ -45,7 +46,7 @@ While it runs, admin commands with the same --home act on it at once:
   cloudbox devices, cloudbox revoke ID, cloudbox pin add, cloudbox subcloud create NAME …
 Ctrl-C stops it cleanly.`,
     )
-    .action(async (dir: string, options: { hub?: string; listen: string; api: string; pin?: string; name: string; statusPage: boolean }, command: Command) => {
+    .action(async (dir: string, options: { hub?: string; clusterHub?: string[]; listen: string; api: string; pin?: string; name: string; statusPage: boolean }, command: Command) => {
       const { home, output } = globalOptions(command)
       const folder = resolve(dir)
       const listen = parseHostPort(options.listen, '--listen')
@@ -56,7 +57,7 @@ Ctrl-C stops it cleanly.`,
       }
       const identity = await loadIdentity(home, output)
       const box = new CloudBox(
-        { role: 'server', folder, name: options.name, listen, ...(options.hub === undefined ? {} : { hub: options.hub }), ...(options.pin === undefined ? {} : { masterPin: options.pin }) },
+        { role: 'server', folder, name: options.name, listen, ...(options.hub === undefined ? {} : { hub: options.hub }), ...(options.clusterHub === undefined ? {} : { clusterHubs: options.clusterHub }), ...(options.pin === undefined ? {} : { masterPin: options.pin }) },
         { identity },
       )
       let madePin: string | undefined

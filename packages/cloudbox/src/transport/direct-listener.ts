@@ -7,6 +7,7 @@ import { networkInterfaces } from 'node:os'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer } from 'ws'
 import { channelFromWebSocket, type MessageChannel } from '@cloudbox/encrypted-messaging'
+import { addressKey } from '@cloudbox/encrypted-messaging/hub'
 import { DIRECT_CLOUD_PATH } from '../wire/control.js'
 import { MAX_WS_MESSAGE } from './websocket.js'
 
@@ -120,7 +121,8 @@ export class DirectListener {
         if (left <= 0) this.#perAddress.delete(address)
         else this.#perAddress.set(address, left)
       })
-      handler(channelFromWebSocket(ws))
+      // The peer's address, for the server's limits on strangers (an IPv6 /64 counts as one).
+      handler(Object.assign(channelFromWebSocket(ws), { remoteAddress: addressKey(address) }))
     })
   }
 }

@@ -6,7 +6,7 @@
 import { setMaxListeners } from 'node:events'
 import type WebSocket from 'ws'
 import type { MessageChannel, Signer } from '@cloudbox/encrypted-messaging'
-import { HUB_API_MAX_MESSAGE, HUB_NODE_PATH, HUB_ROUTE_API, encodeApiReply, hubCodec, signRegistration, type HubApiReply } from '@cloudbox/encrypted-messaging/hub'
+import { HUB_API_MAX_MESSAGE, HUB_NODE_PATH, HUB_ROUTE_API, encodeApiReply, hubCodec, normalizeHubUrl, signRegistration, type HubApiReply } from '@cloudbox/encrypted-messaging/hub'
 import { Backoff, sleep, type BackoffOptions } from '../backoff.js'
 import { errors } from '../errors.js'
 import { acceptHubRoute, openWebSocket, trimUrl } from './websocket.js'
@@ -15,6 +15,8 @@ export type HubLinkEvent =
   | { type: 'hub'; state: 'registered'; url: string }
   | { type: 'hub'; state: 'disconnected'; url: string; reason?: Error }
   | { type: 'retry'; target: 'hub'; attempt: number; delayMs: number }
+  /** The hub asked to accept a route at a hub this node does not trust; it was not followed. */
+  | { type: 'untrusted-hub'; url: string; hub: string }
 
 export interface HubLinkOptions {
   url: string
@@ -25,11 +27,15 @@ export interface HubLinkOptions {
   onEvent: (event: HubLinkEvent) => void
   backoff?: BackoffOptions
   keepAliveMs?: number
+  /** Other hubs of this hub's cluster where routes may be accepted; any other `incoming.hub` is refused. */
+  clusterHubs?: readonly string[]
 }
 
 export class HubLink {
   readonly url: string
   readonly #options: HubLinkOptions
+  /** Hubs a route may be accepted at: this one and the configured members of its cluster. */
+  readonly #trusted: Set<string>
   readonly #abort = new AbortController()
   #socket: WebSocket | undefined
   #loop: Promise<void> | undefined
@@ -38,6 +44,7 @@ export class HubLink {
   constructor(options: HubLinkOptions) {
     this.url = trimUrl(options.url)
     this.#options = options
+    this.#trusted = new Set([this.url, ...(options.clusterHubs ?? [])].map(normalizeHubUrl))
   }
 
   get registered(): boolean {
@@ -125,7 +132,8 @@ export class HubLink {
             return socket.terminate()
           }
           if (message.kind === 'challenge') {
-            socket.send(hubCodec.encode('register', signRegistration(this.#options.signer, message.body.nonce)))
+            // Signed for the hub dialed: another hub cannot use this answer to its own challenge.
+            socket.send(hubCodec.encode('register', signRegistration(this.#options.signer, message.body.nonce, this.url)))
           } else if (message.kind === 'registered') {
             clearTimeout(setup)
             this.#registered = true
@@ -133,12 +141,19 @@ export class HubLink {
             this.#options.onEvent({ type: 'hub', state: 'registered', url: this.url })
           } else if (message.kind === 'incoming') {
             // In a hub cluster the client may sit on another hub: accept the route there.
-            const { route, token, kind, hub = this.url } = message.body
+            const { route, token, kind, hub = this.url, peer } = message.body
+            // A hub could send the node anywhere (a machine on its LAN): only trusted hubs.
+            if (!this.#trusted.has(normalizeHubUrl(hub))) {
+              this.#options.onEvent({ type: 'untrusted-hub', url: this.url, hub: hub.slice(0, 200) })
+              return
+            }
             if (kind === HUB_ROUTE_API) {
               void this.#answerApiCall(hub, route, token, signal)
               return
             }
-            acceptHubRoute(hub, route, token, { signal }).then(this.#options.onRoute, () => {
+            // The hub's tag for the client's address stands in for it in the node's limits.
+            const remoteAddress = peer === undefined ? `hub:${normalizeHubUrl(hub)}` : `hub:${Buffer.from(peer).toString('hex')}`
+            acceptHubRoute(hub, route, token, { signal }).then((raw) => this.#options.onRoute(Object.assign(raw, { remoteAddress })), () => {
               // The client gave up or the hub dropped the route: nothing to do.
             })
           }

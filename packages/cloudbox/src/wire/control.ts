@@ -4,6 +4,7 @@
  */
 import * as v from 'valibot'
 import { bytesSchema, defineMessageCodec, textSchema, uintSchema } from '@cloudbox/encrypted-messaging'
+import { syncCodec } from '@cloudbox/cloudsync'
 
 export const CONTROL_PROTOCOL_VERSION = 1
 export const CONTROL_LANE = 0
@@ -49,4 +50,11 @@ export const controlCodec = defineMessageCodec({
 })
 
 export type ControlMessage = ReturnType<typeof controlCodec.decode>
+
+/** Largest secure-channel message before the peer is welcomed: the hello exchange fits many times over. */
+export const PRE_WELCOME_MAX_MESSAGE = 16 * 1024
+/** Largest one after: a lane byte and the larger of a control or a sync message. */
+export const SESSION_MAX_MESSAGE = 1 + Math.max(controlCodec.maxMessageSize, syncCodec.maxMessageSize)
+/** Bytes a lane buffers unread (control, sync) before the session stops reading. */
+export const LANE_HIGH_WATER_BYTES: readonly number[] = [1024 * 1024, 16 * 1024 * 1024]
 export { label as labelSchema, id as idSchema, role as roleSchema }

@@ -44,8 +44,12 @@ export interface CloudServerOptions {
   host?: string
   /** 0 picks a free port (read it back from `url`). */
   port?: number
-  /** Replay window and memory of the envelope (defaults: 60 s, 1,000,000 nonces). */
-  envelope?: ApiRequestOpenerOptions
+  /**
+   * Replay window, memory and journal of the envelope (defaults: 60 s, 1,000,000 nonces,
+   * kept in `<box state>/api-nonces` so a restart does not forget them). Only paired
+   * devices' nonces are remembered.
+   */
+  envelope?: Omit<ApiRequestOpenerOptions, 'admit'>
   /** Thumbnail settings, or false for none (default: 128 px WebP, cached in the folder's `.cloudbox/thumbnails`). */
   thumbnails?: (ThumbnailOptions & { cacheDir?: string }) | false
   /**
@@ -70,7 +74,7 @@ export interface CloudServerComponents {
   log?: (event: { level: 'info' | 'warn' | 'error'; message: string; [key: string]: unknown }) => void
 }
 
-const ENVELOPE_STATUS: Record<string, number> = { ERR_API_REQUEST_INVALID: 400, ERR_API_REQUEST_EXPIRED: 400, ERR_API_REQUEST_REPLAYED: 409 }
+const ENVELOPE_STATUS: Record<string, number> = { ERR_API_REQUEST_INVALID: 400, ERR_API_REQUEST_EXPIRED: 400, ERR_API_REQUEST_REPLAYED: 409, ERR_API_RATE_LIMITED: 429 }
 
 export class CloudServer {
   readonly options: CloudServerOptions
@@ -93,7 +97,13 @@ export class CloudServer {
     this.#box = components.box
     this.storage = components.storage ?? new LocalFolderStorage(components.box.init.folder)
     this.#log = components.log ?? (() => {})
-    this.#opener = new ApiRequestOpener(components.box.identity, options.envelope)
+    const box = components.box
+    this.#opener = new ApiRequestOpener(box.identity, {
+      journal: join(box.stateDir, 'api-nonces'),
+      ...options.envelope,
+      // Strangers' requests are answered (refused) without filling the replay memory.
+      admit: async (client) => (await box.admin.listDevices().catch(() => [])).some((device) => device.id === client),
+    })
     const thumbnails = options.thumbnails
     this.thumbnails = thumbnails === false ? undefined : new Thumbnails(this.storage, thumbnails?.cacheDir ?? join(components.box.init.folder, STATE_DIR, 'thumbnails'), thumbnails ?? {})
   }
@@ -183,6 +193,7 @@ export class CloudServer {
     await outer?.close()
     await this.#inner?.close()
     this.#inner = undefined
+    this.#opener.close()
     await this.thumbnails?.idle()
   }
 
@@ -211,7 +222,7 @@ export class CloudServer {
     if (inner === undefined) return failure(errors.serverState('The API'))
     // Only paired, enabled devices are served; checked on every call, so a revoked or
     // blocked device is refused from its next request on.
-    const device = (await this.#box.admin.listDevices().catch(() => [])).find((each) => each.id === request.client)
+    const device = request.admitted ? (await this.#box.admin.listDevices().catch(() => [])).find((each) => each.id === request.client) : undefined
     if (device === undefined) return failure(errors.forbidden('it is not paired with this cloud'))
     if (device.state !== 'enabled') return failure(errors.forbidden('the owner blocked it'))
     const bytes = Buffer.from(request.body.buffer, request.body.byteOffset, request.body.byteLength)

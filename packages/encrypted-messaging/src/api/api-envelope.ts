@@ -8,10 +8,11 @@
  * travel inside. Specified in PROTOCOL.md, section 7.
  */
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, type webcrypto } from 'node:crypto'
+import { closeSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs'
 import { Aes128Gcm, AeadId, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256, KdfId, KemId } from '@hpke/core'
 import * as v from 'valibot'
 import { ED25519_PUBLIC_KEY_LENGTH, ed25519PublicKeyToX25519, ed25519Verify } from '../crypto.js'
-import { ApiRequestExpiredError, ApiRequestInvalidError, ApiRequestReplayedError, ApiResponseInvalidError, InvalidPublicIdError, isEncryptedMessagingError, MessageTooLargeError } from '../errors.js'
+import { ApiRateLimitedError, ApiRequestExpiredError, ApiRequestInvalidError, ApiRequestReplayedError, ApiResponseInvalidError, InvalidPublicIdError, isEncryptedMessagingError, MessageTooLargeError } from '../errors.js'
 import { x25519SecretOf, type Identity } from '../identity/identity.js'
 import { encodePublicId, parsePublicId } from '../identity/public-id.js'
 import type { Signer } from '../interfaces/key-agreement.js'
@@ -87,6 +88,11 @@ export interface OpenedApiRequest {
   client: string
   clientKey: Uint8Array
   time: number
+  /**
+   * False when the opener's `admit` refused the caller (not paired here): its nonce was not
+   * remembered, so strangers cannot fill the replay memory. Answer it with a refusal only.
+   */
+  admitted: boolean
   /** Seals the answer so that only this request's sender can open it. */
   respond(response: ApiResponse): Promise<Uint8Array>
 }
@@ -191,8 +197,18 @@ export interface ApiRequestOpenerOptions {
   readonly windowMs?: number
   /** Nonces remembered at most; beyond it, the oldest go and their time window shrinks (default 1,000,000). */
   readonly maxEntries?: number
+  /** Nonces remembered per caller (default 100,000, over 800 requests a second); more is ERR_API_RATE_LIMITED, so one caller cannot push others' out. */
+  readonly maxEntriesPerClient?: number
   /** The server's clock (tests move it). */
   readonly now?: () => number
+  /**
+   * A file that keeps the nonces seen, so a restart does not forget them and a request
+   * cannot be replayed once just after one (default: memory only). Appended to as requests
+   * arrive, rewritten when mostly stale.
+   */
+  readonly journal?: string
+  /** Whose nonces are remembered (say: the paired devices); others' requests are opened with `admitted: false`. Default: everyone's. */
+  readonly admit?: (client: string) => boolean | Promise<boolean>
 }
 
 /**
@@ -204,18 +220,42 @@ export class ApiRequestOpener {
   readonly #identity: Identity
   readonly #windowMs: number
   readonly #maxEntries: number
+  readonly #maxEntriesPerClient: number
+  /** Nonces remembered per caller (hex of its key). */
+  readonly #perClient = new Map<string, number>()
   readonly #now: () => number
+  readonly #admit: ApiRequestOpenerOptions['admit']
   #recipientKey: Promise<webcrypto.CryptoKeyPair> | undefined
-  /** Nonces seen (hex of client ‖ nonce) → the request's time; insertion-ordered. */
-  readonly #seen = new Map<string, number>()
+  /** Nonces seen (hex of client ‖ nonce) → the request's time and when it arrived; in order of arrival. */
+  readonly #seen = new Map<string, { time: number; arrived: number }>()
   /** Requests older than this are refused because their nonces may have been forgotten. */
   #floor = 0
+  readonly #journal: NonceJournal | undefined
 
   constructor(identity: Identity, options: ApiRequestOpenerOptions = {}) {
     this.#identity = identity
     this.#windowMs = options.windowMs ?? 60_000
     this.#maxEntries = options.maxEntries ?? 1_000_000
+    this.#maxEntriesPerClient = options.maxEntriesPerClient ?? 100_000
     this.#now = options.now ?? Date.now
+    this.#admit = options.admit
+    if (options.journal !== undefined) this.#journal = new NonceJournal(options.journal)
+  }
+
+  /** The journal's nonces, read at the first request (its folder may not exist before). */
+  #loaded = false
+  #load(): void {
+    if (this.#loaded) return
+    this.#loaded = true
+    for (const entry of this.#journal?.load(this.#now() - 2 * this.#windowMs) ?? []) {
+      this.#seen.set(entry.key, { time: entry.time, arrived: entry.arrived })
+      this.#count(entry.key, 1)
+    }
+  }
+
+  /** Closes the journal file (the opener keeps working from memory). */
+  close(): void {
+    this.#journal?.close()
   }
 
   /**
@@ -245,12 +285,18 @@ export class ApiRequestOpener {
     if (decoded.kind !== 'request') throw new ApiRequestInvalidError()
     const request = decoded.body
     if (!ed25519Verify(request.client, signedBytes(enc, serverKey, request), request.signature)) throw new ApiRequestInvalidError()
-    this.#checkFresh(request.client, request.nonce, request.time)
+    const client = encodePublicId(request.client)
+    this.#checkTime(request.time)
+    const admitted = this.#admit === undefined ? true : await this.#admit(client)
+    // Checked and remembered with no await between: two copies arriving together cannot both pass.
+    this.#load()
+    if (admitted) this.#remember(request.client, request.nonce, request.time)
     return {
+      admitted,
       method: request.method,
       path: request.path,
       body: request.body,
-      client: encodePublicId(request.client),
+      client,
       clientKey: request.client,
       time: request.time,
       async respond(response: ApiResponse): Promise<Uint8Array> {
@@ -275,22 +321,114 @@ export class ApiRequestOpener {
     return this.#recipientKey
   }
 
-  #checkFresh(client: Uint8Array, nonce: Uint8Array, time: number): void {
+  #checkTime(time: number): void {
     const now = this.#now()
     if (Math.abs(now - time) > this.#windowMs) throw new ApiRequestExpiredError()
-    // Forget what has left the window; a forgotten nonce is then refused by its time.
-    for (const [key, seenTime] of this.#seen) {
-      if (seenTime >= now - this.#windowMs) break
-      this.#seen.delete(key)
-    }
     if (time < this.#floor) throw new ApiRequestExpiredError()
+  }
+
+  #remember(client: Uint8Array, nonce: Uint8Array, time: number): void {
+    const now = this.#now()
+    // A nonce that arrived two windows ago belongs to a request whose time is now outside
+    // the window, whatever it said: forgotten safely, in order of arrival (a request dated
+    // in the future cannot hold back the forgetting of the ones after it).
+    for (const [key, entry] of this.#seen) {
+      if (entry.arrived >= now - 2 * this.#windowMs) break
+      this.#forget(key)
+    }
     const key = Buffer.concat([client, nonce]).toString('hex')
     if (this.#seen.has(key)) throw new ApiRequestReplayedError()
-    this.#seen.set(key, time)
+    // One caller's flood is refused before it could push anyone else's nonces out.
+    if ((this.#perClient.get(key.slice(0, 64)) ?? 0) >= this.#maxEntriesPerClient) throw new ApiRateLimitedError()
+    this.#seen.set(key, { time, arrived: now })
+    this.#count(key, 1)
+    this.#journal?.append(key, time, now, this.#seen)
     if (this.#seen.size > this.#maxEntries) {
-      const [oldest, oldestTime] = this.#seen.entries().next().value as [string, number]
-      this.#seen.delete(oldest)
-      this.#floor = Math.max(this.#floor, oldestTime + 1)
+      const [oldest, entry] = this.#seen.entries().next().value as [string, { time: number }]
+      this.#forget(oldest)
+      this.#floor = Math.max(this.#floor, entry.time + 1)
     }
+  }
+
+  #forget(key: string): void {
+    if (this.#seen.delete(key)) this.#count(key, -1)
+  }
+
+  #count(key: string, change: number): void {
+    const client = key.slice(0, 64)
+    const count = (this.#perClient.get(client) ?? 0) + change
+    if (count <= 0) this.#perClient.delete(client)
+    else this.#perClient.set(client, count)
+  }
+}
+
+const JOURNAL_RECORD = 48 + 16
+const JOURNAL_MAGIC = Buffer.from('cloudbox-api-nonces v1\n')
+
+/**
+ * The opener's nonces on disk: a header, then 64-byte records `client ‖ nonce (48) ‖
+ * time (u64) ‖ arrived (u64)`, appended as requests arrive (a crash loses at most what the
+ * kernel had not written; a power cut what it had not flushed) and rewritten atomically
+ * once most of it is stale. A damaged tail is ignored.
+ */
+class NonceJournal {
+  readonly #path: string
+  #fd: number | undefined
+  #records = 0
+
+  constructor(path: string) {
+    this.#path = path
+  }
+
+  load(since: number): { key: string; time: number; arrived: number }[] {
+    let bytes: Buffer
+    try {
+      bytes = readFileSync(this.#path)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+      bytes = Buffer.alloc(0)
+    }
+    const entries: { key: string; time: number; arrived: number }[] = []
+    if (bytes.subarray(0, JOURNAL_MAGIC.length).equals(JOURNAL_MAGIC)) {
+      for (let at = JOURNAL_MAGIC.length; at + JOURNAL_RECORD <= bytes.length; at += JOURNAL_RECORD) {
+        const arrived = Number(bytes.readBigUInt64BE(at + 56))
+        if (arrived >= since) entries.push({ key: bytes.toString('hex', at, at + 48), time: Number(bytes.readBigUInt64BE(at + 48)), arrived })
+      }
+    }
+    entries.sort((a, b) => a.arrived - b.arrived)
+    this.#rewrite(entries)
+    return entries
+  }
+
+  append(key: string, time: number, arrived: number, live: ReadonlyMap<string, { time: number; arrived: number }>): void {
+    const record = Buffer.alloc(JOURNAL_RECORD)
+    record.write(key, 0, 'hex')
+    record.writeBigUInt64BE(BigInt(time), 48)
+    record.writeBigUInt64BE(BigInt(arrived), 56)
+    if (this.#fd === undefined) this.#fd = openSync(this.#path, 'a', 0o600)
+    writeSync(this.#fd, record)
+    // Mostly forgotten entries: start a fresh file with the live ones.
+    if (++this.#records > 1024 && this.#records > 4 * live.size) this.#rewrite([...live].map(([each, entry]) => ({ key: each, ...entry })))
+  }
+
+  #rewrite(entries: readonly { key: string; time: number; arrived: number }[]): void {
+    this.close()
+    const out = Buffer.alloc(JOURNAL_MAGIC.length + entries.length * JOURNAL_RECORD)
+    JOURNAL_MAGIC.copy(out)
+    entries.forEach((entry, i) => {
+      const at = JOURNAL_MAGIC.length + i * JOURNAL_RECORD
+      out.write(entry.key, at, 'hex')
+      out.writeBigUInt64BE(BigInt(entry.time), at + 48)
+      out.writeBigUInt64BE(BigInt(entry.arrived), at + 56)
+    })
+    const temporary = `${this.#path}.tmp-${process.pid}`
+    writeFileSync(temporary, out, { mode: 0o600 })
+    renameSync(temporary, this.#path)
+    this.#records = entries.length
+  }
+
+  close(): void {
+    if (this.#fd !== undefined) closeSync(this.#fd)
+    this.#fd = undefined
   }
 }

@@ -1,20 +1,25 @@
 import { ChannelClosedError } from '../errors.js'
 
 /**
- * An inbound message queue with a high-water mark: the producer learns when the queue is
- * full (to stop reading its source) and is told when it drains. One consumer iterates.
+ * An inbound message queue with a high-water mark in messages and in bytes: the producer
+ * learns when the queue is full (to stop reading its source) and is told when it drains.
+ * A message is always taken, so the queue holds at most the limit plus one message.
+ * One consumer iterates.
  */
 export class MessageQueue {
   readonly #items: Uint8Array[] = []
   readonly #highWaterMark: number
+  readonly #highWaterBytes: number
+  #bytes = 0
   #waiting: { resolve(result: IteratorResult<Uint8Array>): void; reject(error: Error): void } | undefined
   #ended = false
   #error: Error | undefined
   #drainWaiters: (() => void)[] = []
   #iterating = false
 
-  constructor(highWaterMark = 16) {
+  constructor(highWaterMark = 16, highWaterBytes = Number.POSITIVE_INFINITY) {
     this.#highWaterMark = highWaterMark
+    this.#highWaterBytes = highWaterBytes
   }
 
   get length(): number {
@@ -22,7 +27,7 @@ export class MessageQueue {
   }
 
   get full(): boolean {
-    return this.#items.length >= this.#highWaterMark
+    return this.#items.length >= this.#highWaterMark || this.#bytes >= this.#highWaterBytes
   }
 
   get ended(): boolean {
@@ -39,6 +44,7 @@ export class MessageQueue {
       return true
     }
     this.#items.push(message)
+    this.#bytes += message.length
     return !this.full
   }
 
@@ -53,7 +59,10 @@ export class MessageQueue {
     if (this.#ended) return
     this.#ended = true
     this.#error = error
-    if (error !== undefined) this.#items.length = 0
+    if (error !== undefined) {
+      this.#items.length = 0
+      this.#bytes = 0
+    }
     const waiting = this.#waiting
     this.#waiting = undefined
     if (waiting !== undefined) {
@@ -73,6 +82,7 @@ export class MessageQueue {
   next(): Promise<IteratorResult<Uint8Array>> {
     const item = this.#items.shift()
     if (item !== undefined) {
+      this.#bytes -= item.length
       this.#notifyDrain()
       return Promise.resolve({ value: item, done: false })
     }

@@ -22,8 +22,9 @@ export const MAX_FRAGMENT = MAX_NOISE_MESSAGE - AEAD_TAG_LENGTH - 1
 export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 /** Each direction rekeys (Noise Rekey()) after every this many frames. */
 export const REKEY_INTERVAL = 2 ** 16
-/** Decrypted messages buffered before the transport stops reading the raw channel. */
+/** Decrypted messages (and bytes of them) buffered before the transport stops reading the raw channel. */
 const INBOX_HIGH_WATER_MARK = 16
+const INBOX_HIGH_WATER_BYTES = 4 * 1024 * 1024
 
 const FLAG_FINAL = 0
 const FLAG_MORE = 1
@@ -49,6 +50,13 @@ export interface SecureChannel extends MessageChannel {
   readonly remotePublicId: string
   /** Noise handshake hash: unique per session, for binding (e.g. a PIN check) to it. */
   readonly handshakeHash: Uint8Array
+  /** The largest application message either way, now. */
+  readonly maxMessageSize: number
+  /**
+   * Changes the largest message either way from now on: small while a peer is not yet
+   * trusted (a stranger cannot make this side buffer 16 MiB), larger once it is.
+   */
+  setMaxMessageSize(bytes: number): void
 }
 
 export interface TransportOptions {
@@ -76,9 +84,9 @@ export class NoiseTransportChannel implements SecureChannel {
   readonly #raw: MessageChannel
   readonly #send: CipherState
   readonly #receive: CipherState
-  readonly #maxMessageSize: number
+  #maxMessageSize: number
   readonly #rekeyInterval: number
-  readonly #inbox = new MessageQueue(INBOX_HIGH_WATER_MARK)
+  readonly #inbox = new MessageQueue(INBOX_HIGH_WATER_MARK, INBOX_HIGH_WATER_BYTES)
   #sent = 0
   #received = 0
   #sending: Promise<unknown> = Promise.resolve()
@@ -93,7 +101,8 @@ export class NoiseTransportChannel implements SecureChannel {
     this.remotePublicKey = new Uint8Array(options.remotePublicKey)
     this.remotePublicId = encodePublicId(options.remotePublicKey)
     this.handshakeHash = new Uint8Array(options.handshakeHash)
-    this.#maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
+    this.#maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE
+    this.setMaxMessageSize(options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE)
     this.#rekeyInterval = options.rekeyInterval ?? REKEY_INTERVAL
     if (!Number.isSafeInteger(this.#rekeyInterval) || this.#rekeyInterval < 1) throw new RangeError('rekeyInterval must be a positive integer')
     this.closed = new Promise((resolve) => {
@@ -102,6 +111,15 @@ export class NoiseTransportChannel implements SecureChannel {
     // Frames are read and checked as they arrive, so a close, a rejection or tampering
     // is seen at once; reading pauses while decrypted messages wait unread (backpressure).
     void this.#pump(rawIterator)
+  }
+
+  get maxMessageSize(): number {
+    return this.#maxMessageSize
+  }
+
+  setMaxMessageSize(bytes: number): void {
+    if (!Number.isSafeInteger(bytes) || bytes < 1) throw new RangeError('maxMessageSize must be a positive integer')
+    this.#maxMessageSize = bytes
   }
 
   #encryptFrame(flag: number, data: Uint8Array): Uint8Array {

@@ -12,7 +12,8 @@ import type { Signer } from '../interfaces/key-agreement.js'
 import { BadMessageError } from '../errors.js'
 import { defineMessageCodec, bytesSchema, uintSchema } from '../wire/message-codec.js'
 
-export const HUB_PROTOCOL_VERSION = 1
+/** 2: the registration signature covers the hub's URL; `incoming` may carry the client's address tag. */
+export const HUB_PROTOCOL_VERSION = 2
 /** WebSocket paths. A node's control connection; a client's route to a node; a node's side of a route. */
 export const HUB_NODE_PATH = '/v1/node'
 export const HUB_ROUTE_PATH = '/v1/route/'
@@ -21,7 +22,9 @@ export const HUB_CHALLENGE_LENGTH = 32
 export const HUB_ROUTE_TOKEN_LENGTH = 16
 /** Largest relayed frame by default: a whole Noise message (65,535 bytes) fits. */
 export const HUB_DEFAULT_MAX_FRAME = 65_536
-const REGISTER_TAG = new TextEncoder().encode('cloudbox/hub/v1/register\0')
+const REGISTER_TAG = new TextEncoder().encode('cloudbox/hub/v2/register\0')
+/** Bytes of `incoming.peer`: an opaque tag of the client's network address, keyed by the hub. */
+export const HUB_PEER_TAG_LENGTH = 16
 
 /** WebSocket close codes the hub uses (application range 4000–4999). */
 export const HubCloseCodes = {
@@ -67,26 +70,44 @@ export const hubCodec = defineMessageCodec({
         token: bytes(HUB_ROUTE_TOKEN_LENGTH),
         kind: v.optional(uintSchema(255)),
         hub: v.optional(v.pipe(v.string(), v.maxLength(2048), v.regex(/^wss?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/))),
+        /** Where the client connects from, as a tag only this hub can compute (for the node's per-address limits). */
+        peer: v.optional(bytes(HUB_PEER_TAG_LENGTH)),
       }),
     },
   },
 })
 
-function registrationMessage(nonce: Uint8Array): Uint8Array {
-  const message = new Uint8Array(REGISTER_TAG.length + nonce.length)
+/**
+ * A hub's URL as nodes name it, for comparing: scheme and host in lower case, no trailing
+ * slash. `wss://Hub.Example.org/` and `wss://hub.example.org` are the same hub.
+ */
+export function normalizeHubUrl(url: string): string {
+  const match = /^(wss?):\/\/([^/?#]+)(\/[^?#]*)?$/i.exec(url.trim())
+  if (match === null) return url.trim().replace(/\/+$/, '')
+  return `${(match[1] as string).toLowerCase()}://${(match[2] as string).toLowerCase()}${(match[3] ?? '').replace(/\/+$/, '')}`
+}
+
+function registrationMessage(nonce: Uint8Array, hubUrl: string): Uint8Array {
+  const url = new TextEncoder().encode(normalizeHubUrl(hubUrl))
+  const message = new Uint8Array(REGISTER_TAG.length + nonce.length + url.length)
   message.set(REGISTER_TAG)
   message.set(nonce, REGISTER_TAG.length)
+  message.set(url, REGISTER_TAG.length + nonce.length)
   return message
 }
 
-/** The node's answer to a hub challenge. */
-export function signRegistration(signer: Signer, nonce: Uint8Array): { publicKey: Uint8Array; signature: Uint8Array } {
-  return { publicKey: signer.publicKey, signature: signer.sign(registrationMessage(nonce)) }
+/**
+ * The node's answer to a hub challenge: its signature over the challenge and the URL of
+ * the hub it dialed, so a hub cannot pass another hub's challenge on to register the
+ * node there (that hub checks the URL against its own).
+ */
+export function signRegistration(signer: Signer, nonce: Uint8Array, hubUrl: string): { publicKey: Uint8Array; signature: Uint8Array } {
+  return { publicKey: signer.publicKey, signature: signer.sign(registrationMessage(nonce, hubUrl)) }
 }
 
-/** True when `signature` is `publicKey`'s signature over this challenge. */
-export function verifyRegistration(publicKey: Uint8Array, nonce: Uint8Array, signature: Uint8Array): boolean {
-  return ed25519Verify(publicKey, registrationMessage(nonce), signature)
+/** True when `signature` is `publicKey`'s signature over this challenge, made for a hub at one of `hubUrls` (this hub's own addresses). */
+export function verifyRegistration(publicKey: Uint8Array, nonce: Uint8Array, signature: Uint8Array, hubUrls: readonly string[]): boolean {
+  return hubUrls.some((url) => ed25519Verify(publicKey, registrationMessage(nonce, url), signature))
 }
 
 /** `incoming.kind` of a route that carries one REST API call instead of a session. */
@@ -136,4 +157,16 @@ function safeJson(bytes: Uint8Array): unknown {
   } catch {
     return undefined
   }
+}
+
+/** One client for limits: an IPv4 address (also when IPv4-mapped), or an IPv6 /64 (one subscriber's usual share). */
+export function addressKey(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)
+  if (mapped !== null) return mapped[1] as string
+  if (!address.includes(':')) return address
+  const [head = '', tail = ''] = address.split('::')
+  const left = head === '' ? [] : head.split(':')
+  const right = tail === '' ? [] : tail.split(':')
+  const groups = address.includes('::') ? [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right] : left
+  return `${groups.slice(0, 4).map((group) => group.toLowerCase().replace(/^0+(?=.)/, '')).join(':')}::/64`
 }
