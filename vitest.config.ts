@@ -10,7 +10,7 @@ export default defineConfig({
       { extends: true, test: { name: 'repo', include: ['test/**/*.test.ts'], exclude: ['test/reliability/**'] } },
       // Faults, hostile input and 1,000 sessions load both cores: they run after every other
       // project, so timing-sensitive tests elsewhere never share the machine with them.
-      { extends: true, test: { name: 'reliability', include: ['test/reliability/**/*.test.ts'], sequence: { groupOrder: 1 } } },
+      { extends: true, test: { name: 'reliability', include: ['test/reliability/**/*.test.ts'], sequence: { groupOrder: 1 }, globalSetup: ['test/support/reference-tools-setup.ts'] } },
     ],
     testTimeout: 30_000,
     hookTimeout: 120_000,

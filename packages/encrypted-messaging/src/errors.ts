@@ -14,6 +14,7 @@ export const ErrorCodes = {
   INVALID_KEY: 'ERR_INVALID_KEY',
   SIGNATURE_MALFORMED: 'ERR_SIGNATURE_MALFORMED',
   SIGNATURE_INVALID: 'ERR_SIGNATURE_INVALID',
+  SIGNATURE_LEGACY: 'ERR_SIGNATURE_LEGACY',
   SIGNER_MISMATCH: 'ERR_SIGNER_MISMATCH',
   AGE_HEADER_INVALID: 'ERR_AGE_HEADER_INVALID',
   AGE_UNSUPPORTED: 'ERR_AGE_UNSUPPORTED',
@@ -96,6 +97,13 @@ export class SignatureMalformedError extends EncryptedMessagingError {
 export class SignatureInvalidError extends EncryptedMessagingError {
   constructor(message = 'The signature does not match: the document or its signature was changed after signing.', options?: { cause?: unknown }) {
     super(ErrorCodes.SIGNATURE_INVALID, message, options)
+  }
+}
+
+/** A legacy (not prehashed) minisign signature, refused unless asked for; always when it says the file was hashed. */
+export class SignatureLegacyError extends EncryptedMessagingError {
+  constructor(message = 'This is a legacy minisign signature (not prehashed), which is refused by default, as `minisign -H` does: ask the signer to sign again with a current minisign or CloudBox. If the trusted comment says "hashed", it was relabelled and is not valid at all.', options?: { cause?: unknown }) {
+    super(ErrorCodes.SIGNATURE_LEGACY, message, options)
   }
 }
 

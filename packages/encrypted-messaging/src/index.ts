@@ -21,6 +21,7 @@ export {
   InvalidKeyError,
   SignatureMalformedError,
   SignatureInvalidError,
+  SignatureLegacyError,
   SignerMismatchError,
   AgeHeaderInvalidError,
   AgeUnsupportedError,
@@ -63,7 +64,7 @@ export {
   parseSignerKey,
   SIGNATURE_SCOPES,
 } from './minisign/document-signatures.js'
-export type { SignatureScope, DocumentSource, SignDocumentOptions, VerifiedSignature } from './minisign/document-signatures.js'
+export type { SignatureScope, DocumentSource, SignDocumentOptions, VerifyDocumentOptions, VerifiedSignature } from './minisign/document-signatures.js'
 export type { MinisignPublicKey } from './wire/minisign-format.js'
 
 export { defineMessageCodec, bytesSchema, uintSchema, textSchema } from './wire/message-codec.js'

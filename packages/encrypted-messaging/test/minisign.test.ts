@@ -122,12 +122,15 @@ describe('interop with the minisign tool', () => {
     writeFileSync(file, 'quarterly report\n')
     execFileSync('minisign', ['-S', ...flags, '-s', sec, '-m', file, '-t', 'reviewed by ops'], { stdio: 'pipe' })
     const signature = readFileSync(`${file}.minisig`, 'utf8')
-    const verified = await verifyDocument(createReadStream(file), signature, readFileSync(pub, 'utf8'))
+    // Legacy signatures only when asked for.
+    if (flags.length > 0) expect(await codeOf(verifyDocument(readFileSync(file), signature, readFileSync(pub, 'utf8')))).toBe('ERR_SIGNATURE_LEGACY')
+    const allowLegacy = { allowLegacy: flags.length > 0 }
+    const verified = await verifyDocument(createReadStream(file), signature, readFileSync(pub, 'utf8'), allowLegacy)
     expect(verified.trustedComment).toBe('reviewed by ops')
     expect(verified.prehashed).toBe(flags.length === 0)
     // The base64 line alone works too, as `minisign -P` takes it.
-    await expect(verifyDocument(readFileSync(file), signature, readFileSync(pub, 'utf8').split('\n')[1]!)).resolves.toBeTruthy()
-    expect(await codeOf(verifyDocument(new TextEncoder().encode('forged report\n'), signature, readFileSync(pub, 'utf8')))).toBe('ERR_SIGNATURE_INVALID')
-    expect(await codeOf(verifyDocument(readFileSync(file), signature, alice.publicId))).toBe('ERR_SIGNER_MISMATCH')
+    await expect(verifyDocument(readFileSync(file), signature, readFileSync(pub, 'utf8').split('\n')[1]!, allowLegacy)).resolves.toBeTruthy()
+    expect(await codeOf(verifyDocument(new TextEncoder().encode('forged report\n'), signature, readFileSync(pub, 'utf8'), allowLegacy))).toBe('ERR_SIGNATURE_INVALID')
+    expect(await codeOf(verifyDocument(readFileSync(file), signature, alice.publicId, allowLegacy))).toBe('ERR_SIGNER_MISMATCH')
   })
 })

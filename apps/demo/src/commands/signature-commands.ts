@@ -48,14 +48,15 @@ export function registerSignatureCommands(program: Command): void {
     .description('Verify FILE\'s minisign signature (made by CloudBox or by minisign) against the expected signer.')
     .requiredOption('--signer <id-or-pubkey-file>', 'the expected signer: a public ID (cb1…) or a minisign public key file')
     .option('--sig <file>', 'the signature file (default: FILE.minisig)')
+    .option('--allow-legacy', 'also accept legacy (not prehashed) minisign signatures, as made by minisign -S -l; refused by default')
     .addHelpText('after', '\nExamples:\n  cloudbox verify report.pdf --signer cb1…\n  cloudbox verify release.tar.gz --signer minisign.pub --sig release.tar.gz.minisig')
-    .action(async (file: string, options: { signer: string; sig?: string }, command: Command) => {
+    .action(async (file: string, options: { signer: string; sig?: string; allowLegacy?: boolean }, command: Command) => {
       const { output } = globalOptions(command)
       requireFile(file)
       const signaturePath = options.sig ?? `${file}.minisig`
       requireFile(signaturePath)
       const signer = /^cb1/i.test(options.signer.trim()) || !existsSync(options.signer) ? options.signer : readFileSync(options.signer, 'utf8')
-      const verified = await verifyDocument(createReadStream(file), readFileSync(signaturePath, 'utf8'), signer)
+      const verified = await verifyDocument(createReadStream(file), readFileSync(signaturePath, 'utf8'), signer, { allowLegacy: options.allowLegacy === true })
       const details = [`Valid signature of ${file} by ${verified.signerId} (key ${verified.keyId}).`]
       if (verified.scope) details.push(`scope:   ${verified.scope}`)
       if (verified.timestamp) details.push(`signed:  ${verified.timestamp.toISOString()}`)

@@ -1,6 +1,6 @@
 import { basename } from 'node:path'
 import { constantTimeEqual, createHasher, ed25519Verify, hash, ED25519_PUBLIC_KEY_LENGTH } from '../crypto.js'
-import { SignatureInvalidError, SignatureMalformedError, SignerMismatchError, throwIfAborted, type AbortOptions } from '../errors.js'
+import { SignatureInvalidError, SignatureLegacyError, SignatureMalformedError, SignerMismatchError, throwIfAborted, type AbortOptions } from '../errors.js'
 import { encodePublicId, parsePublicId } from '../identity/public-id.js'
 import type { Signer } from '../interfaces/key-agreement.js'
 import { domainTag } from '../wire/constants.js'
@@ -34,6 +34,16 @@ export interface SignDocumentOptions extends AbortOptions {
   timestamp?: Date
   /** The untrusted comment line (not covered by the signature). */
   untrustedComment?: string
+}
+
+export interface VerifyDocumentOptions extends AbortOptions {
+  /**
+   * Also accept legacy (not prehashed, `Ed`) signatures, made by `minisign -S -l` or very
+   * old minisign (default false, as `minisign -H` requires). Even then, a legacy signature
+   * whose trusted comment says the file was hashed is refused: it is a prehashed signature
+   * relabelled to verify for another document (the hash itself).
+   */
+  allowLegacy?: boolean
 }
 
 /** What a valid signature proves: every field comes from the signed trusted comment. */
@@ -161,11 +171,12 @@ export async function signDocument(signer: Signer, document: DocumentSource, opt
 
 /**
  * Verifies a minisign signature of a document, made by CloudBox or by `minisign -S`
- * (prehashed or legacy), against the expected signer.
+ * (prehashed; legacy ones only with `allowLegacy`), against the expected signer.
  *
  * @param signer the expected signer: a public ID (`cb1…`), a minisign public key file's text or line,
  *   or a parsed key.
  * @throws {SignatureMalformedError} when the signature file cannot be parsed.
+ * @throws {SignatureLegacyError} for a legacy signature, unless `allowLegacy` (never for one relabelled).
  * @throws {SignerMismatchError} when another key made the signature.
  * @throws {SignatureInvalidError} when the document or the trusted comment was altered.
  * @example
@@ -176,7 +187,7 @@ export async function verifyDocument(
   document: DocumentSource,
   signatureText: string,
   signer: string | MinisignPublicKey,
-  options: AbortOptions = {},
+  options: VerifyDocumentOptions = {},
 ): Promise<VerifiedSignature> {
   const key = typeof signer === 'string' ? parseSignerKey(signer) : signer
   const parsed = decodeSignatureFile(signatureText)
@@ -184,6 +195,12 @@ export async function verifyDocument(
     throw new SignerMismatchError(`The signature was made by key ${formatKeyId(parsed.keyId)}, not by the signer you named (key ${formatKeyId(key.keyId)}).`)
   }
   const prehashed = parsed.algorithm === MINISIGN_PREHASHED_ALGORITHM
+  // The algorithm bytes are not signed: a prehashed signature relabelled as legacy verifies
+  // for the 64-byte hash as a document. Legacy only when asked for, and never for a
+  // signature that says it was made over a hash.
+  if (!prehashed && (options.allowLegacy !== true || /(^|\t)hashed(\t|$)/.test(parsed.trustedComment))) {
+    throw new SignatureLegacyError()
+  }
   const message = prehashed ? await prehash(document, options.signal) : await wholeDocument(document, options.signal)
   if (!ed25519Verify(key.publicKey, message, parsed.signature)) throw new SignatureInvalidError()
   const commentBytes = Buffer.from(parsed.trustedComment, 'utf8')
