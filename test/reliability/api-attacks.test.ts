@@ -11,8 +11,8 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CloudBox } from '@cloudbox/cloudbox'
 import { API_REQUEST_MEDIA_TYPE, API_RESPONSE_MEDIA_TYPE, Identity, sealApiRequest } from '@cloudbox/encrypted-messaging'
-import { CloudServer, CloudServerClient } from '@cloudbox/cloudserver'
-import { backendFixture, type BackendFixture } from '../../packages/cloudserver/test/backends.js'
+import { CloudServer, CloudServerClient, S3Storage } from '@cloudbox/cloudserver'
+import { backendFixture, BUCKET, startS3, type BackendFixture } from '../../packages/cloudserver/test/backends.js'
 import { recordOutcome } from './support/outcomes.js'
 
 const PIN = '2468-1357'
@@ -175,5 +175,40 @@ describe('replays and the replay memory', () => {
       await server.stop()
     }
     recordOutcome({ group: 'hostile input', what: 'filling the API replay memory: 400 strangers, then a member\'s future-dated request and flood', injected: 2, survived: 2, dataLost: 0 })
+  })
+})
+
+describe('a bucket rolled back', () => {
+  it('an S3 back end made with no state file of its own still refuses an older, validly signed index', { timeout: 30_000 }, async () => {
+    const s3 = await startS3()
+    const root = await mkdtemp(join(tmpdir(), 'cloudbox-rollback-'))
+    const before = process.env.XDG_STATE_HOME
+    process.env.XDG_STATE_HOME = join(root, 'state')
+    const identity = Identity.generate().identity
+    const made: S3Storage[] = []
+    const open = () => {
+      const storage = new S3Storage({ bucket: BUCKET, prefix: 'rolled/', s3: s3.config, identity })
+      made.push(storage)
+      return storage
+    }
+    try {
+      const store = open()
+      await store.uploadAppend('u1', 0, Buffer.from('first'))
+      await store.uploadCommit('u1', 'v1.txt', { overwrite: false })
+      const old = (await s3.get('rolled/index'))!
+      await store.uploadAppend('u2', 0, Buffer.from('second'))
+      await store.uploadCommit('u2', 'v2.txt', { overwrite: false })
+      // The bucket's holder puts the older index back (it is validly signed by the server).
+      await s3.put('rolled/index', old)
+      const outcome = await open().open().then(() => 'ok', (error: { code?: string }) => error.code)
+      expect(outcome).toBe('ERR_STORAGE_ROLLBACK')
+      recordOutcome({ group: 'hostile input', what: 'an S3 bucket rolled back to an older signed index, with no state file configured', injected: 1, survived: 1, dataLost: 0 })
+    } finally {
+      for (const each of made) await each.close()
+      if (before === undefined) delete process.env.XDG_STATE_HOME
+      else process.env.XDG_STATE_HOME = before
+      await s3.stop()
+      await rm(root, { recursive: true, force: true })
+    }
   })
 })

@@ -28,7 +28,7 @@ function storage(options: { prefix?: string; identity?: Identity; key?: Uint8Arr
     s3: s3.config,
     identity: options.identity ?? identity,
     ...(options.key === undefined ? {} : { key: options.key }),
-    ...(options.state === false ? {} : { stateFile: options.state ?? join(root, `state-${states++}.json`) }),
+    stateFile: options.state === false ? false : (options.state ?? join(root, `state-${states++}.json`)),
     ...(options.chunkSize === undefined ? {} : { chunkSize: options.chunkSize }),
   })
   opened.push(made)

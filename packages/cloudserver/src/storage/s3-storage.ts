@@ -8,7 +8,10 @@
  * writes a new generation of it after the chunks it names are stored, so a crash leaves
  * either the old or the new state (plus unreferenced chunks, which `sweep()` removes).
  */
-import { readFile } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { mkdir, readFile } from 'node:fs/promises'
+import { homedir } from 'node:os'
+import { dirname, join } from 'node:path'
 import { Readable } from 'node:stream'
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3'
 import type { Identity } from '@cloudbox/encrypted-messaging'
@@ -34,9 +37,11 @@ export interface S3StorageOptions {
   key?: Uint8Array
   /**
    * A local file that remembers the generation of the last index written or read, so a
-   * bucket rolled back to an older (validly signed) index is refused. Recommended.
+   * bucket rolled back to an older (validly signed) index is refused. Default: one per
+   * bucket, prefix and identity under `$XDG_STATE_HOME/cloudbox/s3/` (`~/.local/state/…`);
+   * `false` turns the check off (a rollback then goes unnoticed).
    */
-  stateFile?: string
+  stateFile?: string | false
   /** Largest plaintext per chunk object (default 4 MiB). */
   chunkSize?: number
   /** Decrypted chunks kept in memory for sequential reads (default 8). */
@@ -109,7 +114,7 @@ export class S3Storage implements StorageBackend {
     this.#identity = options.identity
     if (options.key !== undefined && options.key.length !== 32) throw new TypeError('An S3 storage key has 32 bytes.')
     this.#keys = deriveStorageKeys(options.key ?? storageKeyOf(options.identity), options.identity.publicKey)
-    this.#stateFile = options.stateFile
+    this.#stateFile = options.stateFile === false ? undefined : (options.stateFile ?? defaultStateFile(options.bucket, options.prefix ?? '', options.identity.publicId, options.s3))
     this.#chunkSize = options.chunkSize ?? 4 * MiB
     this.#cacheSize = options.cachedChunks ?? 8
   }
@@ -225,6 +230,7 @@ export class S3Storage implements StorageBackend {
   }
 
   async #remember(generation: number, sealed: Uint8Array): Promise<void> {
+    if (this.#stateFile !== undefined) await mkdir(dirname(this.#stateFile), { recursive: true, mode: 0o700 })
     if (this.#stateFile !== undefined) await writeFileAtomically(this.#stateFile, JSON.stringify({ bucket: this.bucket, prefix: this.prefix, generation, digest: indexDigest(sealed) }))
   }
 
@@ -740,3 +746,11 @@ export class S3Storage implements StorageBackend {
 }
 
 const isClient = (s3: S3Client | S3ClientConfig): s3 is S3Client => typeof (s3 as { send?: unknown }).send === 'function'
+
+/** Where a back end remembers its bucket's index generation when not told: per user, per bucket, prefix, identity and endpoint. */
+export function defaultStateFile(bucket: string, prefix: string, identity: string, s3: S3Client | S3ClientConfig): string {
+  const endpoint = !isClient(s3) && typeof s3.endpoint === 'string' ? s3.endpoint : ''
+  const name = createHash('sha256').update([bucket, prefix, identity, endpoint].join('\0')).digest('hex').slice(0, 32)
+  const base = process.env.XDG_STATE_HOME || join(homedir(), '.local', 'state')
+  return join(base, 'cloudbox', 's3', `${name}.json`)
+}
