@@ -5,6 +5,7 @@
 import type { DeviceInfo, PinInfo, SubCloudInfo } from '@cloudbox/cloudbox'
 import type { Command } from 'commander'
 import { usageError } from '../errors.js'
+import { givenPin, pinOptions, type PinOptions } from '../pin-input.js'
 import { hasIdentity, readMetadata } from '../home.js'
 import { globalOptions } from '../program.js'
 import { formatBytes } from '../progress.js'
@@ -93,17 +94,17 @@ export function registerAdminCommands(program: Command): void {
   }
 
   const pin = program.command('pin').description('PINs that let new devices pair with the running server.')
-  pin
+  pinOptions(pin
     .command('add')
     .option('--label <label>', 'what the PIN is for', `pin-${Date.now().toString(36)}`)
-    .option('--role <role>', 'owner or member', 'member')
-    .option('--pin <pin>', 'the PIN (default: a random one)')
+    .option('--role <role>', 'owner or member', 'member'), 'the PIN (default: a random one)', { environment: false })
     .option('--expires <duration>', 'e.g. 30m, 12h, 7d (default 24h)', '24h')
     .description('Add a one-time PIN; it is shown only now.')
-    .action(async (options: { label: string; role: string; pin?: string; expires: string }, command: Command) => {
+    .action(async (options: PinOptions & { label: string; role: string; expires: string }, command: Command) => {
       const { output } = globalOptions(command)
       if (options.role !== 'owner' && options.role !== 'member') throw usageError(`--role is owner or member, not "${options.role}".`)
-      const added = (await run(command, 'addPin', [{ label: options.label, role: options.role, expiresInMs: parseDuration(options.expires), ...(options.pin === undefined ? {} : { pin: options.pin }) }])) as { label: string; pin: string; expiresAt: number }
+      const chosen = givenPin(options, { environment: false })
+      const added = (await run(command, 'addPin', [{ label: options.label, role: options.role, expiresInMs: parseDuration(options.expires), ...(chosen === undefined ? {} : { pin: chosen }) }])) as { label: string; pin: string; expiresAt: number }
       output.result(`One-time PIN "${added.label}" (${options.role}): ${added.pin}\nValid until ${when(added.expiresAt)}; it works once.`, added)
     })
   pin

@@ -11,6 +11,7 @@ import { CloudServer, listensOnLoopback } from '@cloudbox/cloudserver'
 import type { Command } from 'commander'
 import { printEvents } from '../box-events.js'
 import { CliError, usageError } from '../errors.js'
+import { givenPin, pinOptions, type PinOptions } from '../pin-input.js'
 import { loadIdentity } from '../home.js'
 import { globalOptions } from '../program.js'
 import { serveControl } from '../server/control-socket.js'
@@ -24,29 +25,31 @@ export function parseHostPort(text: string, flag: string): { host: string; port:
 }
 
 export function registerServeCommand(program: Command): void {
-  program
-    .command('serve')
+  pinOptions(program
+    .command('serve'), 'the master PIN to set (default: keep the current one, or make a random one and print it)')
     .argument('<dir>', 'the folder to serve (created if missing)')
     .description('Run a cloud server for DIR. Prints the pairing URI and a QR code; devices pair with it and the PIN, then sync.')
     .option('--hub <url>', 'register at this router hub, so devices reach the server without an open port')
     .option('--cluster-hub <url...>', 'another hub of --hub\'s cluster (its --public-url) where routes may be accepted (repeatable); routes to any other hub are refused')
     .option('--listen <host:port>', 'listen for direct connections here (port 0 picks a free one)', '0.0.0.0:7443')
     .option('--api <host:port>', 'serve the encrypted REST API here', '127.0.0.1:0')
-    .option('--pin <pin>', 'set the master PIN (default: keep the current one, or make a random one and print it)')
+
     .option('--name <label>', 'the name devices see', `CloudBox on ${hostname()}`)
     .option('--no-status-page', 'do not serve the status page (by default it is on 127.0.0.1, at a URL with a random token)')
     .addHelpText(
       'after',
       `
 Examples:
-  cloudbox serve ~/Cloud --pin 2468-1357
+  cloudbox serve ~/Cloud --pin-file ~/.config/cloudbox/master-pin
+  CLOUDBOX_PIN=2468-1357 cloudbox serve ~/Cloud
   cloudbox serve /srv/cloud --hub wss://hub.example.org --listen 127.0.0.1:0
 
 While it runs, admin commands with the same --home act on it at once:
   cloudbox devices, cloudbox revoke ID, cloudbox pin add, cloudbox subcloud create NAME …
 Ctrl-C stops it cleanly.`,
     )
-    .action(async (dir: string, options: { hub?: string; clusterHub?: string[]; listen: string; api: string; pin?: string; name: string; statusPage: boolean }, command: Command) => {
+    .action(async (dir: string, options: PinOptions & { hub?: string; clusterHub?: string[]; listen: string; api: string; name: string; statusPage: boolean }, command: Command) => {
+      const masterPin = givenPin(options)
       const { home, output } = globalOptions(command)
       const folder = resolve(dir)
       const listen = parseHostPort(options.listen, '--listen')
@@ -57,7 +60,7 @@ Ctrl-C stops it cleanly.`,
       }
       const identity = await loadIdentity(home, output)
       const box = new CloudBox(
-        { role: 'server', folder, name: options.name, listen, ...(options.hub === undefined ? {} : { hub: options.hub }), ...(options.clusterHub === undefined ? {} : { clusterHubs: options.clusterHub }), ...(options.pin === undefined ? {} : { masterPin: options.pin }) },
+        { role: 'server', folder, name: options.name, listen, ...(options.hub === undefined ? {} : { hub: options.hub }), ...(options.clusterHub === undefined ? {} : { clusterHubs: options.clusterHub }), ...(masterPin === undefined ? {} : { masterPin }) },
         { identity },
       )
       let madePin: string | undefined

@@ -10,6 +10,7 @@ import { CloudBox, STATE_FILE, type CloudBoxEvent, type PairedCloud } from '@clo
 import type { Command } from 'commander'
 import { printEvents } from '../box-events.js'
 import { CliError, usageError } from '../errors.js'
+import { pinOptions, requiredPin, type PinOptions } from '../pin-input.js'
 import { loadIdentity } from '../home.js'
 import { globalOptions } from '../program.js'
 import { formatBytes } from '../progress.js'
@@ -32,22 +33,22 @@ export const notPairedError = (home: string) =>
   new CliError('ERR_NOT_PAIRED', `This home (${home}) is not paired with a cloud; run \`cloudbox pair URI --pin PIN --home ${home}\` first.`)
 
 export function registerSyncCommands(program: Command): void {
-  program
+  pinOptions(program
     .command('pair')
-    .argument('<uri>', 'the server\'s pairing URI (cloudbox://pair?…), from its QR code or `cloudbox serve`')
-    .requiredOption('--pin <pin>', 'the PIN the server\'s owner gave you')
+    .argument('<uri>', 'the server\'s pairing URI (cloudbox://pair?…), from its QR code or `cloudbox serve`'), 'the PIN the server\'s owner gave you')
     .option('--hub <url>', 'reach the server through this hub instead of the one in the URI')
     .option('--name <label>', 'how this device appears in the server\'s device list', hostname())
     .description('Pair this home with a cloud server: the server proves its key, this device proves the PIN; after that, keys alone authenticate.')
-    .addHelpText('after', "\nExamples:\n  cloudbox pair 'cloudbox://pair?id=cb1…&hub=wss://hub.example.org' --pin 2468-1357\n  cloudbox pair \"$URI\" --pin 2468-1357 --hub ws://127.0.0.1:7070")
-    .action(async (uri: string, options: { pin: string; hub?: string; name: string }, command: Command) => {
+    .addHelpText('after', "\nExamples:\n  cloudbox pair 'cloudbox://pair?id=cb1…&hub=wss://hub.example.org' --pin-file ~/pin.txt\n  CLOUDBOX_PIN=2468-1357 cloudbox pair \"$URI\" --hub ws://127.0.0.1:7070\n  cloudbox pair \"$URI\" --pin 2468-1357")
+    .action(async (uri: string, options: PinOptions & { hub?: string; name: string }, command: Command) => {
+      const pin = requiredPin(options)
       const { home, output } = globalOptions(command)
       const identity = await loadIdentity(home, output)
       const stateDir = clientStateDir(home)
       const box = new CloudBox({ role: 'client', folder: join(stateDir, 'unsynced'), stateDir, name: options.name, sync: false }, { identity })
       try {
         await box.start()
-        const paired = await box.pair(uri, options.pin, options.hub === undefined ? {} : { hub: options.hub })
+        const paired = await box.pair(uri, pin, options.hub === undefined ? {} : { hub: options.hub })
         output.result(`Paired with "${paired.name}" (${paired.id}) as ${paired.role}.\nNext: cloudbox sync DIR${command.optsWithGlobals<{ home?: string }>().home ? ` --home ${home}` : ''}`, { paired })
       } finally {
         await box.stop()
