@@ -91,6 +91,42 @@ describe.each(['local', 's3'] as const)('quota on the %s back end', (kind) => {
   })
 })
 
+describe('the state folder through the API', () => {
+  it('refuses every spelling a case-insensitive disk would open as .cloudbox: read, list, delete, write', { timeout: 30_000 }, async () => {
+    const backend = await backendFixture('local')
+    const root = await mkdtemp(join(tmpdir(), 'cloudbox-statefolder-'))
+    await mkdir(join(root, 'cloud'))
+    const box = new CloudBox({ role: 'server', folder: join(root, 'cloud'), listen: { host: '127.0.0.1', port: 0 }, masterPin: PIN, watch: false }, { identity: Identity.generate().identity })
+    await box.start()
+    const server = new CloudServer({}, { box, storage: backend.storageFor(box) })
+    await server.start()
+    const identity = Identity.generate().identity
+    const device = new CloudBox({ role: 'client', folder: join(root, 'member'), sync: false }, { identity })
+    await mkdir(device.init.folder, { recursive: true })
+    await device.start()
+    await device.pair(box.pairingUri(), PIN)
+    const member = new CloudServerClient({ url: server.url, server: box.id, identity })
+    const code = (call: Promise<unknown>) => call.then(() => 'ok', (error: { code?: string }) => error.code ?? String(error))
+    try {
+      const spellings = ['.CloudBox/box/cloudbox.json', '.CLOUDBOX/box/cloudbox.json', 'CLOUDB~1/box/cloudbox.json', '.cloudbox\u200b/box/cloudbox.json', 'sub/.Cloudbox/index.cbor']
+      const outcomes: string[] = []
+      for (const path of spellings) {
+        const folder = path.slice(0, path.lastIndexOf('/'))
+        outcomes.push(await code(member.read(path)), await code(member.list(folder)), await code(member.remove(folder)))
+        outcomes.push(await code(member.call('POST', '/v1/folders', { path })))
+      }
+      expect(outcomes.filter((each) => each !== 'ERR_UNSAFE_PATH'), JSON.stringify(outcomes)).toEqual([])
+      recordOutcome({ group: 'hostile input', what: 'the state folder through the API in other spellings (case, zero-width, 8.3, nested): read, list, delete, create', injected: outcomes.length, survived: outcomes.length, dataLost: 0 })
+    } finally {
+      await server.stop()
+      await device.destroy()
+      await box.destroy()
+      await backend.stop()
+      await rm(root, { recursive: true, force: true })
+    }
+  })
+})
+
 describe('replays and the replay memory', () => {
   let root: string
   let box: CloudBox
