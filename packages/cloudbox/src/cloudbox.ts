@@ -38,7 +38,7 @@ import { eventError, type CloudBoxEvent, type InstanceState, type TransportKind 
 import { DirectListener } from './transport/direct-listener.js'
 import { HubLink } from './transport/hub-link.js'
 import { dialDirect, dialHub } from './transport/websocket.js'
-import { CONTROL_LANE, controlCodec, LANE_HIGH_WATER_BYTES, PIN_SALT_LENGTH, PRE_WELCOME_MAX_MESSAGE, SESSION_LANES, SESSION_MAX_MESSAGE } from './wire/control.js'
+import { CONTROL_LANE, controlCodec, SESSION_LIMIT_CLOSE_CODE, LANE_HIGH_WATER_BYTES, PIN_SALT_LENGTH, PRE_WELCOME_MAX_MESSAGE, SESSION_LANES, SESSION_MAX_MESSAGE } from './wire/control.js'
 
 export interface CloudBoxInit {
   role: 'server' | 'client'
@@ -365,8 +365,10 @@ export class CloudBox {
     const address = raw.remoteAddress ?? 'unknown'
     const limits = this.init.maxPendingSessions ?? {}
     if ((this.#pending.get(address) ?? 0) >= (limits.perAddress ?? 16) || this.#pendingTotal >= (limits.total ?? 128)) {
-      this.#emit({ type: 'session-error', error: eventError(errors.sessionLimit()) })
-      return void (await raw.close().catch(() => {}))
+      const busy = errors.sessionLimit()
+      this.#emit({ type: 'session-error', error: eventError(busy) })
+      // Closed before any handshake, with a close code the device reads as "busy", not as an impostor.
+      return void (await raw.close(Object.assign(busy, { closeCode: SESSION_LIMIT_CLOSE_CODE })).catch(() => {}))
     }
     this.#pending.set(address, (this.#pending.get(address) ?? 0) + 1)
     this.#pendingTotal++

@@ -193,8 +193,9 @@ export class PinBook {
     this.#recentFailures().push(this.#now())
     lockout.failures++
     this.#keepCallers()
-    await this.#state.save()
+    // The answer is this guess's own: whether it set a lock, not whether guesses since did.
     const lockedNow = this.lockedForCaller(caller)
+    await this.#state.save()
     if (lockedNow > 0) throw errors.pinLocked(lockedNow)
     throw errors.wrongPin(left)
   }

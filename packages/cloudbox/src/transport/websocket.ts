@@ -3,7 +3,7 @@ import WebSocket from 'ws'
 import { channelFromWebSocket, type MessageChannel } from '@cloudbox/encrypted-messaging'
 import { HUB_ACCEPT_PATH, HUB_ROUTE_PATH, HubCloseCodes } from '@cloudbox/encrypted-messaging/hub'
 import { errors } from '../errors.js'
-import { DIRECT_CLOUD_PATH } from '../wire/control.js'
+import { DIRECT_CLOUD_PATH, SESSION_LIMIT_CLOSE_CODE } from '../wire/control.js'
 
 /** Largest WebSocket message accepted: one Noise message (65,535 bytes) plus slack. */
 export const MAX_WS_MESSAGE = 65_536 + 1024
@@ -66,8 +66,15 @@ export function openWebSocket(url: string, options: DialOptions = {}): Promise<O
   })
 }
 
-/** Maps the hub's close codes to errors a user can act on. */
+/** A server that turned the connection away before any handshake: busy, not an impostor. */
+function describeServerClose(code: number): Error | undefined {
+  return code === SESSION_LIMIT_CLOSE_CODE ? errors.sessionLimit() : undefined
+}
+
+/** Maps the hub's close codes (and the server's, passed through a route) to errors a user can act on. */
 export function describeHubClose(code: number, reason: string): Error | undefined {
+  const fromServer = describeServerClose(code)
+  if (fromServer !== undefined) return fromServer
   if (code === HubCloseCodes.NODE_OFFLINE) return errors.nodeOffline()
   if (code === HubCloseCodes.LIMIT) return errors.unreachable(`the hub refused: ${reason || 'limit reached'}`)
   if (code === HubCloseCodes.TIMEOUT) return errors.unreachable(`the hub closed the route: ${reason || 'timeout'}`)
@@ -81,7 +88,7 @@ export function trimUrl(url: string): string {
 /** A client's channel straight to a server's listener. */
 export async function dialDirect(address: string, cloudId: string, options: DialOptions = {}): Promise<MessageChannel> {
   const { socket, takeReceived } = await openWebSocket(`${trimUrl(address)}${DIRECT_CLOUD_PATH}${cloudId}`, options)
-  return channelFromWebSocket(socket, { received: takeReceived() })
+  return channelFromWebSocket(socket, { describeClose: describeServerClose, received: takeReceived() })
 }
 
 /** A client's route to a node through a hub. */

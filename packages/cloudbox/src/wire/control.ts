@@ -51,6 +51,9 @@ export const controlCodec = defineMessageCodec({
 
 export type ControlMessage = ReturnType<typeof controlCodec.decode>
 
+/** WebSocket close code of a connection a server turns away unread (too many sessions not yet welcomed). */
+export const SESSION_LIMIT_CLOSE_CODE = 4503
+
 /** Largest secure-channel message before the peer is welcomed: the hello exchange fits many times over. */
 export const PRE_WELCOME_MAX_MESSAGE = 16 * 1024
 /** Largest one after: a lane byte and the larger of a control or a sync message. */

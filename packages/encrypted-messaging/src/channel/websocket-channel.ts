@@ -86,7 +86,9 @@ export function channelFromWebSocket(socket: WebSocketLike, options: WebSocketCh
   return {
     async send(message: Uint8Array, sendOptions: AbortOptions = {}): Promise<void> {
       throwIfAborted(sendOptions.signal)
-      if (closed || socket.readyState !== OPEN) throw new ChannelClosedError()
+      if (closed) throw new ChannelClosedError()
+      // The peer is closing: fail with its reason (its close code may say why), not a generic one.
+      if (socket.readyState !== OPEN) throw (await closedPromise) ?? new ChannelClosedError()
       let done: Promise<void> | undefined
       if (socket.bufferedAmount + message.length > sendHighWaterMark) {
         done = new Promise((resolve, reject) => {
@@ -101,14 +103,21 @@ export function channelFromWebSocket(socket: WebSocketLike, options: WebSocketCh
         socket.close(1000)
       })
     },
+    /** Closes; a `reason` with a `closeCode` (4000–4999) sends that WebSocket close code. */
     async close(reason?: Error): Promise<void> {
       if (closed) return
       finish(reason)
-      if (socket.readyState === OPEN) socket.close(reason === undefined ? 1000 : WEBSOCKET_CLOSE_FAILED, reason === undefined ? '' : truncate(reason.message))
+      if (socket.readyState === OPEN) socket.close(reason === undefined ? 1000 : closeCodeOf(reason), reason === undefined ? '' : truncate(reason.message))
       else socket.terminate()
     },
     closed: closedPromise,
   }
+}
+
+/** The close code for a failure: the error's own `closeCode` when it is an application code (4000–4999), else 4000. */
+function closeCodeOf(reason: Error): number {
+  const code = (reason as { closeCode?: unknown }).closeCode
+  return typeof code === 'number' && Number.isInteger(code) && code >= 4000 && code <= 4999 ? code : WEBSOCKET_CLOSE_FAILED
 }
 
 // A close reason is at most 123 bytes of UTF-8.
