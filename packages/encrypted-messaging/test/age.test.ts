@@ -192,6 +192,21 @@ describe('age streams and files', () => {
     )
   })
 
+  it('a stream of single bytes seals and opens in time linear in its length', async () => {
+    // One-byte pieces queue 65,536 parts per chunk. Taking a chunk out of them used to
+    // Array#shift each part (moving the rest of the array every time): seconds per chunk,
+    // so the property above timed out under load whenever it drew cuts of [1]. Linear,
+    // this takes well under a second; quadratic, more than ten.
+    const key = generateAgeIdentity()
+    const plaintext = pseudoRandom(4 * CHUNK + 1, 21)
+    const singleBytes = (bytes: Uint8Array): Uint8Array[] => Array.from({ length: bytes.length }, (_, i) => bytes.subarray(i, i + 1))
+    const started = performance.now()
+    const sealed = await collect(sealStream(singleBytes(plaintext), [key.x25519PublicKey]))
+    expectBytes(await collect(openStream(singleBytes(sealed), [key])), plaintext)
+    const elapsed = performance.now() - started
+    expect(elapsed, `sealing and opening ${plaintext.length} single bytes took ${Math.round(elapsed)} ms`).toBeLessThan(6000)
+  }, 60_000)
+
   it('sealFile/openFile write atomically and leave nothing behind on failure', async () => {
     const work = mkdtempSync(join(dir, 'files-'))
     const input = join(work, 'in.bin')

@@ -81,16 +81,22 @@ class ByteQueue {
       else this.#parts[0] = first.subarray(count)
       return first.subarray(0, count)
     }
+    // Many small parts (a source yielding single bytes queues 65,536 of them per chunk):
+    // walk them by index and drop the used ones in one splice. Array#shift per part
+    // moves the whole remaining array each time, quadratic in the number of parts
+    // (seconds per chunk for one-byte pieces).
     const out = new Uint8Array(count)
     let filled = 0
+    let used = 0
     while (filled < count) {
-      const part = this.#parts[0] as Uint8Array
+      const part = this.#parts[used] as Uint8Array
       const n = Math.min(part.length, count - filled)
-      out.set(part.subarray(0, n), filled)
+      out.set(n === part.length ? part : part.subarray(0, n), filled)
       filled += n
-      if (n === part.length) this.#parts.shift()
-      else this.#parts[0] = part.subarray(n)
+      if (n === part.length) used++
+      else this.#parts[used] = part.subarray(n)
     }
+    this.#parts.splice(0, used)
     this.length -= count
     return out
   }
