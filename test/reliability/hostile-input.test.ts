@@ -87,8 +87,9 @@ async function decoders(): Promise<Decoder[]> {
       name: 'sync protocol messages (CBOR)',
       samples: [
         syncCodec.encode('hello', { folder: 'f', device: 'd', root: new Uint8Array(32), sequence: 3 }),
-        syncCodec.encode('index', { records: [{ path: 'a.txt', size: 1, mtimeMs: 1, mode: 0o644, chunkHashes: new Uint8Array(32), chunkLengths: [1], chunkSize: 8192, version: { d: 1 }, deleted: false, sequence: 1 }] }),
-        syncCodec.encode('data', { id: 1, bytes: new Uint8Array(100) }),
+        syncCodec.encode('index', { records: [{ path: 'a.txt', size: 1, mtimeMs: 1, mode: 0o644, chunkHashes: new Uint8Array(32), chunkLengths: [1], chunkSize: 65536, version: { d: 1 }, deleted: false, sequence: 1 }] }),
+        syncCodec.encode('data', { chunks: [[1, new Uint8Array(100)]] }),
+        syncCodec.encode('fetch', { requests: [{ id: 1, path: 'a.txt', offset: 0, length: 1 }] }),
       ],
       decode: (input) => syncCodec.decode(input),
     },
@@ -210,7 +211,7 @@ describe('unsafe names from a peer', () => {
     const inbox = mine[Symbol.asyncIterator]()
     await mine.send(syncCodec.encode('hello', { folder: 'f', device: 'mallory', root: new Uint8Array(32), sequence: paths.length }))
     for (let i = 0; i < paths.length; i += 100) {
-      const records = paths.slice(i, i + 100).map((path, j) => ({ path, size: content.length, mtimeMs: 1_700_000_000_000, mode: 0o644, chunkHashes: hash, chunkLengths: [content.length], chunkSize: 8192, version: { mallory: i + j + 1 }, deleted: false, sequence: i + j + 1 }))
+      const records = paths.slice(i, i + 100).map((path, j) => ({ path, size: content.length, mtimeMs: 1_700_000_000_000, mode: 0o644, chunkHashes: hash, chunkLengths: [content.length], chunkSize: 65536, version: { mallory: i + j + 1 }, deleted: false, sequence: i + j + 1 }))
       await mine.send(syncCodec.encode('index', { records }))
     }
     await mine.send(syncCodec.encode('indexEnd', { sequence: paths.length, root: new Uint8Array(32) }))
@@ -219,7 +220,7 @@ describe('unsafe names from a peer', () => {
       const next = await inbox.next()
       if (next.done === true) break
       const message = syncCodec.decode(next.value as Uint8Array)
-      if (message.kind === 'request') await mine.send(syncCodec.encode('data', { id: message.body.id, bytes: content }))
+      if (message.kind === 'fetch') await mine.send(syncCodec.encode('data', { chunks: message.body.requests.map((request) => [request.id, content] as [number, Uint8Array]) }))
       if (message.kind === 'error') {
         expect(['ERR_UNSAFE_PATH', 'ERR_CASE_CLASH']).toContain(message.body.code)
         refused += 1

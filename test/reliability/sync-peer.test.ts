@@ -73,7 +73,7 @@ function hostilePeer(engine: SyncEngine, provenAs: string, options: { read?: boo
 }
 
 const tombstone = (path: string, sequence: number, by = 'mallory') => ({ path, size: 0, mtimeMs: Date.now(), mode: 0o644, chunkHashes: new Uint8Array(0), chunkLengths: [], chunkSize: 0, version: { victim: 1, [by]: 1_000 }, deleted: true, sequence })
-const fileRecord = (path: string, content: Uint8Array, sequence: number, extra: Record<string, unknown> = {}) => ({ path, size: content.length, mtimeMs: 1_700_000_000_000, mode: 0o644, chunkHashes: hashOf(content), chunkLengths: [content.length], chunkSize: 8192, version: { mallory: sequence }, deleted: false, sequence, ...extra })
+const fileRecord = (path: string, content: Uint8Array, sequence: number, extra: Record<string, unknown> = {}) => ({ path, size: content.length, mtimeMs: 1_700_000_000_000, mode: 0o644, chunkHashes: hashOf(content), chunkLengths: [content.length], chunkSize: 65536, version: { mallory: sequence }, deleted: false, sequence, ...extra })
 
 describe('deletions from a hostile peer', () => {
   it('never deletes through a symbolic link, nor a file this device did not index, ignores, or changed since its scan', { timeout: 30_000 }, async () => {
@@ -153,7 +153,8 @@ describe('records that would bloat the index or the memory', () => {
     const engine = await victim(join(root, 'folder'))
     const peer = hostilePeer(engine, 'mallory')
     await peer.hello('mallory')
-    const zeros = 250_000
+    // (A record of more chunks than any file may have, 131,072, fails validation and closes the session.)
+    const zeros = 100_000
     const empty = { ...fileRecord('empty.bin', new Uint8Array(0), 1), chunkHashes: new Uint8Array(zeros * 32), chunkLengths: Array.from({ length: zeros }, () => 0) }
     const tinyCount = 50_000
     const tiny = { ...fileRecord('tiny-chunks.bin', new Uint8Array(0), 2), size: tinyCount * 10, chunkHashes: new Uint8Array(tinyCount * 32), chunkLengths: Array.from({ length: tinyCount }, () => 10) }
@@ -164,7 +165,7 @@ describe('records that would bloat the index or the memory', () => {
     for (const path of ['empty.bin', 'tiny-chunks.bin']) expect(engine.records().find((record) => record.path === path), path).toBeUndefined()
     expect(peer.received.filter((message) => message.kind === 'error').length).toBe(2)
     expect(peer.open).toBe(true)
-    recordOutcome({ group: 'hostile input', what: 'records with 250,000 empty chunks, or 50,000 chunks below the minimum size', injected: 2, survived: 2, dataLost: 0 })
+    recordOutcome({ group: 'hostile input', what: 'records with 100,000 empty chunks, or 50,000 chunks below the minimum size', injected: 2, survived: 2, dataLost: 0 })
   })
 
   it('closes a session that sends index records without end, or chunk requests without reading the answers', { timeout: 60_000 }, async () => {
@@ -175,9 +176,10 @@ describe('records that would bloat the index or the memory', () => {
 
     const flooder = hostilePeer(engine, 'mallory')
     await flooder.hello('mallory')
-    // 6.4 MiB of chunk hashes per message (a 1.6 GB file each), never an indexEnd.
-    const count = 200_000
-    const huge = (i: number) => ({ path: `huge-${i}.bin`, size: count * 8192, mtimeMs: 1, mode: 0o644, chunkHashes: new Uint8Array(count * 32), chunkLengths: Array.from({ length: count }, () => 8192), chunkSize: 8192, version: { mallory: i + 1 }, deleted: false, sequence: i + 1 })
+    // 3.2 MiB of chunk hashes per message (a 6.5 GB file each), never applied: each one's
+    // chunks are requested but never served, so the records pile up.
+    const count = 100_000
+    const huge = (i: number) => ({ path: `huge-${i}.bin`, size: count * 65536, mtimeMs: 1, mode: 0o644, chunkHashes: new Uint8Array(count * 32), chunkLengths: Array.from({ length: count }, () => 65536), chunkSize: 65536, version: { mallory: i + 1 }, deleted: false, sequence: i + 1 })
     let sent = 0
     while (flooder.open && sent < 60) {
       await flooder.index([huge(sent)]).catch(() => {})
@@ -189,17 +191,18 @@ describe('records that would bloat the index or the memory', () => {
 
     const requester = hostilePeer(engine, 'mallory', { read: false })
     await requester.hello('mallory')
-    const hash = engine.records().find((record) => record.path === 'served.bin')?.chunkHashes.subarray(0, 32) as Uint8Array
+    const length = engine.records().find((record) => record.path === 'served.bin')?.chunkLengths[0] as number
     let requests = 0
-    while (requester.open && requests < 20_000) {
-      await requester.send(syncCodec.encode('request', { id: requests + 1, hash })).catch(() => {})
-      requests++
+    while (requester.open && requests < 200_000) {
+      const batch = Array.from({ length: 4096 }, (_, i) => ({ id: requests + i + 1, path: 'served.bin', offset: 0, length }))
+      await requester.send(syncCodec.encode('fetch', { requests: batch })).catch(() => {})
+      requests += batch.length
     }
     await waitFor(() => !requester.open, 'the requesting session to close', 5_000)
-    expect(requests).toBeLessThan(20_000)
+    expect(requests).toBeLessThan(200_000)
     // The engine goes on: an honest peer still syncs.
     expect(engine.state).not.toBe('stopped')
-    recordOutcome({ group: 'hostile input', what: 'index records without indexEnd (8 MiB each), chunk requests without reading', injected: 2, survived: 2, dataLost: 0, note: `closed after ${sent} index messages and ${requests} requests` })
+    recordOutcome({ group: 'hostile input', what: 'index records that are never applied (3.2 MiB each), chunk requests without reading', injected: 2, survived: 2, dataLost: 0, note: `closed after ${sent} index messages and ${requests} requests` })
   })
 })
 
@@ -225,12 +228,11 @@ describe('a peer setting modes and rules for this device', () => {
     ])
     await peer.indexEnd(3)
     for (;;) {
-      await waitFor(() => peer.received.some((message) => message.kind === 'request' || message.kind === 'ack'), 'a request or the ack')
-      const request = peer.received.find((message) => message.kind === 'request')
-      if (request === undefined) break
-      peer.received.splice(peer.received.indexOf(request), 1)
-      const bytes = Buffer.compare(Buffer.from(request.body.hash), Buffer.from(hashOf(content))) === 0 ? content : rules
-      await peer.send(syncCodec.encode('data', { id: request.body.id, bytes }))
+      await waitFor(() => peer.received.some((message) => message.kind === 'fetch' || message.kind === 'ack'), 'a fetch or the ack')
+      const fetch = peer.received.find((message) => message.kind === 'fetch')
+      if (fetch === undefined) break
+      peer.received.splice(peer.received.indexOf(fetch), 1)
+      await peer.send(syncCodec.encode('data', { chunks: fetch.body.requests.map((request) => [request.id, request.path === 'tool.sh' ? content : rules] as [number, Uint8Array]) }))
     }
     await peer.acked(3)
     expect(statSync(join(folder, 'tool.sh')).mode & 0o777).toBe(0o755)

@@ -544,7 +544,7 @@ export class CloudBox {
         return {
           ...(quotaBytes === undefined ? {} : { quotaBytes }),
           usedBytes: engine?.usedBytes() ?? 0,
-          files: engine?.records().filter((record) => !record.deleted).length ?? 0,
+          files: engine?.usage.files ?? 0,
         }
       },
       setQuota: async (bytes) => {

@@ -164,6 +164,8 @@ describe('the status page in headless Chromium', () => {
     await copyFile(big, join(root, 'device', 'big.bin'))
 
     await tab.waitForFunction(() => (globalThis as unknown as Browser).cloudboxStatus.progressEvents > 0, undefined, { timeout: 60_000 })
+    // The small files may be announced (and shown) before the large one: wait for its progress.
+    await tab.waitForFunction(() => / of [\d.]+ MiB/.test((globalThis as unknown as Browser).document.getElementById('sync-detail')!.textContent ?? ''), undefined, { timeout: 60_000 })
     expect(await tab.textContent('#sync-detail')).toMatch(/^[\d.]+ (B|KiB|MiB) of [\d.]+ (KiB|MiB) · \d+\/\d+ files · [\d.]+ (B|KiB|MiB|GiB)\/s/)
     expect(Number(await tab.getAttribute('#sync-progress', 'max'))).toBeGreaterThan(0)
     await tab.waitForFunction(listed, '↓ big.bin', { timeout: 60_000 })

@@ -15,6 +15,7 @@ export const ErrorCodes = {
   MASS_DELETE: 'ERR_MASS_DELETE',
   ENGINE_STOPPED: 'ERR_ENGINE_STOPPED',
   FOLDER_MISMATCH: 'ERR_FOLDER_MISMATCH',
+  VERSION: 'ERR_SYNC_VERSION',
 } as const
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes]
@@ -111,5 +112,11 @@ export class EngineStoppedError extends SyncError {
 export class FolderMismatchError extends SyncError {
   constructor(message = 'The peer syncs another folder (its folder ID differs); the session was closed. Pair the right folders.', options?: { cause?: unknown; path?: string }) {
     super(ErrorCodes.FOLDER_MISMATCH, message, options)
+  }
+}
+
+export class SyncVersionError extends SyncError {
+  constructor(message = 'The peer speaks another version of the sync protocol (this side: version 2); the session was closed. Update CloudBox on both devices to the same release.', options?: { cause?: unknown; path?: string }) {
+    super(ErrorCodes.VERSION, message, options)
   }
 }

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto'
-import { mkdir, readFile, rename } from 'node:fs/promises'
+import { mkdirSync, renameSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
+import Database from 'better-sqlite3'
 import { Decoder, Encoder } from 'cbor-x'
-import { writeFileAtomically } from '@cloudbox/securestorage/durable-file'
 import { CHUNK_HASH_LENGTH } from './chunker.js'
 import { IndexCorruptedError } from './errors.js'
+import { foldName } from './paths.js'
 import type { VersionVector } from './version-vector.js'
 
 /** What the index knows of one file. Paths are relative, `/`-separated, NFC. */
@@ -25,9 +26,23 @@ export interface FileRecord {
   readonly sequence: number
   /** Local only: the inode, to tell an unchanged file from a replaced one. */
   readonly inode?: number
+  /** Local only: the peer this version came from (not announced back to it); absent for a change made here. */
+  readonly origin?: string
 }
 
 export type NewRecord = Omit<FileRecord, 'sequence'>
+
+/** What a scan compares a file on disk with: a record's local fields, without its chunk list. */
+export interface LocalState {
+  readonly path: string
+  readonly size: number
+  readonly mtimeMs: number
+  readonly mode: number
+  readonly inode?: number
+  readonly deleted: boolean
+  readonly sequence: number
+  readonly chunkSize: number
+}
 
 /** Where a chunk's bytes can be read locally. */
 export interface ChunkLocation {
@@ -36,117 +51,227 @@ export interface ChunkLocation {
   readonly length: number
 }
 
-const INDEX_FILE = 'index.cbor'
-const FORMAT_VERSION = 1
+const INDEX_FILE = 'index.sqlite'
+export const INDEX_FORMAT = 2
+/** Buckets of the Merkle root: the first 12 bits of SHA-256(path). */
+export const ROOT_BUCKETS = 4096
+const EMPTY_BUCKET = new Uint8Array(32)
+
 const encoder = new Encoder({ useRecords: false, tagUint8Array: false, variableMapSize: true })
 const decoder = new Decoder({ useRecords: false, mapsAsObjects: true })
+const sha256 = (...parts: Uint8Array[]) => {
+  const hash = createHash('sha256')
+  for (const part of parts) hash.update(part)
+  return new Uint8Array(hash.digest())
+}
 
 export function chunkHashAt(record: Pick<FileRecord, 'chunkHashes'>, index: number): Uint8Array {
   return record.chunkHashes.subarray(index * CHUNK_HASH_LENGTH, (index + 1) * CHUNK_HASH_LENGTH)
 }
 
 /** The digest of a record's synced content and history (not its local mtime, inode or sequence). */
-export function recordDigest(record: FileRecord): Uint8Array {
+export function recordDigest(record: Pick<FileRecord, 'path' | 'size' | 'mode' | 'chunkHashes' | 'deleted' | 'version'>): Uint8Array {
   const version = Object.entries(record.version).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-  const chunks = createHash('sha256').update(record.chunkHashes).digest()
-  return new Uint8Array(createHash('sha256').update(encoder.encode([record.path, record.size, record.mode, chunks, record.deleted, version])).digest())
+  return sha256(encoder.encode([record.path, record.size, record.mode, sha256(record.chunkHashes), record.deleted, version]))
 }
 
-/** A binary Merkle tree over the records' digests in path order; empty: SHA-256(""). */
-export function merkleRoot(records: readonly FileRecord[]): Uint8Array {
-  const sorted = [...records].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
-  return merkleOfLeaves(sorted.map(recordDigest))
-}
-
-function merkleOfLeaves(leaves: Uint8Array[]): Uint8Array {
-  let level = leaves
-  if (level.length === 0) return new Uint8Array(createHash('sha256').digest())
-  while (level.length > 1) {
-    const next: Uint8Array[] = []
-    for (let i = 0; i < level.length; i += 2) {
-      const left = level[i] as Uint8Array
-      const right = level[i + 1]
-      next.push(right === undefined ? left : new Uint8Array(createHash('sha256').update(left).update(right).digest()))
-    }
-    level = next
-  }
-  return level[0] as Uint8Array
-}
-
-interface Persisted {
-  format: number
-  sequence: number
-  peers: Record<string, number>
-  records: unknown[]
-}
-
-function encodeRecord(record: FileRecord): unknown[] {
-  return [record.path, record.size, record.mtimeMs, record.mode, record.chunkHashes, record.chunkLengths, record.version, record.deleted, record.sequence, record.inode ?? 0, record.chunkSize]
-}
-
-function decodeRecord(raw: unknown): FileRecord {
-  if (!Array.isArray(raw) || raw.length !== 11) throw new Error('record shape')
-  const [path, size, mtimeMs, mode, chunkHashes, chunkLengths, version, deleted, sequence, inode, chunkSize] = raw as [unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown]
-  if (typeof chunkSize !== 'number') throw new Error('record chunk size')
-  if (typeof path !== 'string' || typeof size !== 'number' || typeof mtimeMs !== 'number' || typeof mode !== 'number') throw new Error('record fields')
-  if (!(chunkHashes instanceof Uint8Array) || !Array.isArray(chunkLengths) || chunkHashes.length !== chunkLengths.length * CHUNK_HASH_LENGTH) throw new Error('record chunks')
-  if (typeof version !== 'object' || version === null || typeof deleted !== 'boolean' || typeof sequence !== 'number' || typeof inode !== 'number') throw new Error('record meta')
-  return { path, size, mtimeMs, mode, chunkHashes: new Uint8Array(chunkHashes), chunkLengths: chunkLengths as number[], chunkSize, version: version as VersionVector, deleted, sequence, ...(inode === 0 ? {} : { inode }) }
+/** The Merkle bucket of a path. */
+export function bucketOf(path: string): number {
+  const digest = createHash('sha256').update(path).digest()
+  return (digest.readUInt16BE(0) >>> 4) & (ROOT_BUCKETS - 1)
 }
 
 /**
- * The folder's index: one record per path (tombstones included), a local sequence
- * number per change, what each peer has been sent, and a Merkle root. Persisted in
- * `.cloudbox/index.cbor` by atomic replacement.
+ * The root over records: each of 4,096 buckets (by the first 12 bits of SHA-256 of the
+ * path) is SHA-256 of its records' digests in path order (UTF-8 bytes), 32 zero bytes when
+ * empty; the root is SHA-256 of the buckets in order. A change touches one bucket.
+ */
+export function merkleRoot(records: Iterable<Pick<FileRecord, 'path' | 'size' | 'mode' | 'chunkHashes' | 'deleted' | 'version'>>): Uint8Array {
+  const buckets = new Map<number, { path: Buffer; digest: Uint8Array }[]>()
+  for (const record of records) {
+    const bucket = bucketOf(record.path)
+    const list = buckets.get(bucket) ?? []
+    list.push({ path: Buffer.from(record.path), digest: recordDigest(record) })
+    buckets.set(bucket, list)
+  }
+  const hash = createHash('sha256')
+  for (let bucket = 0; bucket < ROOT_BUCKETS; bucket++) {
+    const list = buckets.get(bucket)
+    if (list === undefined) hash.update(EMPTY_BUCKET)
+    else hash.update(sha256(...list.sort((a, b) => Buffer.compare(a.path, b.path)).map((each) => each.digest)))
+  }
+  return new Uint8Array(hash.digest())
+}
+
+interface Row {
+  path: string
+  origin: string
+  sequence: number
+  size: number
+  mtime_ms: number
+  mode: number
+  inode: number
+  deleted: number
+  chunk_size: number
+  chunks: Buffer
+  lengths: Buffer
+  version: Buffer
+}
+
+function lengthsBlob(lengths: readonly number[]): Buffer {
+  const out = Buffer.allocUnsafe(lengths.length * 4)
+  lengths.forEach((length, i) => out.writeUInt32LE(length, i * 4))
+  return out
+}
+
+function fromRow(row: Row): FileRecord {
+  const lengths: number[] = new Array(row.lengths.length / 4)
+  for (let i = 0; i < lengths.length; i++) lengths[i] = row.lengths.readUInt32LE(i * 4)
+  return {
+    path: row.path,
+    size: row.size,
+    mtimeMs: row.mtime_ms,
+    mode: row.mode,
+    chunkHashes: new Uint8Array(row.chunks.buffer, row.chunks.byteOffset, row.chunks.byteLength),
+    chunkLengths: lengths,
+    chunkSize: row.chunk_size,
+    version: decoder.decode(row.version) as VersionVector,
+    deleted: row.deleted === 1,
+    sequence: row.sequence,
+    ...(row.inode === 0 ? {} : { inode: row.inode }),
+    ...(row.origin === '' ? {} : { origin: row.origin }),
+  }
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value ANY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS peers (device TEXT PRIMARY KEY, sequence INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS files (
+  path TEXT PRIMARY KEY,
+  sequence INTEGER NOT NULL UNIQUE,
+  folded TEXT NOT NULL,
+  bucket INTEGER NOT NULL,
+  size INTEGER NOT NULL,
+  mtime_ms REAL NOT NULL,
+  mode INTEGER NOT NULL,
+  inode INTEGER NOT NULL,
+  deleted INTEGER NOT NULL,
+  chunk_size INTEGER NOT NULL,
+  origin TEXT NOT NULL,
+  chunks BLOB NOT NULL,
+  lengths BLOB NOT NULL,
+  version BLOB NOT NULL,
+  digest BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS files_by_folded ON files (folded) WHERE deleted = 0;
+CREATE INDEX IF NOT EXISTS files_by_bucket ON files (bucket, path);
+CREATE TABLE IF NOT EXISTS buckets (bucket INTEGER PRIMARY KEY, digest BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (hash BLOB PRIMARY KEY, path TEXT NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chunks_by_path ON chunks (path);
+`
+
+/**
+ * The folder's index in SQLite (`.cloudbox/index.sqlite`, WAL): one row per path
+ * (tombstones included), a local sequence number per change, what each peer has been
+ * sent, where each chunk can be read locally, and a Merkle root kept per bucket, so a
+ * change to one file writes one row and a few chunk entries whatever the folder's size,
+ * and nothing of the index is held in memory but the dirty buckets. Writes are
+ * transactions (a crash leaves the previous state); see PROTOCOL.md, "Index".
  */
 export class FolderIndex {
-  readonly #stateDir: string
-  readonly #records = new Map<string, FileRecord>()
-  readonly #peers = new Map<string, number>()
-  #sequence = 0
+  readonly #db: Database.Database
+  #sequence: number
   #root: Uint8Array | undefined
-  /** Each record's digest, computed once per change (the root is recomputed often). */
-  readonly #digests = new Map<string, Uint8Array>()
-  #dirty = false
-  #chunks: Map<string, ChunkLocation> | undefined
-  /** Case-folded path → live paths with that folding (to find case clashes fast). */
-  readonly #byCase = new Map<string, Set<string>>()
+  /** Buckets whose digest must be recomputed before the next root. */
+  readonly #dirty = new Set<number>()
+  #live: { files: number; bytes: number }
+  readonly #statements: ReturnType<FolderIndex['prepare']>
 
-  private constructor(stateDir: string) {
-    this.#stateDir = stateDir
+  private constructor(db: Database.Database) {
+    this.#db = db
+    this.#statements = this.prepare()
+    this.#sequence = Number(this.#statements.getMeta.get('sequence')?.value ?? 0)
+    this.#live = this.#statements.live.get() as { files: number; bytes: number }
+    this.#live = { files: Number(this.#live.files ?? 0), bytes: Number(this.#live.bytes ?? 0) }
+    // Buckets marked dirty by a crash between a change and its bucket update.
+    for (const row of this.#statements.dirtyBuckets.all() as { bucket: number }[]) this.#dirty.add(row.bucket)
+  }
+
+  private prepare() {
+    const db = this.#db
+    return {
+      getMeta: db.prepare<[string], { value: unknown }>('SELECT value FROM meta WHERE key = ?'),
+      setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+      get: db.prepare<[string], Row>('SELECT * FROM files WHERE path = ?'),
+      put: db.prepare(
+        'INSERT INTO files (path, sequence, folded, bucket, size, mtime_ms, mode, inode, deleted, chunk_size, origin, chunks, lengths, version, digest) VALUES (@path, @sequence, @folded, @bucket, @size, @mtime_ms, @mode, @inode, @deleted, @chunk_size, @origin, @chunks, @lengths, @version, @digest) ' +
+          'ON CONFLICT (path) DO UPDATE SET sequence = excluded.sequence, folded = excluded.folded, size = excluded.size, mtime_ms = excluded.mtime_ms, mode = excluded.mode, inode = excluded.inode, deleted = excluded.deleted, chunk_size = excluded.chunk_size, origin = excluded.origin, chunks = excluded.chunks, lengths = excluded.lengths, version = excluded.version, digest = excluded.digest',
+      ),
+      touch: db.prepare('UPDATE files SET mtime_ms = ?, inode = ? WHERE path = ?'),
+      all: db.prepare<[], Row>('SELECT * FROM files ORDER BY path'),
+      states: db.prepare<[], { path: string; size: number; mtime_ms: number; mode: number; inode: number; deleted: number; sequence: number; chunk_size: number }>('SELECT path, size, mtime_ms, mode, inode, deleted, sequence, chunk_size FROM files'),
+      under: db.prepare<[string, string], Row>('SELECT * FROM files WHERE path > ? AND path < ? ORDER BY path'),
+      since: db.prepare<[number, number], Row>('SELECT * FROM files WHERE sequence > ? ORDER BY sequence LIMIT ?'),
+      bucketDigests: db.prepare<[number], { digest: Buffer }>('SELECT digest FROM files WHERE bucket = ? ORDER BY path'),
+      setBucket: db.prepare('INSERT INTO buckets (bucket, digest) VALUES (?, ?) ON CONFLICT (bucket) DO UPDATE SET digest = excluded.digest'),
+      dropBucket: db.prepare('DELETE FROM buckets WHERE bucket = ?'),
+      buckets: db.prepare<[], { bucket: number; digest: Buffer }>('SELECT bucket, digest FROM buckets'),
+      dirtyBuckets: db.prepare<[], { bucket: number }>("SELECT bucket FROM buckets WHERE length(digest) = 0"),
+      markDirty: db.prepare("INSERT INTO buckets (bucket, digest) VALUES (?, x'') ON CONFLICT (bucket) DO UPDATE SET digest = x''"),
+      folded: db.prepare<[string], { path: string }>('SELECT path FROM files WHERE folded = ? AND deleted = 0'),
+      peer: db.prepare<[string], { sequence: number }>('SELECT sequence FROM peers WHERE device = ?'),
+      setPeer: db.prepare('INSERT INTO peers (device, sequence) VALUES (?, ?) ON CONFLICT (device) DO UPDATE SET sequence = excluded.sequence'),
+      chunk: db.prepare<[Buffer], ChunkLocation>('SELECT path, offset, length FROM chunks WHERE hash = ?'),
+      putChunk: db.prepare('INSERT INTO chunks (hash, path, offset, length) VALUES (?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING'),
+      dropChunks: db.prepare('DELETE FROM chunks WHERE path = ?'),
+      dropChunk: db.prepare('DELETE FROM chunks WHERE hash = ?'),
+      live: db.prepare('SELECT count(*) AS files, sum(size) AS bytes FROM files WHERE deleted = 0'),
+    }
   }
 
   /**
-   * Loads the index, or starts an empty one. A damaged index is set aside (renamed) and
-   * reported through `onCorrupted`; the folder is then rescanned from scratch.
+   * Opens the index, or starts an empty one. A damaged index (or one of another format)
+   * is set aside (renamed) and reported through `onCorrupted`; the folder is then rescanned
+   * from scratch.
    */
-  static async load(stateDir: string, onCorrupted?: (error: IndexCorruptedError) => void): Promise<FolderIndex> {
-    await mkdir(stateDir, { recursive: true })
-    const index = new FolderIndex(stateDir)
-    let bytes: Buffer
+  static async open(stateDir: string, onCorrupted?: (error: IndexCorruptedError) => void): Promise<FolderIndex> {
+    mkdirSync(stateDir, { recursive: true })
+    const path = join(stateDir, INDEX_FILE)
     try {
-      bytes = await readFile(join(stateDir, INDEX_FILE))
+      return FolderIndex.#openAt(path)
+    } catch (cause) {
+      const aside = `${path}.corrupt-${Date.now()}`
+      for (const suffix of ['', '-wal', '-shm']) {
+        try {
+          renameSync(path + suffix, aside + suffix)
+        } catch {
+          rmSync(path + suffix, { force: true })
+        }
+      }
+      onCorrupted?.(new IndexCorruptedError(`The sync index was damaged; it was moved to ${aside} and the folder is rescanned.`, { cause }))
+      return FolderIndex.#openAt(path)
+    }
+  }
+
+  static #openAt(path: string): FolderIndex {
+    const db = new Database(path)
+    try {
+      db.pragma('journal_mode = WAL')
+      // Durable at each checkpoint, consistent always: a crash loses at most the last
+      // changes, which the next scan or session makes again.
+      db.pragma('synchronous = NORMAL')
+      db.pragma('cache_size = -4096')
+      const check = db.pragma('quick_check', { simple: true })
+      if (check !== 'ok') throw new Error(`quick_check: ${String(check)}`)
+      db.exec(SCHEMA)
+      const format = (db.prepare('SELECT value FROM meta WHERE key = ?').get('format') as { value?: unknown } | undefined)?.value
+      if (format === undefined) db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)').run('format', INDEX_FORMAT)
+      else if (Number(format) !== INDEX_FORMAT) throw new Error(`index format ${String(format)}`)
+      return new FolderIndex(db)
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return index
+      db.close()
       throw error
     }
-    try {
-      const data = decoder.decode(bytes) as Persisted
-      if (data.format !== FORMAT_VERSION || typeof data.sequence !== 'number' || !Array.isArray(data.records)) throw new Error('header')
-      index.#sequence = data.sequence
-      for (const [peer, sequence] of Object.entries(data.peers ?? {})) if (typeof sequence === 'number') index.#peers.set(peer, sequence)
-      for (const raw of data.records) {
-        const record = decodeRecord(raw)
-        index.#records.set(record.path, record)
-        index.#trackCase(record)
-      }
-    } catch (cause) {
-      const aside = join(stateDir, `${INDEX_FILE}.corrupt-${Date.now()}`)
-      await rename(join(stateDir, INDEX_FILE), aside).catch(() => {})
-      onCorrupted?.(new IndexCorruptedError(`The sync index was damaged; it was moved to ${aside} and the folder is rescanned.`, { cause }))
-      return new FolderIndex(stateDir)
-    }
-    return index
   }
 
   get sequence(): number {
@@ -154,133 +279,146 @@ export class FolderIndex {
   }
 
   get(path: string): FileRecord | undefined {
-    return this.#records.get(path)
+    const row = this.#statements.get.get(path)
+    return row === undefined ? undefined : fromRow(row)
   }
 
-  records(): FileRecord[] {
-    return [...this.#records.values()]
+  /** Every record (tombstones included), in path order, read as iterated. */
+  *records(): IterableIterator<FileRecord> {
+    for (const row of this.#statements.all.iterate()) yield fromRow(row)
   }
 
-  /** Live (not deleted) records. */
-  files(): FileRecord[] {
-    return this.records().filter((record) => !record.deleted)
+  /** Every record's local fields (no chunk lists): what a rescan compares the disk with. */
+  *localStates(): IterableIterator<LocalState> {
+    for (const row of this.#statements.states.iterate()) {
+      yield { path: row.path, size: row.size, mtimeMs: row.mtime_ms, mode: row.mode, deleted: row.deleted === 1, sequence: row.sequence, chunkSize: row.chunk_size, ...(row.inode === 0 ? {} : { inode: row.inode }) }
+    }
+  }
+
+  /** The records below a folder (`a/b` → `a/b/…`), in path order. */
+  under(folder: string): FileRecord[] {
+    // Paths below `a/b/` sort between "a/b/" and "a/b0" ('0' follows '/').
+    return this.#statements.under.all(`${folder}/`, `${folder}0`).map(fromRow)
+  }
+
+  /** Live (not deleted) files and their bytes, kept as records change. */
+  get live(): { readonly files: number; readonly bytes: number } {
+    return this.#live
+  }
+
+  /** Runs `work` as one transaction: all its writes land together, or none. */
+  transaction<T>(work: () => T): T {
+    return this.#db.transaction(work)()
   }
 
   /** Stores a changed record under the next sequence number. */
   put(record: NewRecord): FileRecord {
-    const previous = this.#records.get(record.path)
-    const stored: FileRecord = { ...record, sequence: ++this.#sequence }
-    this.#records.set(record.path, stored)
-    this.#digests.delete(record.path)
-    this.#trackCase(stored)
-    this.#root = undefined
-    this.#dirty = true
-    // A replaced or deleted file makes its old chunk locations wrong: rebuild lazily.
-    if (previous !== undefined && !previous.deleted) this.#chunks = undefined
-    else if (this.#chunks !== undefined && !stored.deleted) this.#addChunks(this.#chunks, stored)
-    return stored
-  }
-
-  #addChunks(map: Map<string, ChunkLocation>, record: FileRecord): void {
-    let offset = 0
-    record.chunkLengths.forEach((length, i) => {
-      const key = Buffer.from(chunkHashAt(record, i)).toString('hex')
-      if (!map.has(key)) map.set(key, { path: record.path, offset, length })
-      offset += length
+    return this.transaction(() => {
+      const previous = this.#statements.get.get(record.path)
+      const stored: FileRecord = { ...record, sequence: ++this.#sequence }
+      const bucket = bucketOf(record.path)
+      this.#statements.put.run({
+        path: record.path,
+        sequence: stored.sequence,
+        folded: foldName(record.path),
+        bucket,
+        size: record.size,
+        mtime_ms: record.mtimeMs,
+        mode: record.mode,
+        inode: record.inode ?? 0,
+        deleted: record.deleted ? 1 : 0,
+        chunk_size: record.chunkSize,
+        origin: record.origin ?? '',
+        chunks: Buffer.from(record.chunkHashes.buffer, record.chunkHashes.byteOffset, record.chunkHashes.byteLength),
+        lengths: lengthsBlob(record.chunkLengths),
+        version: encoder.encode(record.version),
+        digest: recordDigest(record),
+      })
+      this.#statements.setMeta.run('sequence', this.#sequence)
+      this.#statements.markDirty.run(bucket)
+      this.#dirty.add(bucket)
+      this.#root = undefined
+      if (previous !== undefined && previous.deleted === 0) {
+        this.#live = { files: this.#live.files - 1, bytes: this.#live.bytes - previous.size }
+        this.#statements.dropChunks.run(record.path)
+      }
+      if (!record.deleted) {
+        this.#live = { files: this.#live.files + 1, bytes: this.#live.bytes + record.size }
+        let offset = 0
+        record.chunkLengths.forEach((length, i) => {
+          this.#statements.putChunk.run(Buffer.from(chunkHashAt(record, i)), record.path, offset, length)
+          offset += length
+        })
+      }
+      return stored
     })
-  }
-
-  /**
-   * Where a chunk may be read locally. Kept up to date as records change; an entry can go
-   * stale when a file changes on disk, so readers verify the hash and call
-   * {@link forgetChunkLocations} when it does not match.
-   */
-  locateChunk(hash: Uint8Array): ChunkLocation | undefined {
-    if (this.#chunks === undefined) {
-      const map = new Map<string, ChunkLocation>()
-      for (const record of this.#records.values()) if (!record.deleted) this.#addChunks(map, record)
-      this.#chunks = map
-    }
-    return this.#chunks.get(Buffer.from(hash).toString('hex'))
-  }
-
-  forgetChunkLocations(): void {
-    this.#chunks = undefined
   }
 
   /** Updates local-only fields (mtime, inode) without a new sequence number. */
   touch(path: string, fields: { mtimeMs: number; inode?: number }): void {
-    const record = this.#records.get(path)
-    if (record === undefined) return
-    this.#records.set(path, { ...record, ...fields })
-    this.#dirty = true
+    this.#statements.touch.run(fields.mtimeMs, fields.inode ?? 0, path)
   }
 
-  #trackCase(record: FileRecord): void {
-    const key = record.path.toLowerCase()
-    let paths = this.#byCase.get(key)
-    if (record.deleted) {
-      paths?.delete(record.path)
-      if (paths?.size === 0) this.#byCase.delete(key)
-      return
-    }
-    if (paths === undefined) this.#byCase.set(key, (paths = new Set()))
-    paths.add(record.path)
+  /**
+   * Where a chunk may be read locally. An entry can go stale when a file changes on disk
+   * before the next scan, so readers verify the hash and call {@link forgetChunk} when it
+   * does not match.
+   */
+  locateChunk(hash: Uint8Array): ChunkLocation | undefined {
+    return this.#statements.chunk.get(Buffer.from(hash.buffer, hash.byteOffset, hash.byteLength))
   }
 
-  /** A live path other than `path` that differs from it only by letter case, if any. */
+  forgetChunk(hash: Uint8Array): void {
+    this.#statements.dropChunk.run(Buffer.from(hash.buffer, hash.byteOffset, hash.byteLength))
+  }
+
+  /** A live path other than `path` that a case-insensitive, normalizing disk would take for it, if any. */
   caseClash(path: string): string | undefined {
-    for (const other of this.#byCase.get(path.toLowerCase()) ?? []) if (other !== path) return other
+    for (const row of this.#statements.folded.all(foldName(path))) if (row.path !== path) return row.path
     return undefined
   }
 
-  /** Records changed after `sequence`, in sequence order. */
-  changedSince(sequence: number): FileRecord[] {
-    return this.records()
-      .filter((record) => record.sequence > sequence)
-      .sort((a, b) => a.sequence - b.sequence)
+  /** Up to `limit` records changed after `sequence`, in sequence order. */
+  changedSince(sequence: number, limit = Number.MAX_SAFE_INTEGER): FileRecord[] {
+    return this.#statements.since.all(sequence, limit).map(fromRow)
   }
 
   peerSequence(peer: string): number {
-    return this.#peers.get(peer) ?? 0
+    return this.#statements.peer.get(peer)?.sequence ?? 0
   }
 
   setPeerSequence(peer: string, sequence: number): void {
-    this.#peers.set(peer, sequence)
-    this.#dirty = true
+    this.#statements.setPeer.run(peer, sequence)
   }
 
   root(): Uint8Array {
     if (this.#root === undefined) {
-      const paths = [...this.#records.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
-      this.#root = merkleOfLeaves(
-        paths.map((path) => {
-          let digest = this.#digests.get(path)
-          if (digest === undefined) {
-            digest = recordDigest(this.#records.get(path) as FileRecord)
-            this.#digests.set(path, digest)
+      if (this.#dirty.size > 0) {
+        this.transaction(() => {
+          for (const bucket of this.#dirty) {
+            const digests = this.#statements.bucketDigests.all(bucket).map((row) => row.digest)
+            if (digests.length === 0) this.#statements.dropBucket.run(bucket)
+            else this.#statements.setBucket.run(bucket, Buffer.from(sha256(...digests)))
           }
-          return digest
-        }),
-      )
+        })
+        this.#dirty.clear()
+      }
+      const all = new Uint8Array(ROOT_BUCKETS * 32)
+      for (const row of this.#statements.buckets.all()) all.set(row.digest, row.bucket * 32)
+      this.#root = sha256(all)
     }
     return this.#root
   }
 
-  async save(): Promise<void> {
-    if (!this.#dirty) return
-    this.#dirty = false
-    const data: Persisted = {
-      format: FORMAT_VERSION,
-      sequence: this.#sequence,
-      peers: Object.fromEntries(this.#peers),
-      records: this.records().map(encodeRecord),
-    }
-    try {
-      await writeFileAtomically(join(this.#stateDir, INDEX_FILE), encoder.encode(data))
-    } catch (error) {
-      this.#dirty = true
-      throw error
-    }
+  /** Writes everything to disk (a checkpoint of the write-ahead log). */
+  flush(): void {
+    this.#db.pragma('wal_checkpoint(PASSIVE)')
+  }
+
+  close(): void {
+    if (!this.#db.open) return
+    this.root()
+    this.#db.pragma('wal_checkpoint(TRUNCATE)')
+    this.#db.close()
   }
 }

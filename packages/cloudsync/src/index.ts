@@ -5,8 +5,9 @@
  * root, and syncs both ways with peers over any message channel, sending only missing
  * chunks. The protocol is specified in PROTOCOL.md.
  */
-export { SyncEngine, SyncSession } from './sync-engine.js'
-export type { SyncEngineOptions } from './sync-engine.js'
+export { SyncEngine } from './sync-engine.js'
+export type { SyncEngineOptions, ConnectOptions } from './sync-engine.js'
+export { SyncSession } from './session.js'
 export { StatusStream } from './status.js'
 export type { SyncEvent, EngineState } from './status.js'
 export type { ScanResult } from './scanner.js'
@@ -18,7 +19,7 @@ export { compareVersions, mergeVersions, bump } from './version-vector.js'
 export type { VersionVector, Ordering } from './version-vector.js'
 export { validateRelativePath, conflictName, foldName, namesStateFolder, STATE_DIR } from './paths.js'
 export { IGNORE_FILE, LOCAL_IGNORE_FILE } from './ignore-rules.js'
-export { syncCodec, MAX_CHUNK_SIZE } from './protocol.js'
+export { syncCodec, MAX_CHUNK_SIZE, SYNC_PROTOCOL_VERSION } from './protocol.js'
 export {
   ErrorCodes,
   SyncError,
@@ -35,5 +36,6 @@ export {
   MassDeleteError,
   EngineStoppedError,
   FolderMismatchError,
+  SyncVersionError,
 } from './errors.js'
 export type { ErrorCode } from './errors.js'

@@ -2,10 +2,18 @@ import { bytesSchema, defineMessageCodec, textSchema, uintSchema } from '@cloudb
 import * as v from 'valibot'
 import { CHUNK_HASH_LENGTH, MAX_AVERAGE, MIN_AVERAGE } from './chunker.js'
 
-/** Largest chunk (8 × the largest average, 1 MiB) plus room for the envelope. */
-export const MAX_CHUNK_SIZE = 8 * 1024 * 1024
-export const MAX_RECORDS_PER_MESSAGE = 256
-const MAX_CHUNKS_PER_FILE = 1 << 20
+/** The sync protocol version; a peer that speaks another gets ERR_SYNC_VERSION. */
+export const SYNC_PROTOCOL_VERSION = 2
+/** The largest chunk (4 × the largest average: 16 MiB). */
+export const MAX_CHUNK_SIZE = 4 * MAX_AVERAGE
+/** Largest message: a whole largest chunk, or an index batch, plus room for the envelope. */
+export const MAX_SYNC_MESSAGE = MAX_CHUNK_SIZE + 64 * 1024
+/** Records per index message at most (and fewer when they are large). */
+export const MAX_RECORDS_PER_MESSAGE = 1024
+/** Chunks a record may have: a 512 GiB file at the largest average. */
+export const MAX_CHUNKS_PER_FILE = 1 << 17
+/** Chunk requests per fetch message at most. */
+export const MAX_REQUESTS_PER_MESSAGE = 4096
 
 const versionSchema = v.pipe(
   v.record(textSchema(64), uintSchema()),
@@ -29,28 +37,31 @@ export const recordSchema = v.strictObject({
 
 export type WireRecord = v.InferOutput<typeof recordSchema>
 
+const requestSchema = v.strictObject({ id: uintSchema(0xffff_ffff), path: v.pipe(v.string(), v.maxLength(4096)), offset: uintSchema(), length: v.pipe(uintSchema(MAX_CHUNK_SIZE), v.minValue(1)) })
+
 /**
- * The sync protocol, CBOR messages `[version, type, body]` (see PROTOCOL.md). Every
- * message is validated before use; anything else closes the session.
+ * The sync protocol, CBOR messages `[2, type, body]` (see PROTOCOL.md). Every message is
+ * validated before use; anything else closes the session.
  */
 export const syncCodec = defineMessageCodec({
   protocol: 'cloudsync',
-  version: 1,
-  maxMessageSize: MAX_CHUNK_SIZE + 64 * 1024,
+  version: SYNC_PROTOCOL_VERSION,
+  maxMessageSize: MAX_SYNC_MESSAGE,
   messages: {
     /** First message each way: who I am, which folder, where my index stands. */
     hello: { type: 1, schema: v.strictObject({ folder: textSchema(128), device: textSchema(64), root: bytesSchema({ length: 32 }), sequence: uintSchema() }) },
-    /** Send me your records changed after `since` (your sequence numbers). */
-    want: { type: 2, schema: v.strictObject({ since: uintSchema() }) },
-    /** Index records, in sequence order. */
+    /** Send me your records changed after `since` (your sequence numbers); I take `credit` of them now. */
+    want: { type: 2, schema: v.strictObject({ since: uintSchema(), credit: uintSchema() }) },
+    /** Index records, in sequence order, within the credit given. */
     index: { type: 3, schema: v.strictObject({ records: v.pipe(v.array(recordSchema), v.maxLength(MAX_RECORDS_PER_MESSAGE)) }) },
-    /** All records up to `sequence` were sent. */
+    /** All records up to `sequence` were sent: the sender is caught up (more follow as it changes). */
     indexEnd: { type: 4, schema: v.strictObject({ sequence: uintSchema(), root: bytesSchema({ length: 32 }) }) },
-    /** Send me the chunk with this hash. */
-    request: { type: 5, schema: v.strictObject({ id: uintSchema(), hash: bytesSchema({ length: CHUNK_HASH_LENGTH }) }) },
-    data: { type: 6, schema: v.strictObject({ id: uintSchema(), bytes: bytesSchema({ maxLength: MAX_CHUNK_SIZE }) }) },
-    /** I no longer have that chunk (the file changed). */
-    missing: { type: 7, schema: v.strictObject({ id: uintSchema() }) },
+    /** Send me these chunks: each by path and place, as your record names them. */
+    fetch: { type: 5, schema: v.strictObject({ requests: v.pipe(v.array(requestSchema), v.minLength(1), v.maxLength(MAX_REQUESTS_PER_MESSAGE)) }) },
+    /** Chunks asked for, several to a message: `[id, bytes]` each (the receiver checks every hash). */
+    data: { type: 6, schema: v.strictObject({ chunks: v.pipe(v.array(v.tuple([uintSchema(0xffff_ffff), bytesSchema({ maxLength: MAX_CHUNK_SIZE })])), v.minLength(1), v.maxLength(MAX_REQUESTS_PER_MESSAGE)) }) },
+    /** I no longer have those chunks (the file changed or went). */
+    missing: { type: 7, schema: v.strictObject({ ids: v.pipe(v.array(uintSchema(0xffff_ffff)), v.minLength(1), v.maxLength(MAX_REQUESTS_PER_MESSAGE)) }) },
     /** I applied your index up to `sequence`; my root is now `root`. */
     ack: { type: 8, schema: v.strictObject({ sequence: uintSchema(), root: bytesSchema({ length: 32 }) }) },
     ping: { type: 9, schema: v.strictObject({ t: uintSchema() }) },
@@ -59,6 +70,8 @@ export const syncCodec = defineMessageCodec({
     error: { type: 11, schema: v.strictObject({ code: textSchema(64), message: textSchema(1000), path: v.optional(textSchema(4096)) }) },
     /** Where applying your changes stands here. */
     status: { type: 12, schema: v.strictObject({ state: v.picklist(['syncing', 'idle']), pendingFiles: uintSchema(), pendingBytes: uintSchema() }) },
+    /** I take `records` more of your index records. */
+    credit: { type: 13, schema: v.strictObject({ records: v.pipe(uintSchema(), v.minValue(1)) }) },
   },
 })
 
@@ -81,7 +94,7 @@ export function recordProblem(record: WireRecord): string | undefined {
   let total = 0
   for (let i = 0; i < count; i++) {
     const length = record.chunkLengths[i] as number
-    if (length < 1 || length > average * 8 || (i < count - 1 && length < average / 4)) return `a chunk of ${length} bytes, outside the chunker's limits`
+    if (length < 1 || length > average * 4 || (i < count - 1 && length < average / 2)) return `a chunk of ${length} bytes, outside the chunker's limits`
     total += length
   }
   return total === record.size ? undefined : 'chunk lengths that do not add up to its size'

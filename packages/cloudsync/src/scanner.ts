@@ -3,7 +3,7 @@ import { lstat, readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { FolderMissingError } from './errors.js'
 import { hashPool } from './hash-pool.js'
-import type { FileRecord, FolderIndex } from './folder-index.js'
+import type { FileRecord, FolderIndex, LocalState, NewRecord } from './folder-index.js'
 import type { IgnoreRules } from './ignore-rules.js'
 import { bump } from './version-vector.js'
 
@@ -17,7 +17,8 @@ export interface ScanOptions {
   readonly minGuardedDeletes?: number
   readonly confirmDeletes?: boolean
   readonly signal?: AbortSignal
-  readonly onFile?: (path: string, bytes: number) => void
+  /** Called after each batch of records is committed, so peers can be told at once. */
+  readonly onCommitted?: () => void
 }
 
 export interface ScanResult {
@@ -39,110 +40,226 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.compare(a, b) === 0
 }
 
-/**
- * Brings the index up to date with the folder. Incremental: a file whose size, mtime and
- * inode match its record is not read again. Changed content gets a new version; a file
- * that changes while it is hashed is left for the next scan.
- */
-export async function scanFolder(root: string, index: FolderIndex, rules: IgnoreRules, options: ScanOptions): Promise<ScanResult> {
-  const umask = options.umask ?? 0
-  const rootStat = await stat(root).catch(() => undefined)
-  if (rootStat === undefined || !rootStat.isDirectory()) throw new FolderMissingError(undefined, { path: root })
-  const seen = new Set<string>()
-  const changed: string[] = []
-  let scannedFiles = 0
-  let hashedFiles = 0
-  let hashedBytes = 0
-
-  // First walk the tree (cheap), then hash what changed, several files at once on the
-  // worker threads.
-  const candidates: { relative: string; absolute: string; before: Stats; record: FileRecord | undefined }[] = []
-  const visit = async (relativeDir: string): Promise<void> => {
-    options.signal?.throwIfAborted()
-    let entries
-    try {
-      entries = await readdir(join(root, relativeDir), { withFileTypes: true })
-    } catch (error) {
-      // A folder removed or unreadable mid-scan: its files count as unseen only if it is gone.
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return
-      throw error
-    }
-    for (const entry of entries) {
-      const relative = (relativeDir === '' ? entry.name : `${relativeDir}/${entry.name}`).normalize('NFC')
-      if (entry.isDirectory()) {
-        if (!rules.ignores(relative, true)) await visit(relative)
-        continue
-      }
-      // Symbolic links and special files are not synced (a link could point outside).
-      if (!entry.isFile() || rules.ignores(relative, false)) continue
-      const absolute = join(root, relative)
-      const before = await lstat(absolute).catch(() => undefined)
-      if (before === undefined || !before.isFile()) continue
-      seen.add(relative)
-      scannedFiles++
-      const record = index.get(relative)
-      const mode = before.mode & 0o777
-      if (record !== undefined && !record.deleted && record.size === before.size && record.mtimeMs === before.mtimeMs && (record.inode === undefined || record.inode === before.ino) && sameMode(record.mode, mode, umask)) continue
-      candidates.push({ relative, absolute, before, record })
-    }
-  }
-  await visit('')
-
-  const hashOne = async ({ relative, absolute, before, record }: (typeof candidates)[number]): Promise<void> => {
-    options.signal?.throwIfAborted()
-    const diskMode = before.mode & 0o777
-    // A mode the umask explains is still the synced one (no change to send back).
-    const mode = record !== undefined && !record.deleted && sameMode(record.mode, diskMode, umask) ? record.mode : diskMode
-    const hashed = await hashPool.hash(absolute, before.size, record?.chunkSize || undefined).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return undefined
-      throw error
-    })
-    const after = await lstat(absolute).catch(() => undefined)
-    // Changed while being hashed: the next scan takes it.
-    if (hashed === undefined || after === undefined || after.size !== before.size || after.mtimeMs !== before.mtimeMs || hashed.size !== before.size) return
-    hashedFiles++
-    hashedBytes += hashed.size
-    options.onFile?.(relative, hashed.size)
-    if (record !== undefined && !record.deleted && record.mode === mode && sameBytes(record.chunkHashes, hashed.chunkHashes)) {
-      index.touch(relative, { mtimeMs: before.mtimeMs, inode: before.ino })
-      return
-    }
-    index.put({
-      path: relative,
-      size: hashed.size,
-      mtimeMs: before.mtimeMs,
-      mode,
-      chunkHashes: hashed.chunkHashes,
-      chunkLengths: hashed.chunkLengths,
-      chunkSize: hashed.chunkSize,
-      version: bump(record?.version ?? {}, options.deviceId),
-      deleted: false,
-      inode: before.ino,
-    })
-    changed.push(relative)
-  }
-  let cursor = 0
-  await Promise.all(
-    Array.from({ length: Math.min(candidates.length, hashPool.size * 2) }, async () => {
-      while (cursor < candidates.length) await hashOne(candidates[cursor++] as (typeof candidates)[number])
-    }),
-  )
-  const live = index.files()
-  const missing = live.filter((record) => !seen.has(record.path) && !rules.ignores(record.path, false))
-  const guardTrips =
-    options.confirmDeletes !== true &&
-    missing.length >= (options.minGuardedDeletes ?? 10) &&
-    missing.length > (options.maxDeleteShare ?? 0.5) * live.length
-  const deleted: string[] = []
-  if (!guardTrips) {
-    for (const record of missing) {
-      index.put(tombstone(record, options.deviceId))
-      deleted.push(record.path)
-    }
-  }
-  return { scannedFiles, hashedFiles, hashedBytes, changed, deleted, pausedDeletes: guardTrips ? missing.map((record) => record.path) : [] }
+function unchanged(record: LocalState | undefined, info: Stats, umask: number): boolean {
+  return record !== undefined && !record.deleted && record.size === info.size && record.mtimeMs === info.mtimeMs && (record.inode === undefined || record.inode === info.ino) && sameMode(record.mode, info.mode & 0o777, umask)
 }
 
-export function tombstone(record: FileRecord, deviceId: string): Omit<FileRecord, 'sequence'> {
+/** Runs `work` over `items` with at most `limit` at once. */
+async function eachLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let cursor = 0
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (cursor < items.length) await work(items[cursor++] as T)
+  }))
+}
+
+interface Candidate {
+  readonly relative: string
+  readonly absolute: string
+  readonly before: Stats
+  /** The record's local fields when the file was listed (its chunk list is read when hashed). */
+  readonly known: LocalState | undefined
+}
+
+/**
+ * Brings the index up to date with the folder, or with some paths of it. Incremental: a
+ * file whose size, mtime, inode and mode match its record is not read again, so a rescan
+ * of an unchanged folder reads metadata only. Changed content gets a new version; a file
+ * that changes while it is hashed, or whose record changed meanwhile (a download landed),
+ * is left for the next scan. Records are committed as files finish hashing, in batches,
+ * so peers can start fetching a large file before the rest of the folder is scanned.
+ */
+export class FolderScanner {
+  readonly #root: string
+  readonly #index: FolderIndex
+  readonly #rules: () => IgnoreRules
+  readonly #options: ScanOptions
+
+  constructor(root: string, index: FolderIndex, rules: () => IgnoreRules, options: ScanOptions) {
+    this.#root = root
+    this.#index = index
+    this.#rules = rules
+    this.#options = options
+  }
+
+  /** The whole folder. */
+  async scan(overrides: Partial<ScanOptions> = {}): Promise<ScanResult> {
+    const rootStat = await stat(this.#root).catch(() => undefined)
+    if (rootStat === undefined || !rootStat.isDirectory()) throw new FolderMissingError(undefined, { path: this.#root })
+    // One read of the index (local fields only): each file is compared in memory.
+    const known = new Map<string, LocalState>()
+    for (const state of this.#index.localStates()) known.set(state.path, state)
+    const seen = new Set<string>()
+    const candidates: Candidate[] = []
+    let scannedFiles = 0
+    await this.#walk('', known, seen, candidates, () => scannedFiles++)
+    let live = 0
+    const missing: LocalState[] = []
+    for (const state of known.values()) {
+      if (state.deleted) continue
+      live++
+      if (!seen.has(state.path) && !this.#rules().ignores(state.path, false)) missing.push(state)
+    }
+    known.clear()
+    return this.#finish(candidates, scannedFiles, missing, live, overrides)
+  }
+
+  /**
+   * Only these paths (relative; files or folders, present or gone), as a watcher reports
+   * them: a folder is walked, a file compared, a path that is gone and was indexed (or
+   * held indexed files) is deleted. Everything else in the index is left alone.
+   */
+  async scanPaths(paths: Iterable<string>, overrides: Partial<ScanOptions> = {}): Promise<ScanResult> {
+    const candidates: Candidate[] = []
+    const missing: LocalState[] = []
+    const seen = new Set<string>()
+    let scannedFiles = 0
+    for (const relative of new Set(paths)) {
+      this.#options.signal?.throwIfAborted()
+      if (relative === '' || this.#rules().ignores(relative, false)) continue
+      const info = await lstat(join(this.#root, relative)).catch(() => undefined)
+      if (info?.isDirectory()) {
+        if (this.#rules().ignores(relative, true)) continue
+        const known = new Map<string, LocalState>()
+        for (const record of this.#index.under(relative)) known.set(record.path, record)
+        const inside = new Set<string>()
+        await this.#walk(relative, known, inside, candidates, () => scannedFiles++)
+        for (const path of inside) seen.add(path)
+        for (const state of known.values()) if (!state.deleted && !inside.has(state.path)) missing.push(state)
+        continue
+      }
+      const record = this.#index.get(relative)
+      if (info?.isFile()) {
+        seen.add(relative)
+        scannedFiles++
+        if (!unchanged(record, info, this.#options.umask ?? 0)) candidates.push({ relative, absolute: join(this.#root, relative), before: info, known: record })
+        continue
+      }
+      // Gone (or no longer a file): the file, or every indexed file below the path.
+      if (record !== undefined && !record.deleted) missing.push(record)
+      else if (info === undefined) for (const below of this.#index.under(relative)) if (!below.deleted) missing.push(below)
+    }
+    const unique = [...new Map(missing.filter((record) => !seen.has(record.path)).map((record) => [record.path, record])).values()]
+    return this.#finish(candidates, scannedFiles, unique, this.#index.live.files, overrides)
+  }
+
+  async #walk(relativeDir: string, known: Map<string, LocalState>, seen: Set<string>, candidates: Candidate[], counted: () => void): Promise<void> {
+    const umask = this.#options.umask ?? 0
+    const directories = [relativeDir]
+    while (directories.length > 0) {
+      this.#options.signal?.throwIfAborted()
+      const current = directories.pop() as string
+      let entries
+      try {
+        entries = await readdir(join(this.#root, current), { withFileTypes: true })
+      } catch (error) {
+        // A folder removed or unreadable mid-scan: its files count as unseen only if it is gone.
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') continue
+        throw error
+      }
+      const files: string[] = []
+      for (const entry of entries) {
+        const relative = (current === '' ? entry.name : `${current}/${entry.name}`).normalize('NFC')
+        if (entry.isDirectory()) {
+          if (!this.#rules().ignores(relative, true)) directories.push(relative)
+        } else if (entry.isFile() && !this.#rules().ignores(relative, false)) {
+          // Symbolic links and special files are not synced (a link could point outside).
+          files.push(relative)
+        }
+      }
+      await eachLimited(files, 64, async (relative) => {
+        const absolute = join(this.#root, relative)
+        const before = await lstat(absolute).catch(() => undefined)
+        if (before === undefined || !before.isFile()) return
+        seen.add(relative)
+        counted()
+        const state = known.get(relative)
+        if (!unchanged(state, before, umask)) candidates.push({ relative, absolute, before, known: state })
+      })
+    }
+  }
+
+  async #finish(candidates: Candidate[], scannedFiles: number, missing: LocalState[], liveCount: number, overrides: Partial<ScanOptions>): Promise<ScanResult> {
+    const options = { ...this.#options, ...overrides }
+    const umask = options.umask ?? 0
+    const changed: string[] = []
+    let hashedFiles = 0
+    let hashedBytes = 0
+    let pending: NewRecord[] = []
+    let lastCommit = Date.now()
+    const commit = () => {
+      if (pending.length === 0) return
+      const batch = pending
+      pending = []
+      lastCommit = Date.now()
+      this.#index.transaction(() => {
+        for (const record of batch) this.#index.put(record)
+      })
+      options.onCommitted?.()
+    }
+    const hashOne = async ({ relative, absolute, before, known }: Candidate): Promise<void> => {
+      options.signal?.throwIfAborted()
+      const record = known === undefined ? undefined : this.#index.get(relative)
+      if ((record?.sequence ?? -1) !== (known?.sequence ?? -1)) return
+      const diskMode = before.mode & 0o777
+      // A mode the umask explains is still the synced one (no change to send back).
+      const mode = record !== undefined && !record.deleted && sameMode(record.mode, diskMode, umask) ? record.mode : diskMode
+      const hashed = await hashPool.hash(absolute, before.size, record?.chunkSize || undefined).catch((error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT') return undefined
+        throw error
+      })
+      const after = await lstat(absolute).catch(() => undefined)
+      // Changed while being hashed: the next scan takes it.
+      if (hashed === undefined || after === undefined || after.size !== before.size || after.mtimeMs !== before.mtimeMs || hashed.size !== before.size) return
+      // The record changed meanwhile (a download was installed): this is not a local change.
+      const current = this.#index.get(relative)
+      if ((current?.sequence ?? -1) !== (record?.sequence ?? -1) || pending.some((each) => each.path === relative)) return
+      hashedFiles++
+      hashedBytes += hashed.size
+      if (record !== undefined && !record.deleted && record.mode === mode && sameBytes(record.chunkHashes, hashed.chunkHashes)) {
+        this.#index.touch(relative, { mtimeMs: before.mtimeMs, inode: before.ino })
+        return
+      }
+      pending.push({
+        path: relative,
+        size: hashed.size,
+        mtimeMs: before.mtimeMs,
+        mode,
+        chunkHashes: hashed.chunkHashes,
+        chunkLengths: hashed.chunkLengths,
+        chunkSize: hashed.chunkSize,
+        version: bump(record?.version ?? {}, options.deviceId),
+        deleted: false,
+        inode: before.ino,
+      })
+      changed.push(relative)
+      // Large files alone, small ones in batches: peers hear of each within 100 ms.
+      if (hashed.size >= 8 * 1024 * 1024 || pending.length >= 256 || Date.now() - lastCommit > 100) commit()
+    }
+    // The largest first: they take longest, and peers can fetch them while the rest hash.
+    candidates.sort((a, b) => b.before.size - a.before.size)
+    await eachLimited(candidates, hashPool.size * 2, hashOne)
+    commit()
+    const guardTrips =
+      options.confirmDeletes !== true &&
+      missing.length >= (options.minGuardedDeletes ?? 10) &&
+      missing.length > (options.maxDeleteShare ?? 0.5) * liveCount
+    const deleted: string[] = []
+    if (!guardTrips && missing.length > 0) {
+      this.#index.transaction(() => {
+        for (const record of missing) {
+          // Only if nothing changed it since it was read (a download may have brought it back).
+          const current = this.#index.get(record.path)
+          if (current === undefined || current.deleted || current.sequence !== record.sequence) continue
+          this.#index.put(tombstone(current, options.deviceId))
+          deleted.push(record.path)
+        }
+      })
+      if (deleted.length > 0) options.onCommitted?.()
+    }
+    return { scannedFiles, hashedFiles, hashedBytes, changed, deleted, pausedDeletes: guardTrips ? missing.map((record) => record.path) : [] }
+  }
+}
+
+export function tombstone(record: Pick<FileRecord, 'path' | 'mode' | 'version'>, deviceId: string): NewRecord {
   return { path: record.path, size: 0, mtimeMs: Date.now(), mode: record.mode, chunkHashes: new Uint8Array(0), chunkLengths: [], chunkSize: 0, version: bump(record.version, deviceId), deleted: true }
 }

@@ -1,9 +1,15 @@
 import { createCipheriv, createHash } from 'node:crypto'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { chunkBytes, Chunker, chunkParametersFor } from '../src/chunker.js'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { chunkBytes, Chunker, chunkParametersFor, referenceCutLengths } from '../src/chunker.js'
+import { hashFile } from '../src/file-hasher.js'
+import { hashInSegments } from '../src/hash-pool.js'
 
-const params = { minSize: 2048, averageSize: 8192, maxSize: 65536 }
+// Small parameters so a few megabytes hold many chunks (the rules are the same at any size).
+const params = { minSize: 4096, averageSize: 8192, maxSize: 32768 }
 
 /** Deterministic pseudo-random bytes (AES-CTR keystream of a seed), so results never flake. */
 function randomBytes(length: number, seed = `seed-${length}`): Buffer {
@@ -74,10 +80,48 @@ describe('content-defined chunking', () => {
     expect(newBytes).toBeLessThan(64 * 1024 + 6 * params.averageSize)
   })
 
-  it('scales the average chunk size with the file size', () => {
-    expect(chunkParametersFor(0).averageSize).toBe(8192)
+  it('scales the average chunk size with the file size: 64 KiB up to 512 MiB, then about 8,192 chunks, at most 4 MiB', () => {
+    expect(chunkParametersFor(0)).toEqual({ minSize: 32 * 1024, averageSize: 64 * 1024, maxSize: 256 * 1024 })
     expect(chunkParametersFor(512 * 1024 * 1024).averageSize).toBe(64 * 1024)
-    expect(chunkParametersFor(100 * 1024 ** 3).averageSize).toBe(1024 * 1024)
+    expect(chunkParametersFor(2 * 1024 ** 3).averageSize).toBe(256 * 1024)
+    expect(chunkParametersFor(100 * 1024 ** 3).averageSize).toBe(4 * 1024 * 1024)
+    // A file keeps its average across edits that stay within 4× of its class.
+    expect(chunkParametersFor(600 * 1024 * 1024, 64 * 1024).averageSize).toBe(64 * 1024)
     expect(() => new Chunker({ minSize: 10, averageSize: 1000, maxSize: 10 })).toThrow(RangeError)
+  })
+
+  it('the WebAssembly loop cuts exactly where the byte-by-byte JavaScript reference does', () => {
+    for (const [size, seed] of [[3 * 1024 * 1024, 'a'], [1_000_003, 'b'], [4095, 'c'], [0, 'd']] as const) {
+      const data = randomBytes(size, seed)
+      expect(chunkBytes(data, params).map((chunk) => chunk.length), seed).toEqual(referenceCutLengths(data, params))
+    }
+    // Data without cut points (zeros) is cut at the maximum.
+    expect(chunkBytes(new Uint8Array(100_000), params).map((chunk) => chunk.length)).toEqual(referenceCutLengths(new Uint8Array(100_000), params))
+    const real = chunkParametersFor(8 * 1024 * 1024)
+    const large = randomBytes(8 * 1024 * 1024, 'large')
+    expect(chunkBytes(large, real).map((chunk) => chunk.length)).toEqual(referenceCutLengths(large, real))
+  })
+
+  it('a file cut in parallel segments gets exactly the chunks of one pass', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cloudsync-segments-'))
+    try {
+      const cases: [string, Buffer][] = [
+        ['random', randomBytes(40 * 1024 * 1024, 'segments')],
+        ['zeros', Buffer.alloc(40 * 1024 * 1024)],
+        ['mixed', Buffer.concat([randomBytes(5 * 1024 * 1024, 'm1'), Buffer.alloc(13 * 1024 * 1024), randomBytes(22 * 1024 * 1024 + 17, 'm2')])],
+      ]
+      for (const [name, data] of cases) {
+        const file = join(dir, name)
+        writeFileSync(file, data)
+        const whole = await hashFile(file, data.length)
+        for (const segments of [2, 3, 5]) {
+          const parallel = await hashInSegments(file, data.length, segments)
+          expect(parallel.chunkLengths, `${name}, ${segments} segments`).toEqual(whole.chunkLengths)
+          expect(Buffer.from(parallel.chunkHashes).equals(Buffer.from(whole.chunkHashes)), `${name}, ${segments} segments`).toBe(true)
+        }
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })

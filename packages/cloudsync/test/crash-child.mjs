@@ -5,7 +5,7 @@ import { channelFromStream } from '@cloudbox/encrypted-messaging'
 import { SyncEngine } from '../dist/index.js'
 
 const [folder, window] = process.argv.slice(2)
-const engine = new SyncEngine({ folder, deviceId: 'receiver', folderId: 'crash-test', watch: false, requestWindow: Number(window) })
+const engine = new SyncEngine({ folder, deviceId: 'receiver', folderId: 'crash-test', watch: false, windowBytes: Number(window) * 65536 })
 await engine.start()
 const server = createServer((socket) => {
   const session = engine.connect(channelFromStream(socket), { peer: 'sender' })

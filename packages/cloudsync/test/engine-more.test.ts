@@ -96,13 +96,13 @@ describe('live changes, status and limits', () => {
     writeFileSync(join(folder, 'a.txt'), 'kept')
     await first.start()
     await first.stop()
-    writeFileSync(join(folder, '.cloudbox/index.cbor'), randomBytes(100))
+    writeFileSync(join(folder, '.cloudbox/index.sqlite'), randomBytes(100))
     const second = makeEngine(folder, 'alice')
     await second.start()
     cleanups.push(() => second.stop())
     expect(second.events.some((event) => event.type === 'error' && event.error.code === 'ERR_INDEX_CORRUPTED')).toBe(true)
     expect(second.records().map((record) => record.path)).toEqual(['a.txt'])
-    expect(readdirSync(join(folder, '.cloudbox')).some((name) => name.startsWith('index.cbor.corrupt-'))).toBe(true)
+    expect(readdirSync(join(folder, '.cloudbox')).some((name) => name.startsWith('index.sqlite.corrupt-'))).toBe(true)
   })
 
   it('a peer of another folder is refused with ERR_FOLDER_MISMATCH', async () => {

@@ -1,0 +1,196 @@
+import { constants } from 'node:fs'
+import { open, type FileHandle } from 'node:fs/promises'
+import { join } from 'node:path'
+import { SyncProtocolError } from './errors.js'
+import type { FileRecord, FolderIndex } from './folder-index.js'
+
+/** One chunk a peer asked for. */
+export interface ChunkRequest {
+  readonly id: number
+  readonly path: string
+  readonly offset: number
+  readonly length: number
+}
+
+/** What the server answers with: chunk bytes by request id, or the ids it cannot serve. */
+export interface ChunkReplies {
+  data(chunks: [number, Uint8Array][]): Promise<void>
+  missing(ids: number[]): Promise<void>
+}
+
+/** Requests a peer may have waiting at once (several fetch messages' worth; its byte window is far smaller). */
+export const MAX_QUEUED_REQUESTS = 32_768
+/** Bytes read at once from one file (consecutive chunks), and packed into one data message. */
+const READ_SIZE = 4 * 1024 * 1024
+const PACK_SIZE = 1024 * 1024
+/** Files kept open between requests. */
+const OPEN_FILES = 32
+
+interface OpenFile {
+  readonly handle: FileHandle
+  readonly sequence: number
+  /** Start offset of each chunk of the record it was opened for. */
+  readonly offsets: Float64Array
+  readonly lengths: readonly number[]
+}
+
+/**
+ * The sending side of chunk transfers: answers a peer's fetch requests from the folder,
+ * in order, reading consecutive chunks of a file in one large read from a cached file
+ * handle and packing small chunks several to a message. Only chunks of live index records,
+ * at the record's own boundaries, are served, and only while the file on disk is the one
+ * the record describes (else: missing); so no request reaches an ignored, unindexed or
+ * state file, and the peer checks every hash anyway.
+ */
+export class ChunkServer {
+  readonly #folder: string
+  readonly #index: FolderIndex
+  readonly #replies: ChunkReplies
+  readonly #queue: ChunkRequest[] = []
+  readonly #files = new Map<string, OpenFile>()
+  #running: Promise<void> | undefined
+  #closed = false
+  #buffer = Buffer.allocUnsafeSlow(READ_SIZE)
+
+  constructor(folder: string, index: FolderIndex, replies: ChunkReplies) {
+    this.#folder = folder
+    this.#index = index
+    this.#replies = replies
+  }
+
+  /** Queues requests; they are answered in order. @throws {SyncProtocolError} past the queue's limit. */
+  enqueue(requests: readonly ChunkRequest[]): void {
+    if (this.#queue.length + requests.length > MAX_QUEUED_REQUESTS) {
+      throw new SyncProtocolError(`The peer asked for over ${MAX_QUEUED_REQUESTS} chunks without reading the answers; the session was closed.`)
+    }
+    for (const request of requests) this.#queue.push(request)
+    this.#running ??= this.#serve().finally(() => {
+      this.#running = undefined
+      if (this.#queue.length > 0 && !this.#closed) this.enqueue([])
+    })
+  }
+
+  async #serve(): Promise<void> {
+    while (this.#queue.length > 0 && !this.#closed) {
+      // A group: consecutive chunks of one file, read at once.
+      const first = this.#queue.shift() as ChunkRequest
+      const group = [first]
+      let end = first.offset + first.length
+      while (this.#queue.length > 0) {
+        const next = this.#queue[0] as ChunkRequest
+        if (next.path !== first.path || next.offset !== end || end + next.length - first.offset > READ_SIZE) break
+        group.push(this.#queue.shift() as ChunkRequest)
+        end += next.length
+      }
+      try {
+        await this.#answer(group, first.offset, end - first.offset)
+      } catch {
+        // The session is closing (sends fail): its loop reports why.
+        return
+      }
+    }
+  }
+
+  async #answer(group: ChunkRequest[], offset: number, length: number): Promise<void> {
+    const file = await this.#open(group[0]?.path as string)
+    const servable = file === undefined ? [] : group.filter((request) => this.#isChunk(file, request))
+    if (file === undefined || servable.length !== group.length) {
+      // Part of a group that is not a chunk of the record (or no record): refuse those.
+      const missing = file === undefined ? group : group.filter((request) => !servable.includes(request))
+      await this.#replies.missing(missing.map((request) => request.id))
+      for (const request of servable) await this.#answer([request], request.offset, request.length)
+      return
+    }
+    if (length > this.#buffer.length) this.#buffer = Buffer.allocUnsafeSlow(length)
+    const { bytesRead } = await file.handle.read(this.#buffer, 0, length, offset)
+    if (bytesRead !== length) {
+      // Shorter than its record: changed since the scan.
+      this.#forget(group[0]?.path as string)
+      await this.#replies.missing(group.map((request) => request.id))
+      return
+    }
+    let packed: [number, Uint8Array][] = []
+    let packedBytes = 0
+    for (const request of group) {
+      const at = request.offset - offset
+      packed.push([request.id, this.#buffer.subarray(at, at + request.length)])
+      packedBytes += request.length
+      if (packedBytes >= PACK_SIZE) {
+        await this.#replies.data(packed)
+        packed = []
+        packedBytes = 0
+      }
+    }
+    if (packed.length > 0) await this.#replies.data(packed)
+  }
+
+  #isChunk(file: OpenFile, request: ChunkRequest): boolean {
+    // Binary search for the chunk that starts at the offset.
+    let low = 0
+    let high = file.offsets.length - 1
+    while (low <= high) {
+      const middle = (low + high) >>> 1
+      const start = file.offsets[middle] as number
+      if (start === request.offset) return file.lengths[middle] === request.length
+      if (start < request.offset) low = middle + 1
+      else high = middle - 1
+    }
+    return false
+  }
+
+  /** The file at `path` opened for its current live record, or undefined when it has none or the disk no longer matches it. */
+  async #open(path: string): Promise<OpenFile | undefined> {
+    const record = this.#index.get(path)
+    if (record === undefined || record.deleted) {
+      this.#forget(path)
+      return undefined
+    }
+    const cached = this.#files.get(path)
+    if (cached !== undefined && cached.sequence === record.sequence) {
+      this.#files.delete(path)
+      this.#files.set(path, cached)
+      return cached
+    }
+    this.#forget(path)
+    let handle: FileHandle
+    try {
+      handle = await open(join(this.#folder, path), constants.O_RDONLY | constants.O_NOFOLLOW)
+    } catch {
+      return undefined
+    }
+    const info = await handle.stat().catch(() => undefined)
+    if (info === undefined || !info.isFile() || info.size !== record.size || info.mtimeMs !== record.mtimeMs || (record.inode !== undefined && record.inode !== info.ino)) {
+      await handle.close().catch(() => {})
+      return undefined
+    }
+    const file = { handle, sequence: record.sequence, offsets: offsetsOf(record), lengths: record.chunkLengths }
+    this.#files.set(path, file)
+    if (this.#files.size > OPEN_FILES) this.#forget(this.#files.keys().next().value as string)
+    return file
+  }
+
+  #forget(path: string): void {
+    const file = this.#files.get(path)
+    if (file === undefined) return
+    this.#files.delete(path)
+    void file.handle.close().catch(() => {})
+  }
+
+  /** Drops what is queued and closes the open files. */
+  async close(): Promise<void> {
+    this.#closed = true
+    this.#queue.length = 0
+    await this.#running?.catch(() => {})
+    for (const path of [...this.#files.keys()]) this.#forget(path)
+  }
+}
+
+function offsetsOf(record: FileRecord): Float64Array {
+  const offsets = new Float64Array(record.chunkLengths.length)
+  let offset = 0
+  record.chunkLengths.forEach((length, i) => {
+    offsets[i] = offset
+    offset += length
+  })
+  return offsets
+}

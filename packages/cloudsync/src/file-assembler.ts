@@ -1,0 +1,324 @@
+import { createHash } from 'node:crypto'
+import { constants } from 'node:fs'
+import { chmod, lstat, mkdir, open, rename, stat, utimes, type FileHandle } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { fsyncDirectory } from '@cloudbox/securestorage/durable-file'
+import { CHUNK_HASH_LENGTH } from './chunker.js'
+import { ChunkUnavailableError, UnsafePathError } from './errors.js'
+import { chunkHashAt, type FileRecord, type FolderIndex } from './folder-index.js'
+import { conflictName, STATE_DIR } from './paths.js'
+import type { WireRecord } from './protocol.js'
+import { compareVersions, type VersionVector } from './version-vector.js'
+
+/** What the assembler needs of its engine. */
+export interface AssemblyContext {
+  readonly folder: string
+  readonly index: FolderIndex
+  /** Permission bits never given to a file written for a peer. */
+  readonly umask: number
+}
+
+/** A chunk to fetch from the peer into a partial file. */
+export interface ChunkNeed {
+  readonly file: PartialFile
+  /** The chunk's place in the file (the same in the peer's file: the record is the same). */
+  readonly offset: number
+  readonly length: number
+  readonly hash: Uint8Array
+}
+
+/** A run of local data to copy into the partial file: from a local file (or the partial file itself) at `from`, to `to`. */
+interface CopyRange {
+  readonly source: string
+  readonly from: number
+  readonly to: number
+  readonly length: number
+  /** Per chunk, to check where the source is not known to be as indexed. */
+  readonly chunks: readonly { readonly from: number; readonly length: number; readonly hash: Uint8Array; readonly to: number }[]
+  readonly trusted: boolean
+}
+
+const COPY_READ = 4 * 1024 * 1024
+const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest()
+const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && Buffer.compare(a, b) === 0
+const hex = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
+
+/** The partial files' folder, inside the state folder (so on the same file system as the targets). */
+export function partialFolder(folder: string): string {
+  return join(folder, STATE_DIR, 'partial')
+}
+
+/**
+ * One file being put together from its chunks beside its target, in
+ * `.cloudbox/partial/<SHA-256(path ‖ chunk hashes)[0..16]>`: deterministic, so a download
+ * cut by a crash or a disconnection resumes in the same file. Chunks come, in this order,
+ * from the partial file of an earlier attempt (each checked against its hash), from any
+ * local file that holds them (read in long runs; checked unless the file is as indexed),
+ * from earlier in the same file, and what is left from the peer (`needs`).
+ */
+export class PartialFile {
+  readonly path: string
+  readonly target: string
+  readonly remote: WireRecord
+  /** Chunks to fetch from the peer. */
+  readonly needs: ChunkNeed[] = []
+  /** Bytes that came from local data (partial, other files, repeats). */
+  reused = 0
+  /** Bytes written from the peer. */
+  received = 0
+  readonly #handle: FileHandle
+  readonly #context: AssemblyContext
+  readonly #copies: CopyRange[]
+  /** Repeats of a fetched chunk elsewhere in this file, copied once it is written. */
+  readonly #repeats = new Map<string, { to: number; length: number }[]>()
+  readonly #writes = new Set<Promise<void>>()
+  #failure: unknown
+
+  private constructor(context: AssemblyContext, target: string, path: string, handle: FileHandle, remote: WireRecord, copies: CopyRange[]) {
+    this.#context = context
+    this.target = target
+    this.path = path
+    this.#handle = handle
+    this.remote = remote
+    this.#copies = copies
+  }
+
+  /** Opens (or resumes) the partial file of `remote` for `target` and plans where each chunk comes from. */
+  static async open(context: AssemblyContext, target: string, remote: WireRecord): Promise<PartialFile> {
+    const dir = partialFolder(context.folder)
+    await mkdir(dir, { recursive: true })
+    const path = join(dir, createHash('sha256').update(target).update(remote.chunkHashes).digest('hex').slice(0, 32))
+    const handle = await open(path, constants.O_RDWR | constants.O_CREAT, 0o600)
+    let existing: number
+    try {
+      existing = (await handle.stat()).size
+    } catch (error) {
+      await handle.close()
+      throw error
+    }
+    const copies: CopyRange[] = []
+    const file = new PartialFile(context, target, path, handle, remote, copies)
+    const placed = new Map<string, number>()
+    const locals: CopyRange['chunks'][number][] = []
+    const localSources = new Map<string, { chunks: { from: number; length: number; hash: Uint8Array; to: number }[]; trusted: boolean }>()
+    let offset = 0
+    for (let i = 0; i < remote.chunkLengths.length; i++) {
+      const length = remote.chunkLengths[i] as number
+      const hash = remote.chunkHashes.subarray(i * CHUNK_HASH_LENGTH, (i + 1) * CHUNK_HASH_LENGTH)
+      const at = offset
+      offset += length
+      const key = hex(hash)
+      // Already in the partial file from an earlier attempt?
+      if (at + length <= existing) {
+        const buffer = Buffer.allocUnsafe(length)
+        const { bytesRead } = await handle.read(buffer, 0, length, at)
+        if (bytesRead === length && sameBytes(sha256(buffer), hash)) {
+          file.reused += length
+          placed.set(key, at)
+          continue
+        }
+      }
+      // The same chunk earlier in this file (repeated or zero-filled data): copied once it is there.
+      const earlier = placed.get(key)
+      if (earlier !== undefined) {
+        const repeats = file.#repeats.get(key) ?? []
+        repeats.push({ to: at, length })
+        file.#repeats.set(key, repeats)
+        continue
+      }
+      placed.set(key, at)
+      const local = context.index.locateChunk(hash)
+      if (local !== undefined && local.length === length) {
+        let source = localSources.get(local.path)
+        if (source === undefined) {
+          source = { chunks: [], trusted: await asIndexed(context, local.path) }
+          localSources.set(local.path, source)
+        }
+        source.chunks.push({ from: local.offset, length, hash, to: at })
+        locals.push(source.chunks[source.chunks.length - 1] as CopyRange['chunks'][number])
+        continue
+      }
+      file.needs.push({ file, offset: at, length, hash })
+    }
+    // Local chunks in long runs: consecutive in the source and in the target, read at once.
+    for (const [source, { chunks, trusted }] of localSources) {
+      chunks.sort((a, b) => a.from - b.from)
+      let run: CopyRange['chunks'][number][] = []
+      const flush = () => {
+        if (run.length === 0) return
+        const first = run[0] as CopyRange['chunks'][number]
+        copies.push({ source, from: first.from, to: first.to, length: run.reduce((sum, chunk) => sum + chunk.length, 0), chunks: run, trusted })
+        run = []
+      }
+      for (const chunk of chunks) {
+        const last = run[run.length - 1]
+        const contiguous = last !== undefined && last.from + last.length === chunk.from && last.to + last.length === chunk.to
+        const length = run.reduce((sum, each) => sum + each.length, 0)
+        if (!contiguous || length + chunk.length > COPY_READ) flush()
+        run.push(chunk)
+      }
+      flush()
+    }
+    return file
+  }
+
+  /** Copies the local runs (a source that turns out not to hold a chunk makes it a need). */
+  async copyLocal(): Promise<ChunkNeed[]> {
+    const more: ChunkNeed[] = []
+    const buffer = Buffer.allocUnsafe(Math.min(COPY_READ, Math.max(0, ...this.#copies.map((copy) => copy.length))))
+    for (const copy of this.#copies) {
+      let bytes: Buffer | undefined
+      try {
+        const source = await open(join(this.#context.folder, copy.source), constants.O_RDONLY | constants.O_NOFOLLOW)
+        try {
+          const { bytesRead } = await source.read(buffer, 0, copy.length, copy.from)
+          bytes = bytesRead === copy.length ? buffer.subarray(0, copy.length) : undefined
+        } finally {
+          await source.close()
+        }
+      } catch {
+        bytes = undefined
+      }
+      for (const chunk of copy.chunks) {
+        const piece = bytes?.subarray(chunk.from - copy.from, chunk.from - copy.from + chunk.length)
+        if (piece !== undefined && (copy.trusted || sameBytes(sha256(piece), chunk.hash))) continue
+        // Not there any more: from the peer instead, and the index learns.
+        if (piece !== undefined) this.#context.index.forgetChunk(chunk.hash)
+        more.push({ file: this, offset: chunk.to, length: chunk.length, hash: chunk.hash })
+      }
+      if (bytes === undefined) continue
+      if (more.length === 0 || more.every((need) => need.offset < copy.to || need.offset >= copy.to + copy.length)) {
+        await this.#handle.write(bytes, 0, copy.length, copy.to)
+      } else {
+        // Write the chunks that were good, one by one.
+        for (const chunk of copy.chunks) {
+          if (more.some((need) => need.offset === chunk.to)) continue
+          await this.#handle.write(bytes, chunk.from - copy.from, chunk.length, chunk.to)
+        }
+      }
+      this.reused += copy.chunks.filter((chunk) => !more.some((need) => need.offset === chunk.to)).reduce((sum, chunk) => sum + chunk.length, 0)
+      for (const chunk of copy.chunks) if (!more.some((need) => need.offset === chunk.to)) await this.#copyRepeats(chunk.hash, chunk.to, chunk.length)
+    }
+    this.#copies.length = 0
+    return more
+  }
+
+  /** Writes a fetched chunk (its hash already checked) at its place, then its repeats. */
+  write(need: ChunkNeed, bytes: Uint8Array): Promise<void> {
+    const done = (async () => {
+      await this.#handle.write(bytes, 0, need.length, need.offset)
+      this.received += need.length
+      await this.#copyRepeats(need.hash, need.offset, need.length)
+    })().catch((error: unknown) => {
+      this.#failure ??= error
+    })
+    this.#writes.add(done)
+    void done.finally(() => this.#writes.delete(done))
+    return done
+  }
+
+  async #copyRepeats(hash: Uint8Array, from: number, length: number): Promise<void> {
+    const repeats = this.#repeats.get(hex(hash))
+    if (repeats === undefined) return
+    this.#repeats.delete(hex(hash))
+    const buffer = Buffer.allocUnsafe(length)
+    await this.#handle.read(buffer, 0, length, from)
+    for (const repeat of repeats) {
+      await this.#handle.write(buffer, 0, length, repeat.to)
+      this.reused += length
+    }
+  }
+
+  /** Waits for every write, cuts the file to size and makes it durable. */
+  async complete(): Promise<void> {
+    while (this.#writes.size > 0) await Promise.all([...this.#writes])
+    if (this.#failure !== undefined) throw this.#failure
+    if (this.#repeats.size > 0) throw new ChunkUnavailableError(`Parts of ${this.remote.path} did not arrive; it will resume on the next pass.`, { path: this.remote.path })
+    await this.#handle.truncate(this.remote.size)
+    await this.#handle.sync()
+    await this.#handle.close()
+  }
+
+  /** Closes without completing: what was written stays to resume from. */
+  async abandon(): Promise<void> {
+    while (this.#writes.size > 0) await Promise.all([...this.#writes])
+    await this.#handle.close().catch(() => {})
+  }
+}
+
+/** True when the file at `path` is as its live record says (size, time, inode): its chunks can be trusted as indexed. */
+async function asIndexed(context: AssemblyContext, path: string): Promise<boolean> {
+  const record = context.index.get(path)
+  const info = await lstat(join(context.folder, path)).catch(() => undefined)
+  return record !== undefined && !record.deleted && info !== undefined && info.isFile() && info.size === record.size && info.mtimeMs === record.mtimeMs && (record.inode === undefined || record.inode === info.ino)
+}
+
+/** Refuses a target whose parent folders are symbolic links or files (they could lead outside); creates missing ones. */
+export async function prepareParents(folder: string, path: string): Promise<void> {
+  let current = folder
+  for (const segment of path.split('/').slice(0, -1)) {
+    current = join(current, segment)
+    const info = await lstat(current).catch(() => undefined)
+    if (info === undefined) {
+      await mkdir(current)
+      continue
+    }
+    if (info.isSymbolicLink() || !info.isDirectory()) throw new UnsafePathError(`The path ${path} goes through a symbolic link or a file; it was refused.`, { path })
+  }
+}
+
+/** What installing a downloaded file did. */
+export interface Installed {
+  readonly record: FileRecord
+  /** A local edit the download met, kept under this name. */
+  readonly keptLocalAs?: string
+}
+
+/**
+ * Puts a completed partial file in place of its target, atomically: a local edit the index
+ * has not seen (or one it saw after this download was decided) is first kept as a conflict
+ * copy; the file gets the peer's mode less the umask and its time; the rename and the
+ * folder are made durable; then the index records it. Call with the path's lock held.
+ */
+export async function installFile(context: AssemblyContext, partial: PartialFile, version: VersionVector, origin: string, device: string): Promise<Installed> {
+  const { folder, index } = context
+  const remote = partial.remote
+  const path = partial.target
+  const target = join(folder, path)
+  await prepareParents(folder, path)
+  const current = index.get(path)
+  const onDisk = await lstat(target).catch(() => undefined)
+  if (onDisk !== undefined && !onDisk.isFile()) throw new UnsafePathError(`${path} is not a regular file here; it was left alone.`, { path })
+  // A scan may have recorded a local edit while the download ran: the version decided on
+  // then no longer covers what is here, so that edit is kept too.
+  const overtaken = current !== undefined && !current.deleted && !['newer', 'equal'].includes(compareVersions(version, current.version))
+  let keptLocalAs: string | undefined
+  if (onDisk !== undefined && (overtaken || current === undefined || current.deleted || onDisk.size !== current.size || onDisk.mtimeMs !== current.mtimeMs)) {
+    // Changed here since the last scan (or never scanned): keep it as a conflict copy.
+    keptLocalAs = conflictName(path, device, new Date(onDisk.mtimeMs))
+    await rename(target, join(folder, keptLocalAs))
+  }
+  await chmod(partial.path, remote.mode & ~context.umask)
+  await utimes(partial.path, new Date(), new Date(remote.mtimeMs))
+  // Stat before the rename: an edit made to the file right after it lands must show as a
+  // change to the next scan, not be recorded as the downloaded version.
+  const info = await stat(partial.path)
+  await rename(partial.path, target)
+  await fsyncDirectory(dirname(target))
+  const record = index.put({
+    path,
+    size: remote.size,
+    mtimeMs: info.mtimeMs,
+    mode: remote.mode,
+    chunkHashes: remote.chunkHashes,
+    chunkLengths: [...remote.chunkLengths],
+    chunkSize: remote.chunkSize,
+    version,
+    deleted: false,
+    inode: info.ino,
+    origin,
+  })
+  return { record, ...(keptLocalAs === undefined ? {} : { keptLocalAs }) }
+}
+
+export { chunkHashAt }
