@@ -45,19 +45,22 @@ if (role === 'hub') {
     } else if (message === 'sync') {
       // In sync once the server acknowledges the root the scan produced (earlier
       // acknowledgements are of the folder before the scan).
+      // Records are announced as the scan commits them, so the server's last ack can come
+      // before scan() returns: keep the last acknowledged root and compare once it does.
       const engine = box.engine
       let scanned
-      const inSync = new Promise((resolve) => {
-        const off = box.status.on((event) => {
-          if (scanned !== undefined && event.type === 'sync' && event.event.type === 'peer' && event.event.state === 'in-sync' && Buffer.compare(event.event.root, scanned) === 0) {
-            off()
-            resolve()
-          }
-        })
+      let acknowledged
+      let wake = () => {}
+      const off = box.status.on((event) => {
+        if (event.type === 'sync' && event.event.type === 'peer' && event.event.state === 'in-sync') {
+          acknowledged = event.event.root
+          wake()
+        }
       })
       await engine.scan()
       scanned = engine.root
-      await inSync
+      while (acknowledged === undefined || Buffer.compare(acknowledged, scanned) !== 0) await new Promise((resolve) => (wake = resolve))
+      off()
       process.send({ synced: true })
     }
   })

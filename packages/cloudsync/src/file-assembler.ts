@@ -258,10 +258,15 @@ export async function prepareParents(folder: string, path: string): Promise<void
   let current = folder
   for (const segment of path.split('/').slice(0, -1)) {
     current = join(current, segment)
-    const info = await lstat(current).catch(() => undefined)
+    let info = await lstat(current).catch(() => undefined)
     if (info === undefined) {
-      await mkdir(current)
-      continue
+      // Another file's install may create it at the same moment: then look again.
+      const made = await mkdir(current).then(() => true, (error: NodeJS.ErrnoException) => {
+        if (error.code !== 'EEXIST') throw error
+        return false
+      })
+      if (made) continue
+      info = await lstat(current)
     }
     if (info.isSymbolicLink() || !info.isDirectory()) throw new UnsafePathError(`The path ${path} goes through a symbolic link or a file; it was refused.`, { path })
   }

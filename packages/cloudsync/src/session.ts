@@ -147,6 +147,11 @@ export class SyncSession {
     return next
   }
 
+  /** Sends without waiting (a failure means the channel closed, which the session loop reports). */
+  #post<Kind extends Parameters<typeof syncCodec.encode>[0]>(kind: Kind, body: Parameters<typeof syncCodec.encode<Kind>>[1]): void {
+    this.#send(kind, body).catch(() => {})
+  }
+
   async close(reason?: Error): Promise<void> {
     this.#closing = true
     await this.#channel.close(reason).catch(() => {})
@@ -200,8 +205,10 @@ export class SyncSession {
         this.#device = message.body.device
         host.status.emit({ type: 'peer', device: this.#device, state: 'connected' })
         this.#creditOutstanding = RECORD_CREDIT
-        await this.#send('want', { since: host.index.peerSequence(this.#device), credit: RECORD_CREDIT })
-        await this.#send('ping', { t: Date.now() })
+        // The read loop never waits on a send: both sides could be sending chunks to each
+        // other, and a loop that stopped reading would leave both waiting for good.
+        this.#post('want', { since: host.index.peerSequence(this.#device), credit: RECORD_CREDIT })
+        this.#post('ping', { t: Date.now() })
         return
       }
       case 'want':
@@ -259,7 +266,7 @@ export class SyncSession {
         if (Buffer.compare(message.body.root, host.index.root()) === 0) host.status.emit({ type: 'peer', device: this.#device as string, state: 'in-sync', root: message.body.root })
         return
       case 'ping':
-        await this.#send('pong', { t: message.body.t })
+        this.#post('pong', { t: message.body.t })
         return
       case 'pong':
         host.status.emit({ type: 'latency', device: this.#device ?? '', milliseconds: Math.max(0, Date.now() - message.body.t) })
@@ -375,7 +382,7 @@ export class SyncSession {
         const records = this.#settledSinceCredit
         this.#settledSinceCredit = 0
         this.#creditOutstanding += records
-        void this.#send('credit', { records }).catch(() => {})
+        this.#post('credit', { records })
       }
     }
     const applyOne = async (record: WireRecord): Promise<void> => {
