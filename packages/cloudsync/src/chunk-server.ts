@@ -1,5 +1,4 @@
-import { constants } from 'node:fs'
-import { open, type FileHandle } from 'node:fs/promises'
+import { closeSync, constants, fstatSync, openSync, read } from 'node:fs'
 import { join } from 'node:path'
 import { SyncProtocolError } from './errors.js'
 import type { FileRecord, FolderIndex } from './folder-index.js'
@@ -27,7 +26,7 @@ const PACK_SIZE = 1024 * 1024
 const OPEN_FILES = 32
 
 interface OpenFile {
-  readonly handle: FileHandle
+  readonly fd: number
   readonly sequence: number
   /** Start offset of each chunk of the record it was opened for. */
   readonly offsets: Float64Array
@@ -51,6 +50,10 @@ export class ChunkServer {
   #running: Promise<void> | undefined
   #closed = false
   #buffer = Buffer.allocUnsafeSlow(READ_SIZE)
+  /** Bytes of the buffer holding chunks read and not yet sent. */
+  #used = 0
+  #packed: [number, Uint8Array][] = []
+  #packedBytes = 0
 
   constructor(folder: string, index: FolderIndex, replies: ChunkReplies) {
     this.#folder = folder
@@ -71,28 +74,39 @@ export class ChunkServer {
   }
 
   async #serve(): Promise<void> {
-    while (this.#queue.length > 0 && !this.#closed) {
-      // A group: consecutive chunks of one file, read at once.
-      const first = this.#queue.shift() as ChunkRequest
-      const group = [first]
-      let end = first.offset + first.length
-      while (this.#queue.length > 0) {
-        const next = this.#queue[0] as ChunkRequest
-        if (next.path !== first.path || next.offset !== end || end + next.length - first.offset > READ_SIZE) break
-        group.push(this.#queue.shift() as ChunkRequest)
-        end += next.length
-      }
-      try {
+    try {
+      while (this.#queue.length > 0 && !this.#closed) {
+        // A group: consecutive chunks of one file, read at once.
+        const first = this.#queue.shift() as ChunkRequest
+        const group = [first]
+        let end = first.offset + first.length
+        while (this.#queue.length > 0) {
+          const next = this.#queue[0] as ChunkRequest
+          if (next.path !== first.path || next.offset !== end || end + next.length - first.offset > READ_SIZE) break
+          group.push(this.#queue.shift() as ChunkRequest)
+          end += next.length
+        }
         await this.#answer(group, first.offset, end - first.offset)
-      } catch {
-        // The session is closing (sends fail): its loop reports why.
-        return
+        // Nothing more asked for now: send what is packed.
+        if (this.#queue.length === 0) await this.#flush()
       }
+      await this.#flush()
+    } catch {
+      // The session is closing (sends fail): its loop reports why.
     }
   }
 
+  /** Sends the packed chunks; their bytes are encoded at once, so the buffer is free again. */
+  async #flush(): Promise<void> {
+    if (this.#packed.length === 0) return
+    const packed = this.#packed
+    this.#packed = []
+    this.#packedBytes = 0
+    await this.#replies.data(packed)
+  }
+
   async #answer(group: ChunkRequest[], offset: number, length: number): Promise<void> {
-    const file = await this.#open(group[0]?.path as string)
+    const file = this.#open(group[0]?.path as string)
     const servable = file === undefined ? [] : group.filter((request) => this.#isChunk(file, request))
     if (file === undefined || servable.length !== group.length) {
       // Part of a group that is not a chunk of the record (or no record): refuse those.
@@ -101,27 +115,28 @@ export class ChunkServer {
       for (const request of servable) await this.#answer([request], request.offset, request.length)
       return
     }
-    if (length > this.#buffer.length) this.#buffer = Buffer.allocUnsafeSlow(length)
-    const { bytesRead } = await file.handle.read(this.#buffer, 0, length, offset)
+    // Chunks of several files share a message: each read goes after the last in the buffer,
+    // which is sent and reused when full.
+    if (this.#used + length > this.#buffer.length) {
+      await this.#flush()
+      this.#used = 0
+      if (length > this.#buffer.length) this.#buffer = Buffer.allocUnsafeSlow(length)
+    }
+    const at = this.#used
+    const bytesRead = await readAt(file.fd, this.#buffer, at, length, offset)
     if (bytesRead !== length) {
       // Shorter than its record: changed since the scan.
       this.#forget(group[0]?.path as string)
       await this.#replies.missing(group.map((request) => request.id))
       return
     }
-    let packed: [number, Uint8Array][] = []
-    let packedBytes = 0
+    this.#used += length
     for (const request of group) {
-      const at = request.offset - offset
-      packed.push([request.id, this.#buffer.subarray(at, at + request.length)])
-      packedBytes += request.length
-      if (packedBytes >= PACK_SIZE) {
-        await this.#replies.data(packed)
-        packed = []
-        packedBytes = 0
-      }
+      const from = at + request.offset - offset
+      this.#packed.push([request.id, this.#buffer.subarray(from, from + request.length)])
+      this.#packedBytes += request.length
+      if (this.#packedBytes >= PACK_SIZE) await this.#flush()
     }
-    if (packed.length > 0) await this.#replies.data(packed)
   }
 
   #isChunk(file: OpenFile, request: ChunkRequest): boolean {
@@ -139,7 +154,7 @@ export class ChunkServer {
   }
 
   /** The file at `path` opened for its current live record, or undefined when it has none or the disk no longer matches it. */
-  async #open(path: string): Promise<OpenFile | undefined> {
+  #open(path: string): OpenFile | undefined {
     const record = this.#index.get(path)
     if (record === undefined || record.deleted) {
       this.#forget(path)
@@ -152,18 +167,25 @@ export class ChunkServer {
       return cached
     }
     this.#forget(path)
-    let handle: FileHandle
+    // Opening and checking are blocking calls (microseconds here, a thread-pool hop each as
+    // promises); the reads, which can wait on a disk, are not.
+    let fd: number
     try {
-      handle = await open(join(this.#folder, path), constants.O_RDONLY | constants.O_NOFOLLOW)
+      fd = openSync(join(this.#folder, path), constants.O_RDONLY | constants.O_NOFOLLOW)
     } catch {
       return undefined
     }
-    const info = await handle.stat().catch(() => undefined)
+    let info
+    try {
+      info = fstatSync(fd)
+    } catch {
+      info = undefined
+    }
     if (info === undefined || !info.isFile() || info.size !== record.size || info.mtimeMs !== record.mtimeMs || (record.inode !== undefined && record.inode !== info.ino)) {
-      await handle.close().catch(() => {})
+      closeSync(fd)
       return undefined
     }
-    const file = { handle, sequence: record.sequence, offsets: offsetsOf(record), lengths: record.chunkLengths }
+    const file = { fd, sequence: record.sequence, offsets: offsetsOf(record), lengths: record.chunkLengths }
     this.#files.set(path, file)
     if (this.#files.size > OPEN_FILES) this.#forget(this.#files.keys().next().value as string)
     return file
@@ -173,7 +195,8 @@ export class ChunkServer {
     const file = this.#files.get(path)
     if (file === undefined) return
     this.#files.delete(path)
-    void file.handle.close().catch(() => {})
+    // Never during a read: the serving loop reads one group at a time and forgets between reads.
+    closeSync(file.fd)
   }
 
   /** Drops what is queued and closes the open files. */
@@ -183,6 +206,10 @@ export class ChunkServer {
     await this.#running?.catch(() => {})
     for (const path of [...this.#files.keys()]) this.#forget(path)
   }
+}
+
+function readAt(fd: number, buffer: Buffer, at: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => read(fd, buffer, at, length, position, (error, bytesRead) => (error === null ? resolve(bytesRead) : reject(error))))
 }
 
 function offsetsOf(record: FileRecord): Float64Array {

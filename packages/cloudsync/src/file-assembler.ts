@@ -1,8 +1,6 @@
 import { createHash } from 'node:crypto'
-import { constants } from 'node:fs'
-import { chmod, lstat, mkdir, open, rename, stat, utimes, type FileHandle } from 'node:fs/promises'
+import { closeSync, constants, fchmodSync, fstatSync, fsync, ftruncateSync, futimesSync, lstatSync, mkdirSync, openSync, read, renameSync, write } from 'node:fs'
 import { dirname, join } from 'node:path'
-import { fsyncDirectory } from '@cloudbox/securestorage/durable-file'
 import { CHUNK_HASH_LENGTH } from './chunker.js'
 import { ChunkUnavailableError, UnsafePathError } from './errors.js'
 import { chunkHashAt, type FileRecord, type FolderIndex } from './folder-index.js'
@@ -43,6 +41,22 @@ const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest(
 const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && Buffer.compare(a, b) === 0
 const hex = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
 
+// Metadata calls (open, stat, mkdir, rename, chmod, utimes) are blocking: each takes
+// microseconds on a local file system and ten to twenty times that as a promise (a
+// thread-pool hop each, a dozen per file). Reads, writes and fsyncs, which wait on the
+// disk, stay asynchronous.
+const writeAt = (fd: number, bytes: Uint8Array, offset: number, length: number, position: number) =>
+  new Promise<void>((resolve, reject) => {
+    const more = (done: number) => {
+      if (done === length) return resolve()
+      write(fd, bytes, offset + done, length - done, position + done, (error, written) => (error === null ? more(done + written) : reject(error)))
+    }
+    more(0)
+  })
+const readAt = (fd: number, buffer: Uint8Array, length: number, position: number) =>
+  new Promise<number>((resolve, reject) => read(fd, buffer, 0, length, position, (error, bytesRead) => (error === null ? resolve(bytesRead) : reject(error))))
+const fsyncFd = (fd: number) => new Promise<void>((resolve, reject) => fsync(fd, (error) => (error === null ? resolve() : reject(error))))
+
 /** The partial files' folder, inside the state folder (so on the same file system as the targets). */
 export function partialFolder(folder: string): string {
   return join(folder, STATE_DIR, 'partial')
@@ -66,7 +80,8 @@ export class PartialFile {
   reused = 0
   /** Bytes written from the peer. */
   received = 0
-  readonly #handle: FileHandle
+  readonly #fd: number
+  #open = true
   readonly #context: AssemblyContext
   readonly #copies: CopyRange[]
   /** Repeats of a fetched chunk elsewhere in this file, copied once it is written. */
@@ -74,11 +89,15 @@ export class PartialFile {
   readonly #writes = new Set<Promise<void>>()
   #failure: unknown
 
-  private constructor(context: AssemblyContext, target: string, path: string, handle: FileHandle, remote: WireRecord, copies: CopyRange[]) {
+  /** Bytes the file held when it was opened (an earlier attempt's). */
+  readonly #existing: number
+
+  private constructor(context: AssemblyContext, target: string, path: string, fd: number, existing: number, remote: WireRecord, copies: CopyRange[]) {
     this.#context = context
     this.target = target
     this.path = path
-    this.#handle = handle
+    this.#fd = fd
+    this.#existing = existing
     this.remote = remote
     this.#copies = copies
   }
@@ -86,18 +105,30 @@ export class PartialFile {
   /** Opens (or resumes) the partial file of `remote` for `target` and plans where each chunk comes from. */
   static async open(context: AssemblyContext, target: string, remote: WireRecord): Promise<PartialFile> {
     const dir = partialFolder(context.folder)
-    await mkdir(dir, { recursive: true })
     const path = join(dir, createHash('sha256').update(target).update(remote.chunkHashes).digest('hex').slice(0, 32))
-    const handle = await open(path, constants.O_RDWR | constants.O_CREAT, 0o600)
-    let existing: number
+    let fd: number
+    let existing = 0
     try {
-      existing = (await handle.stat()).size
+      // Usually new: then there is nothing to resume and no need to look at its size.
+      fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
     } catch (error) {
-      await handle.close()
-      throw error
+      const code = (error as NodeJS.ErrnoException).code
+      if (code === 'ENOENT') {
+        // The state folder (or its partial folder) is not there yet, or was removed.
+        mkdirSync(dir, { recursive: true })
+        fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
+      } else if (code === 'EEXIST') {
+        fd = openSync(path, constants.O_RDWR | constants.O_NOFOLLOW)
+        try {
+          existing = fstatSync(fd).size
+        } catch (statError) {
+          closeSync(fd)
+          throw statError
+        }
+      } else throw error
     }
     const copies: CopyRange[] = []
-    const file = new PartialFile(context, target, path, handle, remote, copies)
+    const file = new PartialFile(context, target, path, fd, existing, remote, copies)
     const placed = new Map<string, number>()
     const locals: CopyRange['chunks'][number][] = []
     const localSources = new Map<string, { chunks: { from: number; length: number; hash: Uint8Array; to: number }[]; trusted: boolean }>()
@@ -111,7 +142,7 @@ export class PartialFile {
       // Already in the partial file from an earlier attempt?
       if (at + length <= existing) {
         const buffer = Buffer.allocUnsafe(length)
-        const { bytesRead } = await handle.read(buffer, 0, length, at)
+        const bytesRead = await readAt(fd, buffer, length, at)
         if (bytesRead === length && sameBytes(sha256(buffer), hash)) {
           file.reused += length
           placed.set(key, at)
@@ -169,12 +200,12 @@ export class PartialFile {
     for (const copy of this.#copies) {
       let bytes: Buffer | undefined
       try {
-        const source = await open(join(this.#context.folder, copy.source), constants.O_RDONLY | constants.O_NOFOLLOW)
+        const source = openSync(join(this.#context.folder, copy.source), constants.O_RDONLY | constants.O_NOFOLLOW)
         try {
-          const { bytesRead } = await source.read(buffer, 0, copy.length, copy.from)
+          const bytesRead = await readAt(source, buffer, copy.length, copy.from)
           bytes = bytesRead === copy.length ? buffer.subarray(0, copy.length) : undefined
         } finally {
-          await source.close()
+          closeSync(source)
         }
       } catch {
         bytes = undefined
@@ -188,12 +219,12 @@ export class PartialFile {
       }
       if (bytes === undefined) continue
       if (more.length === 0 || more.every((need) => need.offset < copy.to || need.offset >= copy.to + copy.length)) {
-        await this.#handle.write(bytes, 0, copy.length, copy.to)
+        await writeAt(this.#fd, bytes, 0, copy.length, copy.to)
       } else {
         // Write the chunks that were good, one by one.
         for (const chunk of copy.chunks) {
           if (more.some((need) => need.offset === chunk.to)) continue
-          await this.#handle.write(bytes, chunk.from - copy.from, chunk.length, chunk.to)
+          await writeAt(this.#fd, bytes, chunk.from - copy.from, chunk.length, chunk.to)
         }
       }
       this.reused += copy.chunks.filter((chunk) => !more.some((need) => need.offset === chunk.to)).reduce((sum, chunk) => sum + chunk.length, 0)
@@ -206,7 +237,7 @@ export class PartialFile {
   /** Writes a fetched chunk (its hash already checked) at its place, then its repeats. */
   write(need: ChunkNeed, bytes: Uint8Array): Promise<void> {
     const done = (async () => {
-      await this.#handle.write(bytes, 0, need.length, need.offset)
+      await writeAt(this.#fd, bytes, 0, need.length, need.offset)
       this.received += need.length
       await this.#copyRepeats(need.hash, need.offset, need.length)
     })().catch((error: unknown) => {
@@ -222,54 +253,104 @@ export class PartialFile {
     if (repeats === undefined) return
     this.#repeats.delete(hex(hash))
     const buffer = Buffer.allocUnsafe(length)
-    await this.#handle.read(buffer, 0, length, from)
+    await readAt(this.#fd, buffer, length, from)
     for (const repeat of repeats) {
-      await this.#handle.write(buffer, 0, length, repeat.to)
+      await writeAt(this.#fd, buffer, 0, length, repeat.to)
       this.reused += length
     }
   }
 
-  /** Waits for every write, cuts the file to size and makes it durable. */
-  async complete(): Promise<void> {
+  /**
+   * Waits for every write, cuts the file to size, gives it the peer's mode (less the umask)
+   * and time, and makes it durable. Returns what the disk then says of it: an edit made to
+   * the file after it lands must show as a change to the next scan.
+   */
+  async complete(): Promise<{ mtimeMs: number; ino: number }> {
     while (this.#writes.size > 0) await Promise.all([...this.#writes])
     if (this.#failure !== undefined) throw this.#failure
     if (this.#repeats.size > 0) throw new ChunkUnavailableError(`Parts of ${this.remote.path} did not arrive; it will resume on the next pass.`, { path: this.remote.path })
-    await this.#handle.truncate(this.remote.size)
-    await this.#handle.sync()
-    await this.#handle.close()
+    const fd = this.#fd
+    try {
+      // A new file ends where its last chunk was written; only an earlier attempt's can be longer.
+      if (this.#existing > this.remote.size) ftruncateSync(fd, this.remote.size)
+      fchmodSync(fd, this.remote.mode & 0o777 & ~this.#context.umask)
+      const mtime = new Date(this.remote.mtimeMs)
+      futimesSync(fd, mtime, mtime)
+      await fsyncFd(fd)
+      const info = fstatSync(fd)
+      return { mtimeMs: info.mtimeMs, ino: info.ino }
+    } finally {
+      this.#close()
+    }
   }
 
   /** Closes without completing: what was written stays to resume from. */
   async abandon(): Promise<void> {
     while (this.#writes.size > 0) await Promise.all([...this.#writes])
-    await this.#handle.close().catch(() => {})
+    this.#close()
+  }
+
+  #close(): void {
+    if (!this.#open) return
+    this.#open = false
+    closeSync(this.#fd)
   }
 }
 
 /** True when the file at `path` is as its live record says (size, time, inode): its chunks can be trusted as indexed. */
 async function asIndexed(context: AssemblyContext, path: string): Promise<boolean> {
   const record = context.index.get(path)
-  const info = await lstat(join(context.folder, path)).catch(() => undefined)
+  const info = lstatSync(join(context.folder, path), { throwIfNoEntry: false })
   return record !== undefined && !record.deleted && info !== undefined && info.isFile() && info.size === record.size && info.mtimeMs === record.mtimeMs && (record.inode === undefined || record.inode === info.ino)
 }
 
 /** Refuses a target whose parent folders are symbolic links or files (they could lead outside); creates missing ones. */
-export async function prepareParents(folder: string, path: string): Promise<void> {
+export function prepareParents(folder: string, path: string): void {
   let current = folder
   for (const segment of path.split('/').slice(0, -1)) {
     current = join(current, segment)
-    let info = await lstat(current).catch(() => undefined)
+    let info = lstatSync(current, { throwIfNoEntry: false })
     if (info === undefined) {
-      // Another file's install may create it at the same moment: then look again.
-      const made = await mkdir(current).then(() => true, (error: NodeJS.ErrnoException) => {
-        if (error.code !== 'EEXIST') throw error
-        return false
-      })
-      if (made) continue
-      info = await lstat(current)
+      try {
+        mkdirSync(current)
+        continue
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+      }
+      info = lstatSync(current)
     }
     if (info.isSymbolicLink() || !info.isDirectory()) throw new UnsafePathError(`The path ${path} goes through a symbolic link or a file; it was refused.`, { path })
   }
+}
+
+/**
+ * Makes renames in `dir` durable. Installs that land in the same folder while an fsync of
+ * it is waiting to start share it (one fsync for a folder of small files, not one each).
+ */
+const folderSyncs = new Map<string, Promise<void>>()
+function syncFolder(dir: string): Promise<void> {
+  const waiting = folderSyncs.get(dir)
+  if (waiting !== undefined) return waiting
+  const next = new Promise<void>((resolve) => {
+    setImmediate(() => {
+      // From here on, a rename needs a new fsync: this one may have started before it.
+      folderSyncs.delete(dir)
+      let fd: number | undefined
+      try {
+        fd = openSync(dir, constants.O_RDONLY)
+      } catch {
+        // Not every platform can open a folder; the rename is atomic regardless.
+        return resolve()
+      }
+      const opened = fd
+      fsync(opened, () => {
+        closeSync(opened)
+        resolve()
+      })
+    })
+  })
+  folderSyncs.set(dir, next)
+  return next
 }
 
 /** What installing a downloaded file did. */
@@ -282,17 +363,17 @@ export interface Installed {
 /**
  * Puts a completed partial file in place of its target, atomically: a local edit the index
  * has not seen (or one it saw after this download was decided) is first kept as a conflict
- * copy; the file gets the peer's mode less the umask and its time; the rename and the
- * folder are made durable; then the index records it. Call with the path's lock held.
+ * copy; the rename and the folder are made durable; then the index records it. Call with
+ * the path's lock held.
  */
-export async function installFile(context: AssemblyContext, partial: PartialFile, version: VersionVector, origin: string, device: string): Promise<Installed> {
+export async function installFile(context: AssemblyContext, partial: PartialFile, landed: { mtimeMs: number; ino: number }, version: VersionVector, origin: string | undefined, device: string): Promise<Installed> {
   const { folder, index } = context
   const remote = partial.remote
   const path = partial.target
   const target = join(folder, path)
-  await prepareParents(folder, path)
+  prepareParents(folder, path)
   const current = index.get(path)
-  const onDisk = await lstat(target).catch(() => undefined)
+  const onDisk = lstatSync(target, { throwIfNoEntry: false })
   if (onDisk !== undefined && !onDisk.isFile()) throw new UnsafePathError(`${path} is not a regular file here; it was left alone.`, { path })
   // A scan may have recorded a local edit while the download ran: the version decided on
   // then no longer covers what is here, so that edit is kept too.
@@ -301,27 +382,22 @@ export async function installFile(context: AssemblyContext, partial: PartialFile
   if (onDisk !== undefined && (overtaken || current === undefined || current.deleted || onDisk.size !== current.size || onDisk.mtimeMs !== current.mtimeMs)) {
     // Changed here since the last scan (or never scanned): keep it as a conflict copy.
     keptLocalAs = conflictName(path, device, new Date(onDisk.mtimeMs))
-    await rename(target, join(folder, keptLocalAs))
+    renameSync(target, join(folder, keptLocalAs))
   }
-  await chmod(partial.path, remote.mode & ~context.umask)
-  await utimes(partial.path, new Date(), new Date(remote.mtimeMs))
-  // Stat before the rename: an edit made to the file right after it lands must show as a
-  // change to the next scan, not be recorded as the downloaded version.
-  const info = await stat(partial.path)
-  await rename(partial.path, target)
-  await fsyncDirectory(dirname(target))
+  renameSync(partial.path, target)
+  await syncFolder(dirname(target))
   const record = index.put({
     path,
     size: remote.size,
-    mtimeMs: info.mtimeMs,
+    mtimeMs: landed.mtimeMs,
     mode: remote.mode,
     chunkHashes: remote.chunkHashes,
     chunkLengths: [...remote.chunkLengths],
     chunkSize: remote.chunkSize,
     version,
     deleted: false,
-    inode: info.ino,
-    origin,
+    inode: landed.ino,
+    ...(origin === undefined ? {} : { origin }),
   })
   return { record, ...(keptLocalAs === undefined ? {} : { keptLocalAs }) }
 }

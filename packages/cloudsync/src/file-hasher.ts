@@ -1,4 +1,5 @@
-import { open, type FileHandle } from 'node:fs/promises'
+import { closeSync, openSync, readSync } from 'node:fs'
+import { open } from 'node:fs/promises'
 import { Chunker, chunkParametersFor, CHUNK_HASH_LENGTH, GearScanner, type Chunk, type ChunkParameters } from './chunker.js'
 
 export interface FileChunks {
@@ -34,12 +35,27 @@ function packChain(chunks: readonly Chunk[]): ChunkChain {
   return { offsets, lengths, hashes }
 }
 
+/** What the hasher reads through: a file handle on the main thread, plain blocking reads in a worker (no thread hop per read). */
+interface Reader {
+  read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }> | { bytesRead: number }
+  close(): Promise<void> | void
+}
+
+async function openReader(path: string, blocking: boolean): Promise<Reader> {
+  if (!blocking) return open(path, 'r')
+  const fd = openSync(path, 'r')
+  return {
+    read: (buffer, offset, length, position) => ({ bytesRead: readSync(fd, buffer, offset, length, position) }),
+    close: () => closeSync(fd),
+  }
+}
+
 /**
  * Cuts the bytes of `handle` from `start` as if a chunk began there, hashing each chunk,
  * until a chunk ends at or after `until` (or the file ends). Reads go straight into the
  * scanner's window: no copy between the disk and the Gear loop.
  */
-async function cutFrom(handle: FileHandle, start: number, until: number, parameters: ChunkParameters, scanner: GearScanner, signal?: AbortSignal): Promise<{ chunks: Chunk[]; end: number }> {
+async function cutFrom(handle: Reader, start: number, until: number, parameters: ChunkParameters, scanner: GearScanner, signal?: AbortSignal): Promise<{ chunks: Chunk[]; end: number }> {
   const chunker = new Chunker(parameters, scanner)
   const chunks: Chunk[] = []
   let position = start
@@ -58,8 +74,8 @@ async function cutFrom(handle: FileHandle, start: number, until: number, paramet
 }
 
 /** Chunks and hashes a whole file in constant memory. */
-export async function hashFile(path: string, expectedSize: number, previousChunkSize?: number, scanner: GearScanner = new GearScanner(), signal?: AbortSignal): Promise<FileChunks> {
-  const handle = await open(path, 'r')
+export async function hashFile(path: string, expectedSize: number, previousChunkSize?: number, scanner: GearScanner = new GearScanner(), signal?: AbortSignal, blocking = false): Promise<FileChunks> {
+  const handle = await openReader(path, blocking)
   try {
     const parameters = chunkParametersFor(expectedSize, previousChunkSize)
     const { chunks, end } = await cutFrom(handle, 0, Number.POSITIVE_INFINITY, parameters, scanner, signal)
@@ -74,8 +90,8 @@ export async function hashFile(path: string, expectedSize: number, previousChunk
  * if a chunk began there, running `overlap` bytes past `end` (the next segment's start),
  * where it is expected to meet the next segment's chain (see stitchChains).
  */
-export async function hashSegment(path: string, start: number, end: number, overlap: number, parameters: ChunkParameters, scanner: GearScanner = new GearScanner(), signal?: AbortSignal): Promise<ChunkChain> {
-  const handle = await open(path, 'r')
+export async function hashSegment(path: string, start: number, end: number, overlap: number, parameters: ChunkParameters, scanner: GearScanner = new GearScanner(), signal?: AbortSignal, blocking = false): Promise<ChunkChain> {
+  const handle = await openReader(path, blocking)
   try {
     return packChain((await cutFrom(handle, start, end + overlap, parameters, scanner, signal)).chunks)
   } finally {

@@ -417,8 +417,14 @@ export class FolderIndex {
 
   close(): void {
     if (!this.#db.open) return
-    this.root()
-    this.#db.pragma('wal_checkpoint(TRUNCATE)')
-    this.#db.close()
+    try {
+      this.root()
+      this.#db.pragma('wal_checkpoint(TRUNCATE)')
+    } catch {
+      // A full disk can refuse the checkpoint; the write-ahead log still holds every commit
+      // and the next open replays it, so closing must not fail (nor leave the file open).
+    } finally {
+      this.#db.close()
+    }
   }
 }

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { chunkParametersFor, CHUNK_HASH_LENGTH, GearScanner, type ChunkParameters } from './chunker.js'
 import { hashFile, hashSegment, stitchChains, type ChunkChain, type FileChunks } from './file-hasher.js'
+import type { FileJob, HashError } from './hash-worker.js'
 
 // Built next to the bundle. Run from sources (tests), it is absent and hashing stays on
 // the calling thread; the built package (what users get) always has it.
@@ -11,13 +12,24 @@ const WORKER_URL = new URL('./hash-worker.js', import.meta.url)
 const IDLE_MS = 2000
 /** Files at least this large are cut in parallel, one segment per worker. */
 export const PARALLEL_MIN_SIZE = 32 * 1024 * 1024
+/** Small files go to a worker many to a message (a message per file costs more than hashing it). */
+const BATCH_FILES = 16
+const BATCH_BYTES = 4 * 1024 * 1024
 
 interface Pending {
   resolve(result: unknown): void
   reject(error: Error): void
 }
 
-type Job = { kind: 'file'; path: string; size: number; previousChunkSize?: number } | { kind: 'segment'; path: string; start: number; end: number; overlap: number; parameters: ChunkParameters }
+type Job = { kind: 'files'; files: FileJob[] } | { kind: 'segment'; path: string; start: number; end: number; overlap: number; parameters: ChunkParameters }
+
+interface Batch {
+  readonly files: FileJob[]
+  readonly waiters: { resolve(result: FileChunks): void; reject(error: Error): void }[]
+  bytes: number
+}
+
+const asError = (failure: HashError['error']) => Object.assign(new Error(failure.message), { code: failure.code })
 
 /**
  * Worker threads that chunk and hash files, so scanning uses every core and never blocks
@@ -32,17 +44,51 @@ class HashPool {
   #pending = new Map<number, Pending>()
   #ids = 0
   #idle: NodeJS.Timeout | undefined
+  #batch: Batch | undefined
   readonly available = existsSync(fileURLToPath(WORKER_URL))
 
-  /** Chunks and hashes one file (in parallel segments when it is large). */
+  /** Chunks and hashes one file (in parallel segments when it is large; with others in a batch when it is small). */
   async hash(path: string, size: number, previousChunkSize: number | undefined): Promise<FileChunks> {
     const segments = this.available ? Math.min(this.size, Math.floor(size / (PARALLEL_MIN_SIZE / 2))) : 1
     if (segments < 2) {
       if (!this.available) return hashFile(path, size, previousChunkSize)
-      return this.#run({ kind: 'file', path, size, ...(previousChunkSize === undefined ? {} : { previousChunkSize }) })
+      return this.#batched({ path, size, ...(previousChunkSize === undefined ? {} : { previousChunkSize }) })
     }
     const parameters = chunkParametersFor(size, previousChunkSize)
     return cutInSegments(size, parameters, segments, (start, end, overlap) => this.#run<ChunkChain>({ kind: 'segment', path, start, end, overlap, parameters }))
+  }
+
+  /** Joins the open batch (sent when full, or once the current tick's callers have joined). */
+  #batched(file: FileJob): Promise<FileChunks> {
+    return new Promise((resolve, reject) => {
+      let batch = this.#batch
+      if (batch === undefined) {
+        batch = { files: [], waiters: [], bytes: 0 }
+        this.#batch = batch
+        const open = batch
+        setImmediate(() => this.#flush(open))
+      }
+      batch.files.push(file)
+      batch.waiters.push({ resolve, reject })
+      batch.bytes += file.size
+      if (batch.files.length >= BATCH_FILES || batch.bytes >= BATCH_BYTES) this.#flush(batch)
+    })
+  }
+
+  #flush(batch: Batch): void {
+    if (this.#batch !== batch) return
+    this.#batch = undefined
+    this.#run<(FileChunks | HashError)[]>({ kind: 'files', files: batch.files }).then(
+      (results) =>
+        results.forEach((result, i) => {
+          const waiter = batch.waiters[i] as Batch['waiters'][number]
+          if ('error' in result) waiter.reject(asError(result.error))
+          else waiter.resolve({ ...result, chunkHashes: new Uint8Array(result.chunkHashes) })
+        }),
+      (error: Error) => {
+        for (const waiter of batch.waiters) waiter.reject(error)
+      },
+    )
   }
 
   #run<T>(job: Job): Promise<T> {
@@ -70,15 +116,15 @@ class HashPool {
       // Small heaps: a worker holds its scanner window and one chunk list at a time.
       const worker = new Worker(WORKER_URL, { resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 } })
       worker.unref()
-      worker.on('message', (message: { id: number; result?: FileChunks | ChunkChain; error?: { code?: string; message: string } }) => {
+      worker.on('message', (message: { id: number; results?: (FileChunks | HashError)[]; result?: ChunkChain; error?: HashError['error'] }) => {
         const pending = this.#pending.get(message.id)
         this.#pending.delete(message.id)
         if (pending === undefined) return
-        if (message.result !== undefined) {
+        if (message.results !== undefined) pending.resolve(message.results)
+        else if (message.result !== undefined) {
           const result = message.result
-          if ('chunkHashes' in result) pending.resolve({ ...result, chunkHashes: new Uint8Array(result.chunkHashes) })
-          else pending.resolve({ offsets: new Float64Array(result.offsets.buffer), lengths: new Uint32Array(result.lengths.buffer), hashes: new Uint8Array(result.hashes.buffer) })
-        } else pending.reject(Object.assign(new Error(message.error?.message ?? 'hashing failed'), { code: message.error?.code }))
+          pending.resolve({ offsets: new Float64Array(result.offsets.buffer), lengths: new Uint32Array(result.lengths.buffer), hashes: new Uint8Array(result.hashes.buffer) })
+        } else pending.reject(asError(message.error ?? { message: 'hashing failed' }))
       })
       worker.on('error', (error) => {
         for (const pending of this.#pending.values()) pending.reject(error)

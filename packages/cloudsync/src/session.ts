@@ -1,4 +1,4 @@
-import { lstat, unlink } from 'node:fs/promises'
+import { lstatSync, unlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { isEncryptedMessagingError, type MessageChannel } from '@cloudbox/encrypted-messaging'
 import { ChunkServer } from './chunk-server.js'
@@ -21,7 +21,7 @@ import { validateRelativePath } from './paths.js'
 import { MAX_RECORDS_PER_MESSAGE, recordProblem, syncCodec, type SyncMessage, type WireRecord } from './protocol.js'
 import type { StatusStream } from './status.js'
 import { TransferScheduler } from './transfer-scheduler.js'
-import { bump, type VersionVector } from './version-vector.js'
+import { bump, compareVersions, type VersionVector } from './version-vector.js'
 
 /** What a session needs of its engine. */
 export interface SessionHost extends AssemblyContext {
@@ -527,23 +527,23 @@ export class SyncSession {
   async #applyDelete(path: string, local: FileRecord | undefined, version: VersionVector): Promise<void> {
     const host = this.#host
     const absolute = join(host.folder, path)
-    const parents = await this.#parentsAreFolders(path)
-    const onDisk = parents ? await lstat(absolute).catch(() => undefined) : undefined
+    const parents = this.#parentsAreFolders(path)
+    const onDisk = parents ? lstatSync(absolute, { throwIfNoEntry: false }) : undefined
     if (onDisk !== undefined) {
       const indexed = local !== undefined && !local.deleted && onDisk.isFile() && onDisk.size === local.size && onDisk.mtimeMs === local.mtimeMs && (local.inode === undefined || local.inode === onDisk.ino)
       if (!indexed) return
-      await unlink(absolute)
+      unlinkSync(absolute)
     }
     host.index.put({ path, size: 0, mtimeMs: Date.now(), mode: local?.mode ?? 0o644, chunkHashes: new Uint8Array(0), chunkLengths: [], chunkSize: 0, version, deleted: true, origin: this.#peer })
     host.status.emit({ type: 'file', path, action: 'deleted', bytesFromPeer: 0, bytesReused: 0 })
   }
 
   /** True when every parent of `path` is a real folder; false when one is missing; throws when one is a link or a file. */
-  async #parentsAreFolders(path: string): Promise<boolean> {
+  #parentsAreFolders(path: string): boolean {
     let current = this.#host.folder
     for (const segment of path.split('/').slice(0, -1)) {
       current = join(current, segment)
-      const info = await lstat(current).catch(() => undefined)
+      const info = lstatSync(current, { throwIfNoEntry: false })
       if (info === undefined) return false
       if (info.isSymbolicLink() || !info.isDirectory()) throw new UnsafePathError(`The deletion of ${path} goes through a symbolic link or a file; nothing was deleted.`, { path })
     }
@@ -560,6 +560,7 @@ export class SyncSession {
       throw new QuotaExceededError(`Downloading ${path} would exceed the folder's quota of ${quota} bytes; it was skipped.`, { path })
     }
     const partial = await PartialFile.open(host, path, remote)
+    let landed: { mtimeMs: number; ino: number }
     try {
       const fetches: Promise<void>[] = []
       const enqueue = async (needs: readonly ChunkNeed[]) => {
@@ -573,12 +574,15 @@ export class SyncSession {
       const outcomes = await Promise.allSettled(fetches)
       const failed = outcomes.find((outcome) => outcome.status === 'rejected')
       if (failed !== undefined) throw (failed as PromiseRejectedResult).reason
-      await partial.complete()
+      landed = await partial.complete()
     } catch (error) {
       await partial.abandon()
       throw error
     }
-    const installed = await installFile(host, partial, version, this.#peer, host.deviceId)
+    // A version this device made (a conflict settled here) must go back to the peer; the
+    // peer's own version is not echoed.
+    const origin = compareVersions(version, remote.version) === 'equal' ? this.#peer : undefined
+    const installed = await installFile(host, partial, landed, version, origin, host.deviceId)
     if (installed.keptLocalAs !== undefined) host.status.emit({ type: 'conflict', path, copy: installed.keptLocalAs, kept: 'remote' })
     this.bytesReused += partial.reused
     this.#progress.doneFiles++

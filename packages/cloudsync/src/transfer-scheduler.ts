@@ -83,7 +83,9 @@ export class TransferScheduler {
     if (this.#pumping || this.#closed !== undefined) return
     this.#pumping = true
     try {
-      while (this.#queue.length > 0 && (this.#inFlight === 0 || this.#inFlight + (this.#queue[0]?.need.length ?? 0) <= this.#window)) {
+      // Requests go out in batches of at least a quarter window: a refill per written chunk
+      // would turn the stream into one small request and one small answer per chunk.
+      while (this.#queue.length > 0 && (this.#inFlight === 0 || this.#inFlight + Math.max(this.#window / 4, this.#queue[0]?.need.length ?? 0) <= this.#window)) {
         const requests: FetchRequest[] = []
         while (requests.length < MAX_REQUESTS_PER_MESSAGE && this.#queue.length > 0) {
           const next = this.#queue[0] as { need: ChunkNeed; resolve: () => void; reject: (error: Error) => void }

@@ -48,7 +48,7 @@ async function fullDiskPair(options: { bigBytes: number; bigName?: string; files
 }
 
 describe('a full disk on the receiver', () => {
-  it.runIf(canMount)('stops downloads with ERR_DISK_FULL, damages nothing, and completes once space returns', async () => {
+  it.runIf(canMount)('stops downloads with ERR_DISK_FULL, damages nothing, and completes once space returns', { timeout: 45_000 }, async () => {
     const small = Buffer.from('small and important')
     const { a, b, big, session, grow } = await fullDiskPair({ bigBytes: 6 * 1024 * 1024, bigName: 'z-big.bin', files: { 'small.txt': small }, bobFiles: { 'existing.txt': 'already here' } })
     await until(() => existsSync(join(b.folder, 'small.txt')), 5_000, 'small.txt')
