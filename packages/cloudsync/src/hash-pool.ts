@@ -45,7 +45,27 @@ class HashPool {
   #ids = 0
   #idle: NodeJS.Timeout | undefined
   #batch: Batch | undefined
+  #users = 0
   readonly available = existsSync(fileURLToPath(WORKER_URL))
+
+  /**
+   * Marks an engine as using the pool; the returned function ends that use. When the last
+   * user is done and nothing is pending, the workers go at once: a program that syncs once
+   * and exits must not wait out the idle timer (idle workers held it for 2 s).
+   */
+  use(): () => void {
+    this.#users++
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      this.#users--
+      if (this.#users === 0 && this.#pending.size === 0 && this.#batch === undefined) {
+        clearTimeout(this.#idle)
+        void this.stop()
+      }
+    }
+  }
 
   /** Chunks and hashes one file (in parallel segments when it is large; with others in a batch when it is small). */
   async hash(path: string, size: number, previousChunkSize: number | undefined): Promise<FileChunks> {

@@ -309,11 +309,12 @@ export class SyncSession {
     for (;;) {
       if (this.#closing) return
       if (this.#credit <= 0) return
-      const found = index.changedSince(this.#sentUpTo, Math.min(this.#credit, MAX_RECORDS_PER_MESSAGE))
-      if (found.length === 0) break
-      this.#sentUpTo = (found[found.length - 1] as FileRecord).sequence
       // What came from this peer is not echoed back to it.
-      const outgoing = found.filter((record) => record.origin !== this.#peer).map(toWire)
+      const found = index.changedSinceNotFrom(this.#sentUpTo, this.#peer, Math.min(this.#credit, MAX_RECORDS_PER_MESSAGE))
+      if (found.upTo <= this.#sentUpTo) break
+      this.#sentUpTo = found.upTo
+      if (found.records.length === 0) break
+      const outgoing = found.records.map(toWire)
       let batch: WireRecord[] = []
       let bytes = 0
       for (const record of outgoing) {
@@ -455,6 +456,14 @@ export class SyncSession {
     this.#scheduleRetry(again)
     const upTo = this.#peerUpTo
     if (!this.#failedThisPass && this.#incoming.length === 0 && upTo >= 0) host.index.setPeerSequence(this.#device as string, upTo)
+    try {
+      // What is acknowledged is committed first.
+      host.index.commit()
+    } catch (error) {
+      if (isDiskFull(error)) host.emitError(new DiskFullError(undefined, { cause: error }))
+      else host.emitError(new SyncError('ERR_SYNC_PROTOCOL', `The sync index could not be written (${(error as Error).message}); the next scan finds what arrived.`, { cause: error }))
+      return
+    }
     host.changed(this)
     await this.#send('status', { state: 'idle', pendingFiles: this.#incoming.length, pendingBytes: 0 }).catch(() => {})
     if (upTo >= 0) await this.#send('ack', { sequence: upTo, root: host.index.root() }).catch(() => {})

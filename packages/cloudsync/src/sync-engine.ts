@@ -4,6 +4,7 @@ import type { MessageChannel } from '@cloudbox/encrypted-messaging'
 import { EngineStoppedError, MassDeleteError, SyncError } from './errors.js'
 import { FolderIndex, type FileRecord } from './folder-index.js'
 import { FolderWatcher } from './folder-watcher.js'
+import { hashPool } from './hash-pool.js'
 import { loadIgnoreRules, type IgnoreRules } from './ignore-rules.js'
 import { STATE_DIR } from './paths.js'
 import { FolderScanner, type ScanResult } from './scanner.js'
@@ -78,6 +79,7 @@ export class SyncEngine {
   /** Permission bits never given to a file written for a peer. */
   readonly umask: number
   #index: FolderIndex | undefined
+  #releasePool: () => void = () => {}
   #rules: IgnoreRules | undefined
   #scanner: FolderScanner | undefined
   readonly #scans = new Mutex()
@@ -158,6 +160,7 @@ export class SyncEngine {
     this.#abort = new AbortController()
     const index = await FolderIndex.open(join(this.folder, STATE_DIR), (error) => this.status.emit({ type: 'error', error }))
     this.#index = index
+    this.#releasePool = hashPool.use()
     try {
       this.#rules = await loadIgnoreRules(this.folder)
       this.#scanner = new FolderScanner(this.folder, index, () => this.#rules as IgnoreRules, {
@@ -181,6 +184,7 @@ export class SyncEngine {
     } catch (error) {
       index.close()
       this.#index = undefined
+      this.#releasePool()
       throw error
     }
   }
@@ -199,6 +203,7 @@ export class SyncEngine {
     await Promise.allSettled([...this.#paths.values()])
     index.close()
     this.#index = undefined
+    this.#releasePool()
     this.#setState('stopped')
     this.status.close()
   }

@@ -45,6 +45,7 @@ export class TransferScheduler {
   #nextId = 1
   #closed: Error | undefined
   #pumping = false
+  #soon: NodeJS.Immediate | undefined
   #roomWaiters: (() => void)[] = []
 
   constructor(options: SchedulerOptions) {
@@ -75,7 +76,14 @@ export class TransferScheduler {
     if (this.#closed !== undefined) return Promise.reject(this.#closed)
     return new Promise((resolve, reject) => {
       this.#queue.push({ need, resolve, reject })
-      this.#pump()
+      // The needs of files opened in this turn go out together (128 tiny files at once
+      // would otherwise make 128 fetch messages of one request each).
+      if (this.#soon === undefined) {
+        this.#soon = setImmediate(() => {
+          this.#soon = undefined
+          this.#pump()
+        })
+      }
     })
   }
 
@@ -141,6 +149,8 @@ export class TransferScheduler {
   close(reason: Error = new ChunkUnavailableError('The peer disconnected during a transfer; the file will resume on reconnection.')): void {
     if (this.#closed !== undefined) return
     this.#closed = reason
+    clearImmediate(this.#soon)
+    this.#soon = undefined
     for (const { reject } of this.#queue.splice(0)) reject(reason)
     for (const { reject } of this.#pending.values()) reject(reason)
     this.#pending.clear()
