@@ -35,6 +35,15 @@ if (role === 'hub') {
   process.send({ uri: box.pairingUri() })
 } else if (role === 'client') {
   const box = new CloudBox({ role: 'client', folder, watch: false }, { identity: Identity.generate().identity })
+  // The last root the server acknowledged, kept across workloads.
+  let acknowledged
+  let wake = () => {}
+  box.status.on((event) => {
+    if (event.type === 'sync' && event.event.type === 'peer' && event.event.state === 'in-sync') {
+      acknowledged = event.event.root
+      wake()
+    }
+  })
   await box.start()
   stop = () => box.destroy()
   process.on('message', async (message) => {
@@ -47,20 +56,11 @@ if (role === 'hub') {
       // acknowledgements are of the folder before the scan).
       // Records are announced as the scan commits them, so the server's last ack can come
       // before scan() returns: keep the last acknowledged root and compare once it does.
+      // A rescan that changes nothing gets no new acknowledgement: the last one stands.
       const engine = box.engine
-      let scanned
-      let acknowledged
-      let wake = () => {}
-      const off = box.status.on((event) => {
-        if (event.type === 'sync' && event.event.type === 'peer' && event.event.state === 'in-sync') {
-          acknowledged = event.event.root
-          wake()
-        }
-      })
       await engine.scan()
-      scanned = engine.root
+      const scanned = engine.root
       while (acknowledged === undefined || Buffer.compare(acknowledged, scanned) !== 0) await new Promise((resolve) => (wake = resolve))
-      off()
       process.send({ synced: true })
     }
   })

@@ -1,11 +1,11 @@
 /**
  * The benchmarks' data, the same bytes on every run and machine: 2,000 files of
- * 1–256 KiB in nested folders, one large file, and an edit of it (100 bytes inserted
- * near the start, 1 MiB changed in the middle). Bytes are an AES-256-CTR keystream keyed
+ * 1–256 KiB in nested folders, one large file, an edit of it (100 bytes inserted near
+ * the start, 1 MiB changed in the middle), and tens of thousands of files of 0–8 KiB. Bytes are an AES-256-CTR keystream keyed
  * by a seed: incompressible, never accidentally deduplicated, and fast to make.
  */
 import { createCipheriv, createHash } from 'node:crypto'
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync, writeSync } from 'node:fs'
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs'
 import { join, relative } from 'node:path'
 
 export const MIB = 1024 * 1024
@@ -37,6 +37,27 @@ export function writeSmallFiles(dir, count = 2000) {
     const size = 1024 + Math.floor(next() * (256 * 1024 - 1024))
     bytes += size
     writeGenerated(join(folder, `file${i}.bin`), `small${i}`, size)
+  }
+  return bytes
+}
+
+/**
+ * `count` files of 0–8 KiB under `dir`, 50 to a folder in two levels (`d<i>/e<j>/`), each
+ * a slice of one keystream at its own offset: distinct contents, made in seconds.
+ * Returns their total size.
+ */
+export function writeTinyFiles(dir, count, seed = 'tiny') {
+  const pool = Buffer.concat([...keystream(seed, 64 * MIB)])
+  let rng = 7
+  const next = () => (rng = (rng * 1103515245 + 12345) >>> 0) / 2 ** 32
+  let bytes = 0
+  for (let i = 0; i < count; i++) {
+    const folder = join(dir, `d${Math.floor(i / 1000)}`, `e${Math.floor(i / 50) % 20}`)
+    if (i % 50 === 0) mkdirSync(folder, { recursive: true })
+    const size = Math.floor(next() * 8193)
+    const offset = Math.floor(next() * (pool.length - size))
+    bytes += size
+    writeFileSync(join(folder, `t${i}.bin`), pool.subarray(offset, offset + size))
   }
   return bytes
 }

@@ -14,6 +14,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const peerScript = fileURLToPath(new URL('./cloudbox-peer.mjs', import.meta.url))
+const cloudboxCli = fileURLToPath(new URL('../../apps/demo/dist/cli.js', import.meta.url))
 
 export async function freePort() {
   return new Promise((resolve, reject) => {
@@ -145,6 +146,72 @@ export function cloudboxPeer({ viaHub }) {
       await client?.stop()
       await server?.stop()
       await hub?.stop()
+      await proxy?.close()
+    },
+  }
+}
+
+/**
+ * The `cloudbox` program as users run it: `cloudbox serve` on the receiver, and on the
+ * sender `cloudbox sync <folder> --once` per workload (process start, vault unlock, index
+ * open and rescan included), paired once with `cloudbox pair`.
+ */
+export function cloudboxProgramPeer() {
+  const PIN = '2468-1357'
+  const env = { ...process.env, CLOUDBOX_HOME: '', NO_COLOR: '1', CLOUDBOX_PASSPHRASE: 'bench passphrase, not a secret', DBUS_SESSION_BUS_ADDRESS: '' }
+  const homes = {}
+  let server
+  let proxy
+  let running
+  let source
+  const cli = (args) =>
+    new Promise((resolve, reject) => {
+      const profile = process.env.BENCH_CPU_PROF === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF]
+      const child = spawn(process.execPath, [...profile, cloudboxCli, ...args, '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+      running = child
+      let output = ''
+      child.stdout.on('data', (data) => (output += data))
+      child.stderr.on('data', (data) => (output += data))
+      child.once('exit', (code) => {
+        running = undefined
+        if (code === 0) resolve(output)
+        else reject(new Error(`cloudbox ${args[0]} exited with ${code}: ${output.slice(-500)}`))
+      })
+    })
+  return {
+    name: 'cloudbox program',
+    transport: '`cloudbox sync --once` → `cloudbox serve`, WebSocket, Noise',
+    async start(dirs) {
+      source = dirs.source
+      homes.server = join(dirs.work, 'server-home')
+      homes.device = join(dirs.work, 'device-home')
+      await cli(['init', '--home', homes.server, '--storage', 'vault'])
+      await cli(['init', '--home', homes.device, '--storage', 'vault'])
+      server = spawn(process.execPath, [cloudboxCli, 'serve', dirs.target, '--home', homes.server, '--listen', '127.0.0.1:0', '--json'], { env: { ...env, CLOUDBOX_PIN: PIN }, stdio: ['ignore', 'pipe', 'inherit'] })
+      const serving = await new Promise((resolve, reject) => {
+        let buffered = ''
+        server.stdout.on('data', (data) => {
+          buffered += data
+          for (const line of buffered.split('\n').slice(0, -1)) {
+            const event = JSON.parse(line)
+            if (event.event === 'serving') resolve(event)
+          }
+          buffered = buffered.slice(buffered.lastIndexOf('\n') + 1)
+        })
+        server.once('exit', (code) => reject(new Error(`cloudbox serve exited with ${code}`)))
+      })
+      const params = new URLSearchParams(serving.uri.slice('cloudbox://pair?'.length))
+      proxy = await countingProxy(Number(new URL(params.get('addr')).port))
+      params.set('addr', `ws://127.0.0.1:${proxy.port}`)
+      await cli(['pair', `cloudbox://pair?${params}`, '--home', homes.device, '--name', 'bench', '--pin', PIN])
+    },
+    async sync() {
+      await cli(['sync', source, '--once', '--home', homes.device])
+    },
+    wire: () => proxy.bytes(),
+    pids: () => ({ sender: running === undefined ? [] : [running.pid], receiver: [server.pid] }),
+    async stop() {
+      await stopChild(server)
       await proxy?.close()
     },
   }

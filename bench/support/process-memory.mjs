@@ -21,7 +21,7 @@ function parents() {
   return out
 }
 
-function tree(roots, descendants) {
+export function processTree(roots, descendants) {
   if (!descendants) return roots
   const all = new Set(roots)
   const parentOf = parents()
@@ -51,7 +51,7 @@ function statusKiB(pid, field) {
  * (processes start late); `descendants` adds their children (costs a walk of /proc).
  */
 export function watchPeakRss(roots, { descendants = false } = {}) {
-  for (const pid of tree(roots(), descendants)) {
+  for (const pid of processTree(roots(), descendants)) {
     try {
       writeFileSync(`/proc/${pid}/clear_refs`, '5')
     } catch {
@@ -60,7 +60,7 @@ export function watchPeakRss(roots, { descendants = false } = {}) {
   }
   let peakKiB = 0
   const sample = () => {
-    const pids = tree(roots(), descendants)
+    const pids = processTree(roots(), descendants)
     let sum = 0
     for (const pid of pids) {
       sum += statusKiB(pid, 'VmRSS')
