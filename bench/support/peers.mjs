@@ -187,17 +187,25 @@ export function cloudboxProgramPeer() {
       homes.device = join(dirs.work, 'device-home')
       await cli(['init', '--home', homes.server, '--storage', 'vault'])
       await cli(['init', '--home', homes.device, '--storage', 'vault'])
-      server = spawn(process.execPath, [cloudboxCli, 'serve', dirs.target, '--home', homes.server, '--listen', '127.0.0.1:0', '--json'], { env: { ...env, CLOUDBOX_PIN: PIN }, stdio: ['ignore', 'pipe', 'inherit'] })
+      const profile = process.env.BENCH_CPU_PROF === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF]
+      server = spawn(process.execPath, [...profile, cloudboxCli, 'serve', dirs.target, '--home', homes.server, '--listen', '127.0.0.1:0', '--json'], { env: { ...env, CLOUDBOX_PIN: PIN }, stdio: ['ignore', 'pipe', 'inherit'] })
       const serving = await new Promise((resolve, reject) => {
         let buffered = ''
-        server.stdout.on('data', (data) => {
+        const read = (data) => {
           buffered += data
           for (const line of buffered.split('\n').slice(0, -1)) {
             const event = JSON.parse(line)
-            if (event.event === 'serving') resolve(event)
+            if (event.event === 'serving') {
+              // Its later lines are drained unread (parsing them would cost the machine's CPU).
+              server.stdout.off('data', read)
+              server.stdout.resume()
+              resolve(event)
+              return
+            }
           }
           buffered = buffered.slice(buffered.lastIndexOf('\n') + 1)
-        })
+        }
+        server.stdout.on('data', read)
         server.once('exit', (code) => reject(new Error(`cloudbox serve exited with ${code}`)))
       })
       const params = new URLSearchParams(serving.uri.slice('cloudbox://pair?'.length))
