@@ -19,6 +19,10 @@ export const ExitCode = {
   ok: 0,
   failure: 1,
   usage: 2,
+  /** `sync --once`: files that did not sync (ERR_FILES_NOT_SYNCED, listed). */
+  filesNotSynced: 3,
+  /** `sync --once`: deletions held by the mass-delete guard (ERR_DELETES_HELD). */
+  deletesHeld: 4,
   interrupted: 130,
 } as const
 

@@ -3,7 +3,7 @@
  * that pair, sync once, and are administered while the server runs.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { createConnection } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -223,6 +223,123 @@ describe('cloudbox serve, pair, sync and admin', () => {
     expect(stdout).toMatch(/Master PIN: \d{8}/)
     expect(await stop(child)).toBe(130)
   }, 60_000)
+
+  it('holds a mass delete: --once exits 4 with ERR_DELETES_HELD, --restore-deleted brings the files back, --confirm-deletes lets them go', async () => {
+    const homes = { server: join(dir, 'held-server-home'), device: join(dir, 'held-device-home') }
+    for (const home of Object.values(homes)) json(['init', '--home', home, '--storage', 'vault'])
+    const cloud = join(dir, 'held-cloud')
+    mkdirSync(cloud)
+    const names = Array.from({ length: 20 }, (_, i) => `note-${i}.txt`)
+    for (const name of names) writeFileSync(join(cloud, name), `note ${name}\n`)
+    const server = await start(['serve', cloud, '--home', homes.server, '--listen', '127.0.0.1:0', '--pin', PIN], (line) => line.event === 'serving')
+    json(['pair', String(server.first.uri), '--pin', PIN, '--home', homes.device, '--name', 'laptop'])
+    const folder = join(dir, 'held-laptop')
+    json(['sync', folder, '--once', '--home', homes.device])
+    expect(names.every((name) => existsSync(join(folder, name)))).toBe(true)
+
+    // 16 of 20 vanish (an unmounted disk, say): held, nothing deleted anywhere, and --once says so.
+    for (const name of names.slice(0, 16)) rmSync(join(folder, name))
+    const held = run(['sync', folder, '--once', '--home', homes.device, '--json'])
+    expect(held.status, held.stderr).toBe(4)
+    expect(held.stderr).toContain('ERR_DELETES_HELD')
+    expect(held.stderr).toContain('16 files')
+    expect(held.stderr).toContain('--restore-deleted')
+    expect(names.every((name) => existsSync(join(cloud, name)))).toBe(true)
+
+    // Brought back from the cloud, byte for byte; the guard lets go.
+    json(['sync', folder, '--once', '--restore-deleted', '--home', homes.device])
+    for (const name of names) expect(readFileSync(join(folder, name), 'utf8')).toBe(`note ${name}\n`)
+    json(['sync', folder, '--once', '--home', homes.device])
+
+    // The same deletions, confirmed this time: they reach the server.
+    for (const name of names.slice(0, 16)) rmSync(join(folder, name))
+    expect(run(['sync', folder, '--once', '--home', homes.device]).status).toBe(4)
+    json(['sync', folder, '--once', '--confirm-deletes', '--home', homes.device])
+    expect(names.filter((name) => existsSync(join(cloud, name)))).toEqual(names.slice(16))
+    json(['sync', folder, '--once', '--home', homes.device])
+
+    const both = run(['sync', folder, '--once', '--confirm-deletes', '--restore-deleted', '--home', homes.device])
+    expect(both.status).toBe(2)
+    expect(both.stderr).toContain('not both')
+
+    // Folders that must not be synced are refused before anything starts.
+    const empty = run(['sync', '', '--once', '--home', homes.device])
+    expect(empty.status).toBe(2)
+    expect(empty.stderr).toContain('empty')
+    const inside = join(folder, 'sub')
+    mkdirSync(inside)
+    expect(run(['sync', inside, '--once', '--home', homes.device]).stderr).toContain('ERR_NESTED_FOLDER')
+    expect(run(['sync', dir, '--once', '--home', homes.device]).stderr).toContain('ERR_NESTED_FOLDER')
+    const holdsHome = join(dir, 'holds-home')
+    mkdirSync(join(holdsHome, 'deep'), { recursive: true })
+    json(['init', '--home', join(holdsHome, 'deep', 'other-home'), '--storage', 'vault'])
+    const refused = run(['sync', holdsHome, '--once', '--home', homes.device])
+    expect(refused.status).toBe(1)
+    expect(refused.stderr).toContain('ERR_NESTED_FOLDER')
+    expect(refused.stderr).toContain('other-home')
+    expect(existsSync(join(holdsHome, '.cloudbox'))).toBe(false)
+    writeFileSync(join(dir, 'a-file'), 'not a folder')
+    expect(run(['sync', join(dir, 'a-file'), '--once', '--home', homes.device]).stderr).toContain('ERR_NOT_A_FOLDER')
+    rmSync(inside, { recursive: true })
+
+    // One process per folder: a second sync on it is refused, naming the first.
+    const running = await start(['sync', folder, '--home', homes.device], (line) => line.type === 'connection' && line.state === 'connected')
+    const second = run(['sync', folder, '--once', '--home', homes.device])
+    expect(second.status).toBe(1)
+    expect(second.stderr).toContain('ERR_FOLDER_IN_USE')
+    expect(second.stderr).toContain(`PID ${running.child.pid}`)
+    expect(await stop(running.child)).toBe(130)
+    expect(await stop(server.child)).toBe(130)
+  }, 120_000)
+
+  // Root reads any file: the device runs as `nobody`, without CAP_DAC_OVERRIDE.
+  it.runIf(process.getuid?.() === 0)('skips a file or folder it cannot read with ERR_FILE_UNREADABLE, syncs the rest, and --once exits 3 listing them', async () => {
+    const NOBODY = 65534
+    const asNobody = (args: string[]) => {
+      const result = spawnSync(process.execPath, [cli, ...args], { env: env(), encoding: 'utf8', timeout: 60_000, uid: NOBODY, gid: NOBODY, cwd: '/' })
+      return { status: result.status, stdout: result.stdout, stderr: result.stderr }
+    }
+    chmodSync(dir, 0o711)
+    const serverHome = join(dir, 'unreadable-server-home')
+    json(['init', '--home', serverHome, '--storage', 'vault'])
+    const cloud = join(dir, 'unreadable-cloud')
+    const server = await start(['serve', cloud, '--home', serverHome, '--listen', '127.0.0.1:0', '--pin', PIN], (line) => line.event === 'serving')
+    const deviceHome = join(dir, 'unreadable-device-home')
+    const folder = join(dir, 'unreadable-laptop')
+    mkdirSync(deviceHome)
+    mkdirSync(join(folder, 'locked'), { recursive: true })
+    writeFileSync(join(folder, 'ok-1.txt'), 'one')
+    writeFileSync(join(folder, 'ok-2.txt'), 'two')
+    writeFileSync(join(folder, 'secret.txt'), 'not for nobody')
+    writeFileSync(join(folder, 'locked', 'inner.txt'), 'inside a closed folder')
+    for (const path of [deviceHome, folder, join(folder, 'locked'), join(folder, 'ok-1.txt'), join(folder, 'ok-2.txt'), join(folder, 'secret.txt'), join(folder, 'locked', 'inner.txt')]) chownSync(path, NOBODY, NOBODY)
+    chmodSync(join(folder, 'secret.txt'), 0o000)
+    chmodSync(join(folder, 'locked'), 0o000)
+    expect(asNobody(['init', '--home', deviceHome, '--storage', 'vault']).status).toBe(0)
+    const paired = asNobody(['pair', String(server.first.uri), '--pin', PIN, '--home', deviceHome])
+    expect(paired.status, paired.stderr).toBe(0)
+
+    const first = asNobody(['sync', folder, '--once', '--home', deviceHome])
+    expect(first.status, first.stderr).toBe(3)
+    expect(first.stderr).toContain('ERR_FILES_NOT_SYNCED')
+    expect(first.stderr).toContain('ERR_FILE_UNREADABLE')
+    expect(first.stderr).toContain('secret.txt')
+    expect(first.stderr).toContain('locked')
+    expect(first.stderr).not.toContain('EACCES:')
+    // Everything else arrived.
+    expect(readFileSync(join(cloud, 'ok-1.txt'), 'utf8')).toBe('one')
+    expect(readFileSync(join(cloud, 'ok-2.txt'), 'utf8')).toBe('two')
+    expect(existsSync(join(cloud, 'secret.txt'))).toBe(false)
+
+    // Readable again: the next run takes them, and says in sync.
+    chmodSync(join(folder, 'secret.txt'), 0o644)
+    chmodSync(join(folder, 'locked'), 0o755)
+    const second = asNobody(['sync', folder, '--once', '--home', deviceHome])
+    expect(second.status, second.stderr).toBe(0)
+    expect(readFileSync(join(cloud, 'secret.txt'), 'utf8')).toBe('not for nobody')
+    expect(readFileSync(join(cloud, 'locked', 'inner.txt'), 'utf8')).toBe('inside a closed folder')
+    expect(await stop(server.child)).toBe(130)
+  }, 120_000)
 
   it('refuses sync before pairing, and a bad --listen, with what to do', () => {
     const home = join(dir, 'lonely-home')

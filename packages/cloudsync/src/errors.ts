@@ -16,6 +16,9 @@ export const ErrorCodes = {
   ENGINE_STOPPED: 'ERR_ENGINE_STOPPED',
   FOLDER_MISMATCH: 'ERR_FOLDER_MISMATCH',
   VERSION: 'ERR_SYNC_VERSION',
+  NO_PEER: 'ERR_NO_PEER',
+  FOLDER_IN_USE: 'ERR_FOLDER_IN_USE',
+  FILE_UNREADABLE: 'ERR_FILE_UNREADABLE',
 } as const
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes]
@@ -94,6 +97,28 @@ export class IndexCorruptedError extends SyncError {
 export class FolderMissingError extends SyncError {
   constructor(message = 'The synced folder does not exist (or is not a folder). Create it or point the engine at the right place.', options?: { cause?: unknown; path?: string }) {
     super(ErrorCodes.FOLDER_MISSING, message, options)
+  }
+}
+
+export class FileUnreadableError extends SyncError {
+  constructor(message = 'A file or folder here cannot be read; it was skipped (the rest syncs) and is tried again on the next scan.', options?: { cause?: unknown; path?: string }) {
+    super(ErrorCodes.FILE_UNREADABLE, message, options)
+  }
+}
+
+export class FolderInUseError extends SyncError {
+  /** The process that holds the folder. */
+  readonly pid: number | undefined
+
+  constructor(message = 'This folder is already synced by another process; stop it first, or sync another folder.', options?: { cause?: unknown; path?: string; pid?: number }) {
+    super(ErrorCodes.FOLDER_IN_USE, message, options)
+    this.pid = options?.pid
+  }
+}
+
+export class NoPeerError extends SyncError {
+  constructor(message = 'No peer is connected to bring the files back from; connect to one and try again.', options?: { cause?: unknown; path?: string }) {
+    super(ErrorCodes.NO_PEER, message, options)
   }
 }
 

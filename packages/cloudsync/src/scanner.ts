@@ -1,6 +1,6 @@
 import { lstatSync, readdirSync, statSync, type Stats } from 'node:fs'
 import { join } from 'node:path'
-import { FolderMissingError } from './errors.js'
+import { FileUnreadableError, FolderMissingError, type SyncError } from './errors.js'
 import { hashPool } from './hash-pool.js'
 import type { FileRecord, FolderIndex, LocalState, NewRecord } from './folder-index.js'
 import type { IgnoreRules } from './ignore-rules.js'
@@ -18,6 +18,8 @@ export interface ScanOptions {
   readonly signal?: AbortSignal
   /** Called after each batch of records is committed, so peers can be told at once. */
   readonly onCommitted?: () => void
+  /** A file or folder that could not be read: skipped (nothing deleted), tried again next scan. */
+  readonly onFileError?: (error: SyncError) => void
 }
 
 export interface ScanResult {
@@ -28,6 +30,8 @@ export interface ScanResult {
   readonly deleted: readonly string[]
   /** Paths whose deletion waits for confirmation (the mass-delete guard). */
   readonly pausedDeletes: readonly string[]
+  /** Files and folders that could not be read (skipped, reported through onFileError). */
+  readonly unreadable: readonly string[]
 }
 
 /** The record's mode as written here (less the umask) is what the disk shows. */
@@ -57,6 +61,12 @@ async function eachLimited<T>(items: readonly T[], limit: number, work: (item: T
   }))
 }
 
+/** An error of the file system about one file (EACCES, EIO, ELOOP…), not a bug or an abort. */
+function isFileSystemError(error: unknown): error is NodeJS.ErrnoException {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code
+  return typeof code === 'string' && /^E[A-Z0-9]+$/.test(code)
+}
+
 interface Candidate {
   readonly relative: string
   readonly absolute: string
@@ -78,6 +88,8 @@ export class FolderScanner {
   readonly #index: FolderIndex
   readonly #rules: () => IgnoreRules
   readonly #options: ScanOptions
+  /** What this scan could not read (scans run one at a time). */
+  #unreadable: string[] = []
 
   constructor(root: string, index: FolderIndex, rules: () => IgnoreRules, options: ScanOptions) {
     this.#root = root
@@ -90,6 +102,7 @@ export class FolderScanner {
   async scan(overrides: Partial<ScanOptions> = {}): Promise<ScanResult> {
     const rootStat = statSync(this.#root, { throwIfNoEntry: false })
     if (rootStat === undefined || !rootStat.isDirectory()) throw new FolderMissingError(undefined, { path: this.#root })
+    this.#unreadable = []
     // One read of the index (local fields only): each file is compared in memory.
     const known = new Map<string, LocalState>()
     for (const state of this.#index.localStates()) known.set(state.path, state)
@@ -114,6 +127,7 @@ export class FolderScanner {
    * held indexed files) is deleted. Everything else in the index is left alone.
    */
   async scanPaths(paths: Iterable<string>, overrides: Partial<ScanOptions> = {}): Promise<ScanResult> {
+    this.#unreadable = []
     const candidates: Candidate[] = []
     const missing: LocalState[] = []
     const seen = new Set<string>()
@@ -157,9 +171,16 @@ export class FolderScanner {
       try {
         entries = readdirSync(join(this.#root, current), { withFileTypes: true })
       } catch (error) {
-        // A folder removed or unreadable mid-scan: its files count as unseen only if it is gone.
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') continue
-        throw error
+        // A folder removed mid-scan: its files count as unseen. One that cannot be read is
+        // skipped with an error, and what the index holds below it counts as seen (nothing
+        // of it is deleted).
+        const code = (error as NodeJS.ErrnoException).code
+        if (code === 'ENOENT' || code === 'ENOTDIR') continue
+        if (!isFileSystemError(error)) throw error
+        this.#cannotRead(current, error, true)
+        const prefix = current === '' ? '' : `${current}/`
+        for (const path of known.keys()) if (path.startsWith(prefix)) seen.add(path)
+        continue
       }
       const files: string[] = []
       for (const entry of entries) {
@@ -212,6 +233,8 @@ export class FolderScanner {
       const mode = record !== undefined && !record.deleted && sameMode(record.mode, diskMode, umask) ? record.mode : diskMode
       const hashed = await hashPool.hash(absolute, before.size, record?.chunkSize || undefined).catch((error: NodeJS.ErrnoException) => {
         if (error.code === 'ENOENT') return undefined
+        // Unreadable here: skipped, its last version stays; the other files go on.
+        if (isFileSystemError(error)) return void this.#cannotRead(relative, error, false)
         throw error
       })
       const after = lstatOrUndefined(absolute)
@@ -264,7 +287,16 @@ export class FolderScanner {
       })
       if (deleted.length > 0) options.onCommitted?.()
     }
-    return { scannedFiles, hashedFiles, hashedBytes, changed, deleted, pausedDeletes: guardTrips ? missing.map((record) => record.path) : [] }
+    return { scannedFiles, hashedFiles, hashedBytes, changed, deleted, pausedDeletes: guardTrips ? missing.map((record) => record.path) : [], unreadable: [...this.#unreadable] }
+  }
+
+  #cannotRead(relative: string, error: NodeJS.ErrnoException, folder: boolean): void {
+    this.#unreadable.push(relative)
+    const what = relative === '' ? 'The synced folder' : `${folder ? 'The folder' : 'The file'} ${relative}`
+    const why = error.code === 'EACCES' || error.code === 'EPERM' ? 'permission denied' : `${error.code}: ${error.message}`
+    this.#options.onFileError?.(
+      new FileUnreadableError(`${what} cannot be read here (${why}); it was skipped, nothing of it is deleted, the rest syncs, and it is tried again on the next scan. Give this user read access (chmod, chown), or list it in .cloudboxignore.local.`, { path: relative, cause: error }),
+    )
   }
 }
 

@@ -139,6 +139,20 @@ export class SyncSession {
     return this.#device
   }
 
+  /** True once the peer said hello: its chunks can be fetched. */
+  get ready(): boolean {
+    return this.#device !== undefined && !this.#closing
+  }
+
+  /**
+   * Fetches `record`'s content from the peer into its path again: a file missing here whose
+   * deletion this device holds back. The version stays the same (both sides already agree
+   * on it), so nothing new goes out. Rejects with the reason when the peer cannot serve it.
+   */
+  restore(record: FileRecord): Promise<void> {
+    return this.#host.withPath(record.path, () => this.#download(record.path, toWire(record), record.version))
+  }
+
   /** Encodes now (so the bytes given may be reused at once), sends in order. */
   #send<Kind extends Parameters<typeof syncCodec.encode>[0]>(kind: Kind, body: Parameters<typeof syncCodec.encode<Kind>>[1]): Promise<void> {
     const bytes = syncCodec.encode(kind, body)

@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { MessageChannel } from '@cloudbox/encrypted-messaging'
-import { EngineStoppedError, MassDeleteError, SyncError } from './errors.js'
+import { EngineStoppedError, isSyncError, MassDeleteError, NoPeerError, SyncError } from './errors.js'
 import { FolderIndex, type FileRecord } from './folder-index.js'
+import { lockFolder } from './folder-lock.js'
 import { FolderWatcher } from './folder-watcher.js'
 import { hashPool } from './hash-pool.js'
 import { loadIgnoreRules, type IgnoreRules } from './ignore-rules.js'
@@ -80,6 +81,10 @@ export class SyncEngine {
   readonly umask: number
   #index: FolderIndex | undefined
   #releasePool: () => void = () => {}
+  #unlock: () => void = () => {}
+  /** Missing files whose deletion the mass-delete guard holds back. */
+  #held: readonly string[] = []
+  #unreadable: readonly string[] = []
   #rules: IgnoreRules | undefined
   #scanner: FolderScanner | undefined
   readonly #scans = new Mutex()
@@ -158,8 +163,16 @@ export class SyncEngine {
   async start(): Promise<void> {
     if (this.#index !== undefined) return
     this.#abort = new AbortController()
-    const index = await FolderIndex.open(join(this.folder, STATE_DIR), (error) => this.status.emit({ type: 'error', error }))
+    const unlock = lockFolder(this.folder, join(this.folder, STATE_DIR))
+    let index: FolderIndex
+    try {
+      index = await FolderIndex.open(join(this.folder, STATE_DIR), (error) => this.status.emit({ type: 'error', error }))
+    } catch (error) {
+      unlock()
+      throw error
+    }
     this.#index = index
+    this.#unlock = unlock
     this.#releasePool = hashPool.use()
     try {
       this.#rules = await loadIgnoreRules(this.folder)
@@ -169,6 +182,7 @@ export class SyncEngine {
         ...(this.options.maxDeleteShare === undefined ? {} : { maxDeleteShare: this.options.maxDeleteShare }),
         signal: this.#abort.signal,
         onCommitted: () => this.#announceAll(),
+        onFileError: (error) => this.#emitError(error),
       })
       await this.scan()
       let native = false
@@ -185,6 +199,7 @@ export class SyncEngine {
       index.close()
       this.#index = undefined
       this.#releasePool()
+      this.#unlock()
       throw error
     }
   }
@@ -204,6 +219,7 @@ export class SyncEngine {
     index.close()
     this.#index = undefined
     this.#releasePool()
+    this.#unlock()
     this.#setState('stopped')
     this.status.close()
   }
@@ -211,6 +227,54 @@ export class SyncEngine {
   /** Lets the deletions held back by the mass-delete guard go ahead, and rescans. */
   confirmDeletes(): Promise<ScanResult> {
     return this.#scan({ confirmDeletes: true })
+  }
+
+  /** Files and folders the last scan could not read (skipped with ERR_FILE_UNREADABLE; tried again each scan). */
+  get unreadable(): readonly string[] {
+    return this.#unreadable
+  }
+
+  /** Files missing here whose deletion the mass-delete guard holds back (empty when it holds none). */
+  get heldDeletes(): readonly string[] {
+    return this.#held
+  }
+
+  /**
+   * The other way out of the mass-delete guard: brings the held files back from a connected
+   * peer (the versions both sides agree on) instead of deleting them everywhere, then
+   * rescans so the guard lets go. Files that cannot be fetched are listed in `failed` and
+   * stay held (nothing is deleted then).
+   * @throws {NoPeerError} when no peer is connected.
+   */
+  async restoreHeldDeletes(): Promise<{ restored: string[]; failed: { path: string; error: SyncError }[] }> {
+    const index = this.#requireIndex()
+    const session = [...this.#sessions].find((candidate) => candidate.ready)
+    if (session === undefined) throw new NoPeerError()
+    const restored: string[] = []
+    const failed: { path: string; error: SyncError }[] = []
+    const queue = [...this.#held]
+    // Many at once, so the peer's chunks stream instead of one round trip per file.
+    const worker = async () => {
+      for (let path = queue.shift(); path !== undefined; path = queue.shift()) {
+        const record = index.get(path)
+        if (record === undefined || record.deleted) continue
+        try {
+          await session.restore(record)
+          restored.push(path)
+        } catch (error) {
+          const typed = isSyncError(error) ? error : new SyncError('ERR_CHUNK_UNAVAILABLE', `${path} could not be brought back: ${(error as Error).message}`, { path, cause: error })
+          failed.push({ path, error: typed })
+          this.#emitError(typed)
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: 32 }, worker))
+    if (failed.length === 0) await this.scan()
+    else {
+      const left = new Set(failed.map((failure) => failure.path))
+      this.#held = this.#held.filter((path) => left.has(path))
+    }
+    return { restored, failed }
   }
 
   /** Rescans the whole folder now (reading only what changed), then tells connected peers. */
@@ -237,19 +301,23 @@ export class SyncEngine {
       if (scanner === undefined || this.#index === undefined) throw new EngineStoppedError()
       if (paths.some((path) => path === '.cloudboxignore' || path === '.cloudboxignore.local')) this.#rules = await loadIgnoreRules(this.folder)
       const result = await scanner.scanPaths(paths)
-      if (result.changed.length > 0 || result.deleted.length > 0 || result.pausedDeletes.length > 0) this.#reportScan(result)
+      if (result.changed.length > 0 || result.deleted.length > 0 || result.pausedDeletes.length > 0) this.#reportScan(result, false)
       return result
     })
   }
 
-  #reportScan(result: ScanResult): void {
+  #reportScan(result: ScanResult, full = true): void {
+    if (full) this.#unreadable = result.unreadable
+    else if (result.unreadable.length > 0) this.#unreadable = [...new Set([...this.#unreadable, ...result.unreadable])]
     this.status.emit({ type: 'scan', scannedFiles: result.scannedFiles, hashedFiles: result.hashedFiles, hashedBytes: result.hashedBytes, changed: result.changed.length, deleted: result.deleted.length })
     if (result.pausedDeletes.length > 0) {
+      this.#held = [...new Set([...this.#held, ...result.pausedDeletes])]
       this.status.emit({ type: 'delete-guard', paths: result.pausedDeletes })
-      this.status.emit({ type: 'error', error: new MassDeleteError(`A scan would delete ${result.pausedDeletes.length} files at once; deletions are paused. Call confirmDeletes() if this is intended.`) })
+      this.status.emit({ type: 'error', error: new MassDeleteError(`A scan would delete ${this.#held.length} files at once; deletions are held. Call confirmDeletes() if this is intended, or restoreHeldDeletes() to bring the files back from a peer.`) })
       this.#setState('paused')
     } else {
-      this.#setState(this.#sessions.size > 0 ? 'syncing' : 'idle')
+      if (full) this.#held = []
+      this.#setState(this.#held.length > 0 ? 'paused' : this.#sessions.size > 0 ? 'syncing' : 'idle')
     }
     this.#announceAll()
   }
@@ -268,7 +336,7 @@ export class SyncEngine {
     if (options.peer === this.deviceId) throw new RangeError('connect(): the peer cannot be this device')
     const session = new SyncSession(this.#host(index), channel, options.peer)
     this.#sessions.add(session)
-    this.#setState('syncing')
+    this.#setState(this.#held.length > 0 ? 'paused' : 'syncing')
     void session.closed.then(() => {
       this.#sessions.delete(session)
       if (this.#index !== undefined && this.#state !== 'paused' && this.#sessions.size === 0) this.#setState('idle')

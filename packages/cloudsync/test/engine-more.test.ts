@@ -117,3 +117,37 @@ describe('live changes, status and limits', () => {
     expect(results.some((result) => (result as { code?: string } | undefined)?.code === 'ERR_FOLDER_MISMATCH')).toBe(true)
   })
 })
+
+describe('one engine per folder', () => {
+  it('refuses a second engine on a folder with ERR_FOLDER_IN_USE and the PID, and takes over a lock whose process is gone', async () => {
+    const root = tempDir()
+    cleanups.push(() => removeDir(root))
+    const folder = join(root, 'shared')
+    const first = makeEngine(folder, 'alice')
+    await first.start()
+    const second = makeEngine(folder, 'alice')
+    await expect(second.start()).rejects.toMatchObject({ code: 'ERR_FOLDER_IN_USE', pid: process.pid })
+    await first.stop()
+    await second.start()
+    await second.stop()
+
+    // Held by another live process: refused, naming it.
+    const { spawn } = await import('node:child_process')
+    const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60_000)'], { stdio: 'ignore' })
+    cleanups.push(() => void other.kill('SIGKILL'))
+    const { hostname } = await import('node:os')
+    writeFileSync(join(folder, '.cloudbox', 'lock'), `${other.pid} ${hostname()}\n`)
+    const third = makeEngine(folder, 'alice')
+    const refused = await third.start().then(() => undefined, (error: Error) => error)
+    expect(refused).toMatchObject({ code: 'ERR_FOLDER_IN_USE', pid: other.pid })
+    expect(refused?.message).toContain(`PID ${other.pid}`)
+    // That process dies (kill -9): its lock is taken over.
+    const exited = new Promise((resolve) => other.once('exit', resolve))
+    other.kill('SIGKILL')
+    await exited
+    await third.start()
+    expect(readFileSync(join(folder, '.cloudbox', 'lock'), 'utf8')).toBe(`${process.pid} ${hostname()}\n`)
+    await third.stop()
+    expect(existsSync(join(folder, '.cloudbox', 'lock'))).toBe(false)
+  })
+})

@@ -113,6 +113,41 @@ describe('two engines over a memory pair', () => {
     expect(a.events.some((event) => event.type === 'conflict') || b.events.some((event) => event.type === 'conflict')).toBe(true)
   })
 
+  it('brings held deletions back from a peer instead of deleting them, and needs a peer for it', async () => {
+    const { a, b } = await pair((fa) => {
+      for (let i = 0; i < 20; i++) writeFileSync(join(fa, `f${i}.txt`), `file ${i}`)
+    })
+    const [sa] = link(a, b)
+    await synced(a, b)
+    await sa.close()
+    for (let i = 0; i < 16; i++) rmSync(join(a.folder, `f${i}.txt`))
+    await a.scan()
+    expect(a.heldDeletes).toHaveLength(16)
+    await expect(a.restoreHeldDeletes()).rejects.toMatchObject({ code: 'ERR_NO_PEER' })
+    const before = a.events.length
+    link(a, b)
+    await until(() => a.events.slice(before).some((event) => event.type === 'peer' && event.state === 'connected'), 5_000, 'the peer')
+    // The peer's copy of one of them changed meanwhile (not scanned there yet): that one
+    // cannot come back as it was, and stays held; nothing is deleted.
+    writeFileSync(join(b.folder, 'f0.txt'), 'changed on bob')
+    const first = await a.restoreHeldDeletes()
+    expect(first.failed.map((failure) => [failure.path, failure.error.code])).toEqual([['f0.txt', 'ERR_CHUNK_UNAVAILABLE']])
+    expect(first.restored.sort()).toEqual(Array.from({ length: 15 }, (_, i) => `f${i + 1}.txt`).sort())
+    expect(a.heldDeletes).toEqual(['f0.txt'])
+    expect(a.state).toBe('paused')
+    expect(readFileSync(join(b.folder, 'f0.txt'), 'utf8')).toBe('changed on bob')
+    // Once bob has scanned his edit, it comes back too (his version, which is newer).
+    await b.scan()
+    await until(() => existsSync(join(a.folder, 'f0.txt')), 5_000, 'bob\'s edit')
+    await a.scan()
+    expect(a.heldDeletes).toEqual([])
+    expect(a.state).not.toBe('paused')
+    for (let i = 1; i < 20; i++) expect(readFileSync(join(a.folder, `f${i}.txt`), 'utf8')).toBe(`file ${i}`)
+    expect(readFileSync(join(a.folder, 'f0.txt'), 'utf8')).toBe('changed on bob')
+    await synced(a, b)
+    expect(readdirSync(b.folder).filter((n) => n.endsWith('.txt'))).toHaveLength(20)
+  })
+
   it('pauses a mass delete until confirmed', async () => {
     const { a, b } = await pair((fa) => {
       for (let i = 0; i < 20; i++) writeFileSync(join(fa, `f${i}.txt`), `file ${i}`)

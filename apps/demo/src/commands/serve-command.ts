@@ -5,16 +5,16 @@
  */
 import { existsSync, mkdirSync } from 'node:fs'
 import { hostname } from 'node:os'
-import { resolve } from 'node:path'
 import { CloudBox, dispatchAdmin, randomPin } from '@cloudbox/cloudbox'
 import { CloudServer, listensOnLoopback } from '@cloudbox/cloudserver'
 import type { Command } from 'commander'
 import { printEvents } from '../box-events.js'
 import { CliError, usageError } from '../errors.js'
+import { checkedFolder } from '../folder-safety.js'
 import { givenPin, pinOptions, type PinOptions } from '../pin-input.js'
 import { loadIdentity } from '../home.js'
 import { globalOptions } from '../program.js'
-import { serveControl } from '../server/control-socket.js'
+import { assertNotServing, serveControl } from '../server/control-socket.js'
 import { untilStopped } from '../stop-signal.js'
 
 export function parseHostPort(text: string, flag: string): { host: string; port: number } {
@@ -51,13 +51,14 @@ Ctrl-C stops it cleanly.`,
     .action(async (dir: string, options: PinOptions & { hub?: string; clusterHub?: string[]; listen: string; api: string; name: string; statusPage: boolean }, command: Command) => {
       const masterPin = givenPin(options)
       const { home, output } = globalOptions(command)
-      const folder = resolve(dir)
+      const folder = checkedFolder(dir, home, 'serve')
       const listen = parseHostPort(options.listen, '--listen')
       const api = parseHostPort(options.api, '--api')
       if (!existsSync(folder)) {
         mkdirSync(folder, { recursive: true })
         output.note(`created ${folder}`)
       }
+      await assertNotServing(home)
       const identity = await loadIdentity(home, output)
       const box = new CloudBox(
         { role: 'server', folder, name: options.name, listen, ...(options.hub === undefined ? {} : { hub: options.hub }), ...(options.clusterHub === undefined ? {} : { clusterHubs: options.clusterHub }), ...(masterPin === undefined ? {} : { masterPin }) },

@@ -5,13 +5,15 @@
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { CloudBox, STATE_FILE, type CloudBoxEvent, type PairedCloud } from '@cloudbox/cloudbox'
 import type { Command } from 'commander'
 import { printEvents } from '../box-events.js'
-import { CliError, usageError } from '../errors.js'
+import { CliError, ExitCode, usageError } from '../errors.js'
 import { pinOptions, requiredPin, type PinOptions } from '../pin-input.js'
 import { loadIdentity } from '../home.js'
+import { checkedFolder } from '../folder-safety.js'
+import type { Output } from '../output.js'
 import { globalOptions } from '../program.js'
 import { formatBytes } from '../progress.js'
 import { untilStopped } from '../stop-signal.js'
@@ -60,15 +62,24 @@ export function registerSyncCommands(program: Command): void {
     .argument('<dir>', 'the local folder to keep in sync with the paired cloud (created if missing)')
     .option('--once', 'sync until both sides match, then exit 0; exit non-zero with the reason when that cannot happen')
     .option('--timeout <seconds>', 'with --once: give up after this long', '600')
+    .option('--confirm-deletes', 'let the deletions the mass-delete guard holds back go ahead (they reach every device)')
+    .option('--restore-deleted', 'instead of deleting, bring the files the guard holds back from the cloud')
     .description('Sync DIR with the paired cloud: continuously (Ctrl-C stops), or once.')
-    .addHelpText('after', '\nExamples:\n  cloudbox sync ~/Cloud\n  cloudbox sync ~/Cloud --once && echo up to date\n\nExit codes with --once: 0 in sync; 1 refused, revoked, unreachable, or timed out (the message says which).')
-    .action(async (dir: string, options: { once?: boolean; timeout: string }, command: Command) => {
+    .addHelpText(
+      'after',
+      '\nExamples:\n  cloudbox sync ~/Cloud\n  cloudbox sync ~/Cloud --once && echo up to date\n  cloudbox sync ~/Cloud --once --restore-deleted\n\n' +
+        'When many files vanish at once (an unmounted disk, a wrong folder), their deletions are held: nothing\n' +
+        'is deleted anywhere until you choose --confirm-deletes or --restore-deleted.\n\n' +
+        `Exit codes with --once: 0 in sync; 1 refused, revoked, unreachable, or timed out (the message says which); ${ExitCode.filesNotSynced} some files could not be read here (ERR_FILES_NOT_SYNCED, listed); ${ExitCode.deletesHeld} deletions held (ERR_DELETES_HELD).`,
+    )
+    .action(async (dir: string, options: { once?: boolean; timeout: string; confirmDeletes?: boolean; restoreDeleted?: boolean }, command: Command) => {
       const { home, output } = globalOptions(command)
       const timeoutSeconds = Number(options.timeout)
       if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0) throw usageError(`--timeout takes a number of seconds, not "${options.timeout}".`)
+      if (options.confirmDeletes && options.restoreDeleted) throw usageError('Choose one of --confirm-deletes (delete everywhere) and --restore-deleted (bring the files back), not both.')
       const paired = pairedCloud(home)
       if (paired === undefined) throw notPairedError(home)
-      const folder = resolve(dir)
+      const folder = checkedFolder(dir, home, 'sync')
       mkdirSync(folder, { recursive: true })
       const identity = await loadIdentity(home, output)
       const box = new CloudBox(
@@ -88,18 +99,22 @@ export function registerSyncCommands(program: Command): void {
         }
         if (event.event.type === 'conflict') totals.conflicts++
       })
+      // What to do about held deletions, once the first scan has found them.
+      const heldAction = options.confirmDeletes ? confirmHeld(box, output) : options.restoreDeleted ? restoreHeld(box, output, done.signal) : undefined
       try {
         if (!options.once) {
           await box.start()
           output.note(`syncing ${folder} with "${paired.name}" (${paired.id}); Ctrl-C stops`)
+          void heldAction?.run().catch((error: Error) => output.note(`held deletions: ${error.message}`))
           const signal = await untilStopped()
           process.exitCode = signal === 'SIGINT' ? 130 : 0
           return
         }
         const outcome = onceOutcome(box, timeoutSeconds * 1000, done.signal)
-        outcome.catch(() => {}) // awaited below; start() may fail first
+        outcome.promise.catch(() => {}) // awaited below; start() may fail first
         await box.start()
-        await outcome
+        if (heldAction !== undefined) outcome.during(heldAction.run())
+        await outcome.promise
       } finally {
         done.abort()
         countTotals()
@@ -115,10 +130,102 @@ export function registerSyncCommands(program: Command): void {
     })
 }
 
-/** Resolves when the server acknowledges the same state as ours; rejects with the reason it cannot. */
-function onceOutcome(box: CloudBox, timeoutMs: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolvePromise, reject) => {
+/** A choice about the deletions the guard holds: runs once the engine is up (and, to restore, connected). */
+interface HeldAction {
+  run(): Promise<void>
+  readonly running: boolean
+}
+
+function confirmHeld(box: CloudBox, output: Output): HeldAction {
+  let running = false
+  return {
+    get running() {
+      return running
+    },
+    async run() {
+      running = true
+      try {
+        const engine = box.engine
+        if (engine === undefined) return
+        const held = engine.heldDeletes.length
+        await engine.confirmDeletes()
+        if (held > 0) output.note(`${held} held deletions confirmed; they go to the cloud now`)
+      } finally {
+        running = false
+      }
+    },
+  }
+}
+
+function restoreHeld(box: CloudBox, output: Output, signal: AbortSignal): HeldAction {
+  let running = false
+  const report = (result: { restored: string[]; failed: { path: string; error: Error }[] }) => {
+    if (result.restored.length > 0) output.note(`${result.restored.length} held files brought back from the cloud`)
+    if (result.failed.length > 0) {
+      const some = result.failed.slice(0, 5).map((failure) => `${failure.path}: ${failure.error.message}`).join('; ')
+      throw new CliError('ERR_RESTORE_INCOMPLETE', `${result.failed.length} held files could not be brought back (${some}); nothing was deleted. Run again once the cloud is reachable, or choose --confirm-deletes.`)
+    }
+  }
+  return {
+    get running() {
+      return running
+    },
+    async run() {
+      running = true
+      try {
+        const engine = box.engine
+        if (engine === undefined || engine.heldDeletes.length === 0) return
+        // The files come from the cloud: until a session is up, wait for the next one.
+        for (;;) {
+          const connected = nextPeer(box, signal)
+          try {
+            report(await engine.restoreHeldDeletes())
+            connected.cancel()
+            return
+          } catch (error) {
+            if ((error as { code?: string }).code !== 'ERR_NO_PEER') {
+              connected.cancel()
+              throw error
+            }
+          }
+          await connected.promise
+        }
+      } finally {
+        running = false
+      }
+    },
+  }
+}
+
+/** The next time a sync session with the cloud is up (subscribed at once, so none is missed). */
+function nextPeer(box: CloudBox, signal: AbortSignal): { promise: Promise<void>; cancel: () => void } {
+  let off = () => {}
+  const promise = new Promise<void>((resolvePromise, reject) => {
+    const onAbort = () => reject(new CliError('ERR_CANCELLED', 'Stopped before the held files were brought back.'))
+    const unsubscribe = box.status.on((event) => {
+      if (event.type === 'sync' && event.event.type === 'peer' && event.event.state === 'connected') resolvePromise()
+    })
+    signal.addEventListener('abort', onAbort, { once: true })
+    off = () => {
+      unsubscribe()
+      signal.removeEventListener('abort', onAbort)
+    }
+  })
+  promise.catch(() => {})
+  return { promise: promise.finally(() => off()), cancel: () => off() }
+}
+
+/**
+ * Resolves when the server acknowledges the same state as ours and nothing is held here;
+ * rejects with the reason it cannot. `during(work)` holds the verdict until `work` (a
+ * choice about held deletions) is done.
+ */
+function onceOutcome(box: CloudBox, timeoutMs: number, signal: AbortSignal): { promise: Promise<void>; during: (work: Promise<void>) => void } {
+  let during: (work: Promise<void>) => void = () => {}
+  const promise = new Promise<void>((resolvePromise, reject) => {
     let connectedOnce = false
+    let acknowledged: Uint8Array | undefined
+    let busy = 0
     const finish = (error?: Error) => {
       clearTimeout(timer)
       unsubscribe()
@@ -126,11 +233,47 @@ function onceOutcome(box: CloudBox, timeoutMs: number, signal: AbortSignal): Pro
       if (error === undefined) resolvePromise()
       else reject(error)
     }
+    // In sync: the server acknowledged the root we hold now, and no deletion is held here.
+    const check = () => {
+      const engine = box.engine
+      if (acknowledged === undefined || busy > 0 || engine === undefined) return
+      const held = engine.heldDeletes.length
+      if (held > 0) {
+        finish(
+          new CliError(
+            'ERR_DELETES_HELD',
+            `${held} files are missing here and their deletions are held (so many vanished at once: an unmounted disk, a wrong folder?); nothing was deleted anywhere. Run again with --confirm-deletes to delete them everywhere, or --restore-deleted to bring them back from the cloud.`,
+            { exitCode: ExitCode.deletesHeld },
+          ),
+        )
+      } else if (Buffer.compare(acknowledged, engine.root) === 0) {
+        const unreadable = engine.unreadable
+        if (unreadable.length === 0) return finish()
+        const listed = unreadable.slice(0, 20).join(', ') + (unreadable.length > 20 ? `, and ${unreadable.length - 20} more` : '')
+        finish(
+          new CliError('ERR_FILES_NOT_SYNCED', `${unreadable.length} files or folders could not be read here and did not sync: ${listed}. Give this user read access (chmod, chown) or list them in .cloudboxignore.local; everything else is in sync.`, {
+            exitCode: ExitCode.filesNotSynced,
+          }),
+        )
+      }
+    }
+    during = (work) => {
+      busy++
+      work.then(
+        () => {
+          busy--
+          check()
+        },
+        (error: Error) => finish(error),
+      )
+    }
     const timer = setTimeout(() => finish(new CliError('ERR_TIMEOUT', `Not in sync after ${timeoutMs / 1000} s; check the server and the network, or raise --timeout.`)), timeoutMs)
     const unsubscribe = box.status.on((event: CloudBoxEvent) => {
       if (event.type === 'connection' && event.state === 'connected') connectedOnce = true
-      else if (event.type === 'sync' && event.event.type === 'peer' && event.event.state === 'in-sync') finish()
-      else if (event.type === 'refused') finish(new CliError(event.error.code, `The server refused this device: ${event.error.message}`))
+      else if (event.type === 'sync' && event.event.type === 'peer' && event.event.state === 'in-sync') {
+        acknowledged = event.event.root
+        check()
+      } else if (event.type === 'refused') finish(new CliError(event.error.code, `The server refused this device: ${event.error.message}`))
       else if (event.type === 'retry' && !connectedOnce && event.attempt >= 4) {
         finish(new CliError('ERR_UNREACHABLE', `Cannot reach the cloud (${event.error?.message ?? 'no answer'}); check that the server runs and the address or hub, then retry.`))
       } else if (event.type === 'sync' && event.event.type === 'state' && event.event.state === 'error') {
@@ -140,4 +283,5 @@ function onceOutcome(box: CloudBox, timeoutMs: number, signal: AbortSignal): Pro
     const onAbort = () => finish(new CliError('ERR_CANCELLED', 'Stopped before the folders were in sync.'))
     signal.addEventListener('abort', onAbort, { once: true })
   })
+  return { promise, during: (work) => during(work) }
 }

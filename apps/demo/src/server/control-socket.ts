@@ -23,12 +23,19 @@ export type ControlHandler = (request: ControlRequest) => Promise<unknown>
 export const notRunningError = (home: string) =>
   new CliError('ERR_SERVER_NOT_RUNNING', `No server runs with home ${home}; start it with \`cloudbox serve DIR --home ${home}\`, then run this command again.`)
 
+const alreadyRunning = (home: string) => new CliError('ERR_ALREADY_RUNNING', `A server already runs with home ${home}; stop it first, or use another --home.`)
+
+/** Refuses early (before anything starts) when a server already answers on the home's control socket. */
+export async function assertNotServing(home: string): Promise<void> {
+  if (await answers(controlSocketPath(home))) throw alreadyRunning(home)
+}
+
 /** Listens on the home's control socket; refuses to start when another server holds it. */
 export async function serveControl(home: string, handler: ControlHandler): Promise<{ close(): Promise<void> }> {
   const path = controlSocketPath(home)
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 })
   chmodSync(dirname(path), 0o700)
-  if (await answers(path)) throw new CliError('ERR_ALREADY_RUNNING', `A server already runs with home ${home}; stop it first, or use another --home.`)
+  if (await answers(path)) throw alreadyRunning(home)
   rmSync(path, { force: true }) // left by a server that did not stop cleanly
   const sockets = new Set<Socket>()
   const server: Server = createServer((socket) => {
