@@ -38,6 +38,8 @@ export interface SessionHost extends AssemblyContext {
   emitError(error: SyncError): void
   /** This session changed the index: tell the other sessions. */
   changed(by: SyncSession): void
+  /** Files this session put on disk outside the index (a local edit kept as a conflict copy): index and announce them. */
+  rescan(paths: string[]): void
 }
 
 /** Index records a session takes from a peer before it has applied them (its credit). */
@@ -606,7 +608,12 @@ export class SyncSession {
     // peer's own version is not echoed.
     const origin = compareVersions(version, remote.version) === 'equal' ? this.#peer : undefined
     const installed = await installFile(host, partial, landed, version, origin, host.deviceId)
-    if (installed.keptLocalAs !== undefined) host.status.emit({ type: 'conflict', path, copy: installed.keptLocalAs, kept: 'remote' })
+    if (installed.keptLocalAs !== undefined) {
+      host.status.emit({ type: 'conflict', path, copy: installed.keptLocalAs, kept: 'remote' })
+      // The copy holds an edit no scan has seen: scanned now, so it reaches the peers
+      // without waiting on a watcher (whose events can be late or dropped under load).
+      host.rescan([installed.keptLocalAs])
+    }
     this.bytesReused += partial.reused
     this.#progress.doneFiles++
     this.#advanceBy(path, partial.reused, remote.size)
