@@ -105,7 +105,7 @@ export function registerSyncCommands(program: Command): void {
         if (!options.once) {
           await box.start()
           output.note(`syncing ${folder} with "${paired.name}" (${paired.id}); Ctrl-C stops`)
-          void heldAction?.run().catch((error: Error) => output.note(`held deletions: ${error.message}`))
+          void heldAction?.().catch((error: Error) => output.note(`held deletions: ${error.message}`))
           const signal = await untilStopped()
           process.exitCode = signal === 'SIGINT' ? 130 : 0
           return
@@ -113,7 +113,7 @@ export function registerSyncCommands(program: Command): void {
         const outcome = onceOutcome(box, timeoutSeconds * 1000, done.signal)
         outcome.promise.catch(() => {}) // awaited below; start() may fail first
         await box.start()
-        if (heldAction !== undefined) outcome.during(heldAction.run())
+        if (heldAction !== undefined) outcome.during(heldAction())
         await outcome.promise
       } finally {
         done.abort()
@@ -131,34 +131,19 @@ export function registerSyncCommands(program: Command): void {
 }
 
 /** A choice about the deletions the guard holds: runs once the engine is up (and, to restore, connected). */
-interface HeldAction {
-  run(): Promise<void>
-  readonly running: boolean
-}
+type HeldAction = () => Promise<void>
 
 function confirmHeld(box: CloudBox, output: Output): HeldAction {
-  let running = false
-  return {
-    get running() {
-      return running
-    },
-    async run() {
-      running = true
-      try {
-        const engine = box.engine
-        if (engine === undefined) return
-        const held = engine.heldDeletes.length
-        await engine.confirmDeletes()
-        if (held > 0) output.note(`${held} held deletions confirmed; they go to the cloud now`)
-      } finally {
-        running = false
-      }
-    },
+  return async () => {
+    const engine = box.engine
+    if (engine === undefined) return
+    const held = engine.heldDeletes.length
+    await engine.confirmDeletes()
+    if (held > 0) output.note(`${held} held deletions confirmed; they go to the cloud now`)
   }
 }
 
 function restoreHeld(box: CloudBox, output: Output, signal: AbortSignal): HeldAction {
-  let running = false
   const report = (result: { restored: string[]; failed: { path: string; error: Error }[] }) => {
     if (result.restored.length > 0) output.note(`${result.restored.length} held files brought back from the cloud`)
     if (result.failed.length > 0) {
@@ -166,34 +151,24 @@ function restoreHeld(box: CloudBox, output: Output, signal: AbortSignal): HeldAc
       throw new CliError('ERR_RESTORE_INCOMPLETE', `${result.failed.length} held files could not be brought back (${some}); nothing was deleted. Run again once the cloud is reachable, or choose --confirm-deletes.`)
     }
   }
-  return {
-    get running() {
-      return running
-    },
-    async run() {
-      running = true
+  return async () => {
+    const engine = box.engine
+    if (engine === undefined || engine.heldDeletes.length === 0) return
+    // The files come from the cloud: until a session is up, wait for the next one.
+    for (;;) {
+      const connected = nextPeer(box, signal)
       try {
-        const engine = box.engine
-        if (engine === undefined || engine.heldDeletes.length === 0) return
-        // The files come from the cloud: until a session is up, wait for the next one.
-        for (;;) {
-          const connected = nextPeer(box, signal)
-          try {
-            report(await engine.restoreHeldDeletes())
-            connected.cancel()
-            return
-          } catch (error) {
-            if ((error as { code?: string }).code !== 'ERR_NO_PEER') {
-              connected.cancel()
-              throw error
-            }
-          }
-          await connected.promise
+        report(await engine.restoreHeldDeletes())
+        connected.cancel()
+        return
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'ERR_NO_PEER') {
+          connected.cancel()
+          throw error
         }
-      } finally {
-        running = false
       }
-    },
+      await connected.promise
+    }
   }
 }
 
