@@ -24,7 +24,7 @@ import {
   type SignDocumentOptions,
   type VerifiedSignature,
 } from '@cloudbox/encrypted-messaging'
-import { STATE_DIR, StatusStream, SyncEngine } from '@cloudbox/cloudsync'
+import { STATE_DIR, StatusStream, SyncEngine, type SyncEngineOptions } from '@cloudbox/cloudsync'
 import type { HubApiReply } from '@cloudbox/encrypted-messaging/hub'
 import { dispatchAdmin, remoteAdmin } from './admin-calls.js'
 import { Backoff, sleep, type BackoffOptions } from './backoff.js'
@@ -74,6 +74,8 @@ export interface CloudBoxInit {
   sync?: boolean
   /** Watch the folder for changes (default true). */
   watch?: boolean
+  /** What is kept of files that a peer's change (or the API) replaces or deletes (default: staggered, 30 days, a tenth of the disk at most). */
+  versions?: SyncEngineOptions['versions']
   /** Where sub-clouds keep their folders (default `<stateDir>/subclouds`). */
   subCloudRoot?: string
 }
@@ -228,6 +230,7 @@ export class CloudBox {
       folderId,
       ...(quotaBytes === undefined ? {} : { quotaBytes }),
       ...(this.init.watch === undefined ? {} : { watch: this.init.watch }),
+      ...(this.init.versions === undefined ? {} : { versions: this.init.versions }),
     })
     this.#unsubscribeEngine = engine.status.on((event) => this.#emit({ type: 'sync', event }))
     await engine.start()

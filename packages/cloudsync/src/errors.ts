@@ -19,6 +19,7 @@ export const ErrorCodes = {
   NO_PEER: 'ERR_NO_PEER',
   FOLDER_IN_USE: 'ERR_FOLDER_IN_USE',
   FILE_UNREADABLE: 'ERR_FILE_UNREADABLE',
+  VERSION_NOT_FOUND: 'ERR_VERSION_NOT_FOUND',
 } as const
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes]
@@ -103,6 +104,12 @@ export class FolderMissingError extends SyncError {
 export class FileUnreadableError extends SyncError {
   constructor(message = 'A file or folder here cannot be read; it was skipped (the rest syncs) and is tried again on the next scan.', options?: { cause?: unknown; path?: string }) {
     super(ErrorCodes.FILE_UNREADABLE, message, options)
+  }
+}
+
+export class VersionNotFoundError extends SyncError {
+  constructor(message = 'No kept version matches; run cloudbox versions PATH to list what is kept.', options?: { cause?: unknown; path?: string }) {
+    super(ErrorCodes.VERSION_NOT_FOUND, message, options)
   }
 }
 

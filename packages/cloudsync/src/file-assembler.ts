@@ -6,6 +6,7 @@ import { ChunkUnavailableError, UnsafePathError } from './errors.js'
 import { chunkHashAt, type FileRecord, type FolderIndex } from './folder-index.js'
 import { conflictName, STATE_DIR } from './paths.js'
 import type { WireRecord } from './protocol.js'
+import type { VersionStore } from './version-store.js'
 import { compareVersions, type VersionVector } from './version-vector.js'
 
 /** What the assembler needs of its engine. */
@@ -14,6 +15,8 @@ export interface AssemblyContext {
   readonly index: FolderIndex
   /** Permission bits never given to a file written for a peer. */
   readonly umask: number
+  /** Where replaced and deleted files are kept (absent: they are not). */
+  readonly versions?: VersionStore
 }
 
 /** A chunk to fetch from the peer into a partial file. */
@@ -383,6 +386,9 @@ export async function installFile(context: AssemblyContext, partial: PartialFile
     // Changed here since the last scan (or never scanned): keep it as a conflict copy.
     keptLocalAs = conflictName(path, device, new Date(onDisk.mtimeMs))
     renameSync(target, join(folder, keptLocalAs))
+  } else if (onDisk !== undefined) {
+    // The indexed file this download replaces: its content stays among the versions.
+    context.versions?.keep(path, { move: false, reason: 'replaced', device: current?.origin ?? device, replacedBy: origin ?? device })
   }
   renameSync(partial.path, target)
   await syncFolder(dirname(target))

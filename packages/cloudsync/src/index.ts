@@ -12,6 +12,8 @@ export { StatusStream } from './status.js'
 export type { SyncEvent, EngineState } from './status.js'
 export type { ScanResult } from './scanner.js'
 export type { FileRecord } from './folder-index.js'
+export { VersionStore, checkVersionPolicy, DEFAULT_VERSION_POLICY, DEFAULT_VERSIONS_DISK_SHARE } from './version-store.js'
+export type { VersionPolicy, VersionsOptions, KeptVersion, VersionReason } from './version-store.js'
 export { merkleRoot } from './folder-index.js'
 export { Chunker, chunkBytes, chunkParametersFor, CHUNK_HASH_LENGTH } from './chunker.js'
 export type { Chunk, ChunkParameters } from './chunker.js'
@@ -37,6 +39,7 @@ export {
   NoPeerError,
   FolderInUseError,
   FileUnreadableError,
+  VersionNotFoundError,
   EngineStoppedError,
   FolderMismatchError,
   SyncVersionError,

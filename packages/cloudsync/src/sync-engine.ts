@@ -11,6 +11,7 @@ import { STATE_DIR } from './paths.js'
 import { FolderScanner, type ScanResult } from './scanner.js'
 import { SyncSession, type SessionHost } from './session.js'
 import { StatusStream, type EngineState } from './status.js'
+import { checkVersionPolicy, VersionStore, type VersionPolicy } from './version-store.js'
 
 export interface SyncEngineOptions {
   /** The folder to sync. Its `.cloudbox/` subfolder holds the engine's state. */
@@ -35,6 +36,12 @@ export interface SyncEngineOptions {
    * 0777 becomes 0755 here.
    */
   readonly umask?: number
+  /**
+   * What is kept of files a peer's change replaces or deletes, under `.cloudbox/versions/`
+   * (default: staggered for 30 days, at most a tenth of the disk; `{ policy: { kind: 'off' } }`
+   * keeps nothing).
+   */
+  readonly versions?: { readonly policy?: VersionPolicy; readonly maxDiskShare?: number }
 }
 
 /** Who is at the other end of a session. */
@@ -95,12 +102,15 @@ export class SyncEngine {
   #rescanTimer: NodeJS.Timeout | undefined
   #abort = new AbortController()
   #quotaBytes: number | undefined
+  #versions: VersionStore | undefined
+  #pruneTimer: NodeJS.Timeout | undefined
 
   constructor(options: SyncEngineOptions) {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(options.deviceId)) throw new RangeError('deviceId: 1–64 letters, digits, "-" or "_"')
     if (typeof options.folderId !== 'string' || options.folderId.length === 0 || options.folderId.length > 128) throw new RangeError('folderId: 1–128 characters')
     if (options.umask !== undefined && (!Number.isInteger(options.umask) || options.umask < 0 || options.umask > 0o777)) throw new RangeError('umask: permission bits, 0 to 0o777')
     if (options.windowBytes !== undefined && (!Number.isSafeInteger(options.windowBytes) || options.windowBytes < 1)) throw new RangeError('windowBytes: a positive number of bytes')
+    if (options.versions?.policy !== undefined) checkVersionPolicy(options.versions.policy)
     this.options = options
     this.umask = options.umask ?? processUmask()
     this.quotaBytes = options.quotaBytes
@@ -148,6 +158,12 @@ export class SyncEngine {
     return this.usage.bytes
   }
 
+  /** The versions kept of this folder's replaced and deleted files (while started). */
+  get versions(): VersionStore {
+    if (this.#versions === undefined) throw new EngineStoppedError()
+    return this.#versions
+  }
+
   #requireIndex(): FolderIndex {
     if (this.#index === undefined) throw new EngineStoppedError()
     return this.#index
@@ -175,6 +191,10 @@ export class SyncEngine {
     this.#unlock = unlock
     this.#releasePool = hashPool.use()
     try {
+      this.#versions = VersionStore.open(this.folder, { ...this.options.versions, deviceId: this.deviceId })
+      this.#pruneVersions()
+      this.#pruneTimer = setInterval(() => this.#pruneVersions(), 3_600_000)
+      this.#pruneTimer.unref()
       this.#rules = await loadIgnoreRules(this.folder)
       this.#scanner = new FolderScanner(this.folder, index, () => this.#rules as IgnoreRules, {
         deviceId: this.deviceId,
@@ -196,6 +216,9 @@ export class SyncEngine {
       this.#rescanTimer = setInterval(() => void this.scan().catch(() => {}), this.options.rescanIntervalMs ?? (native ? 600_000 : 60_000))
       this.#rescanTimer.unref()
     } catch (error) {
+      clearInterval(this.#pruneTimer)
+      this.#versions?.close()
+      this.#versions = undefined
       index.close()
       this.#index = undefined
       this.#releasePool()
@@ -216,6 +239,9 @@ export class SyncEngine {
     // Let a scan that is under way notice the abort before the index goes.
     await this.#scans.run(async () => {})
     await Promise.allSettled([...this.#paths.values()])
+    clearInterval(this.#pruneTimer)
+    this.#versions?.close()
+    this.#versions = undefined
     index.close()
     this.#index = undefined
     this.#releasePool()
@@ -322,6 +348,15 @@ export class SyncEngine {
     this.#announceAll()
   }
 
+  /** Old versions go by the policy; a failure (a full disk) is reported and tried again in an hour. */
+  #pruneVersions(): void {
+    try {
+      this.#versions?.prune()
+    } catch (error) {
+      this.#emitError(new SyncError('ERR_DISK_FULL', `Old versions could not be cleaned up: ${(error as Error).message}`, { cause: error }))
+    }
+  }
+
   #announceAll(): void {
     for (const session of this.#sessions) session.announce()
   }
@@ -354,6 +389,7 @@ export class SyncEngine {
       index,
       status: this.status,
       umask: this.umask,
+      ...(this.#versions === undefined ? {} : { versions: this.#versions }),
       get quotaBytes() {
         return engine.quotaBytes
       },

@@ -19,7 +19,7 @@ import {
 } from '@cloudbox/encrypted-messaging'
 import { CloudServerError, errors, HTTP_STATUS, isCloudServerError, type ErrorCode } from '../errors.js'
 import { join } from 'node:path'
-import { STATE_DIR } from '@cloudbox/cloudsync'
+import { STATE_DIR, type VersionStore } from '@cloudbox/cloudsync'
 import { LocalFolderStorage } from '../storage/local-folder.js'
 import { Thumbnails, type ThumbnailOptions } from '../thumbnails.js'
 import type { StorageBackend } from '../storage/storage-backend.js'
@@ -95,7 +95,8 @@ export class CloudServer {
     if (components.box.role !== 'server') throw new TypeError('CloudServer serves a CloudBox with role "server".')
     this.options = options
     this.#box = components.box
-    this.storage = components.storage ?? new LocalFolderStorage(components.box.init.folder)
+    // Replacements and deletions through the API are kept among the folder's versions.
+    this.storage = components.storage ?? new LocalFolderStorage(components.box.init.folder, { versions: () => versionsOf(components.box) })
     this.#log = components.log ?? (() => {})
     const box = components.box
     this.#opener = new ApiRequestOpener(box.identity, {
@@ -277,4 +278,13 @@ export class CloudServer {
 
 function failure(error: CloudServerError): { status: number; body: Uint8Array } {
   return { status: HTTP_STATUS[error.code as ErrorCode] ?? 500, body: Buffer.from(JSON.stringify({ code: error.code, message: error.message })) }
+}
+
+/** The box's version store while its engine runs. */
+function versionsOf(box: CloudBox): VersionStore | undefined {
+  try {
+    return box.engine?.versions
+  } catch {
+    return undefined // stopped
+  }
 }

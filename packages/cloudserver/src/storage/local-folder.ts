@@ -7,11 +7,11 @@ import { createHash } from 'node:crypto'
 import { constants } from 'node:fs'
 import { copyFile, lstat, mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises'
 import { basename, join } from 'node:path'
-import { namesStateFolder, STATE_DIR } from '@cloudbox/cloudsync'
+import { namesStateFolder, STATE_DIR, type VersionStore } from '@cloudbox/cloudsync'
 import { errors } from '../errors.js'
 import { writeFileAtomically } from '@cloudbox/securestorage/durable-file'
 import * as v from 'valibot'
-import type { EntryInfo, ShareInfo, StorageBackend, StorageUsage } from './storage-backend.js'
+import type { ChangeOptions, EntryInfo, ShareInfo, StorageBackend, StorageUsage } from './storage-backend.js'
 import { cloudPath, SHARE_ID } from './paths.js'
 
 const UPLOADS = join(STATE_DIR, 'uploads')
@@ -27,11 +27,42 @@ const shareSchema = v.strictObject({
   signature: v.optional(v.string()),
 })
 
+export interface LocalFolderOptions {
+  /**
+   * Where files the API replaces or deletes are kept (the folder's sync engine's store);
+   * undefined, or a store with versions off, keeps nothing.
+   */
+  readonly versions?: () => VersionStore | undefined
+}
+
 export class LocalFolderStorage implements StorageBackend {
   readonly root: string
+  readonly #versions: (() => VersionStore | undefined) | undefined
 
-  constructor(root: string) {
+  constructor(root: string, options: LocalFolderOptions = {}) {
     this.root = root
+    this.#versions = options.versions
+  }
+
+  /**
+   * Keeps the regular file at `absolute` among the versions before a change replaces
+   * (`move` false: a hard link stays) or deletes it (`move`: renamed there). True when kept.
+   */
+  #keep(absolute: string, move: boolean, by: string | undefined): boolean {
+    const store = this.#versions?.()
+    if (store === undefined || absolute === this.root) return false
+    const kept = store.keep(this.#relative(absolute), { move, reason: move ? 'deleted' : 'replaced', ...(by === undefined ? {} : { replacedBy: by }) })
+    return kept !== undefined
+  }
+
+  /** Keeps every regular file below the folder `absolute` (the files of a folder being deleted). */
+  async #keepAll(absolute: string, by: string | undefined): Promise<void> {
+    for (const entry of await readdir(absolute, { withFileTypes: true })) {
+      if (namesStateFolder(entry.name)) continue
+      const path = join(absolute, entry.name)
+      if (entry.isDirectory()) await this.#keepAll(path, by)
+      else if (entry.isFile()) this.#keep(path, true, by)
+    }
   }
 
   /** The absolute path for a relative one, refusing anything that leaves the folder. */
@@ -119,12 +150,13 @@ export class LocalFolderStorage implements StorageBackend {
     return offset + bytes.length
   }
 
-  async uploadCommit(upload: string, path: string, options: { overwrite: boolean }): Promise<EntryInfo> {
+  async uploadCommit(upload: string, path: string, options: ChangeOptions): Promise<EntryInfo> {
     const staged = this.#uploadPath(upload)
     if ((await this.uploadSize(upload)) === undefined) throw errors.unknownUpload()
     const target = await this.#resolve(path)
     if (target === this.root) throw errors.unsafePath(path, 'the root is a folder')
     await this.#prepareTarget(target, path, options.overwrite)
+    this.#keep(target, false, options.by)
     await rename(staged, target)
     return this.#info(target)
   }
@@ -165,32 +197,38 @@ export class LocalFolderStorage implements StorageBackend {
     await mkdir(parent, { recursive: true })
   }
 
-  async remove(path: string): Promise<void> {
+  async remove(path: string, options: { by?: string } = {}): Promise<void> {
     const absolute = await this.#resolve(path)
     if (absolute === this.root) throw errors.unsafePath(path, 'the root cannot be deleted')
-    await this.#info(absolute)
-    await rm(absolute, { recursive: true })
+    const info = await this.#info(absolute)
+    // What the versions keep is moved out first; what is left (folders, links) goes.
+    if (info.type === 'file') this.#keep(absolute, true, options.by)
+    else await this.#keepAll(absolute, options.by)
+    await rm(absolute, { recursive: true, force: true })
   }
 
-  async move(from: string, to: string, options: { overwrite: boolean }): Promise<EntryInfo> {
+  async move(from: string, to: string, options: ChangeOptions): Promise<EntryInfo> {
     const source = await this.#resolve(from)
     const target = await this.#resolve(to)
     if (source === this.root || target === this.root) throw errors.unsafePath(source === this.root ? from : to, 'the root cannot move')
     const info = await this.#info(source)
     if (info.type === 'folder' && (target + '/').startsWith(source + '/')) throw errors.badRequest('a folder cannot move into itself')
     if (info.type === 'folder' && (await stat(target).catch(() => undefined)) !== undefined) throw errors.exists(to)
-    if (info.type === 'file') await this.#prepareTarget(target, to, options.overwrite)
-    else await mkdir(join(target, '..'), { recursive: true })
+    if (info.type === 'file') {
+      await this.#prepareTarget(target, to, options.overwrite)
+      if (target !== source) this.#keep(target, false, options.by)
+    } else await mkdir(join(target, '..'), { recursive: true })
     await rename(source, target)
     return this.#info(target)
   }
 
-  async copy(from: string, to: string, options: { overwrite: boolean }): Promise<EntryInfo> {
+  async copy(from: string, to: string, options: ChangeOptions): Promise<EntryInfo> {
     const source = await this.#resolve(from)
     const target = await this.#resolve(to)
     const info = await this.#info(source)
     if (info.type !== 'file') throw errors.notAFile(from)
     await this.#prepareTarget(target, to, options.overwrite)
+    if (target !== source) this.#keep(target, false, options.by)
     // Copy beside the target, then rename: readers never see half a file.
     const temporary = join(target, '..', `.cloudbox-tmp-copy-${process.pid}-${Date.now()}`)
     try {

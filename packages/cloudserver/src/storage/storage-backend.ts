@@ -53,15 +53,15 @@ export interface StorageBackend {
   /** Appends to a staged upload; `offset` must be its current size. Returns the new size. */
   uploadAppend(upload: string, offset: number, bytes: Uint8Array): Promise<number>
   /** Moves a finished upload to `path` (atomically), replacing a file there only when `overwrite`. */
-  uploadCommit(upload: string, path: string, options: { overwrite: boolean }): Promise<EntryInfo>
+  uploadCommit(upload: string, path: string, options: ChangeOptions): Promise<EntryInfo>
   uploadAbort(upload: string): Promise<void>
   /** Drops staged uploads that received nothing for `idleMs` (their bytes stop counting); returns how many. */
   dropStaleUploads(idleMs: number): Promise<number>
   /** Deletes a file, or a folder with everything in it. */
-  remove(path: string): Promise<void>
+  remove(path: string, options?: { by?: string }): Promise<void>
   /** Renames or moves; refuses to replace unless `overwrite`. */
-  move(from: string, to: string, options: { overwrite: boolean }): Promise<EntryInfo>
-  copy(from: string, to: string, options: { overwrite: boolean }): Promise<EntryInfo>
+  move(from: string, to: string, options: ChangeOptions): Promise<EntryInfo>
+  copy(from: string, to: string, options: ChangeOptions): Promise<EntryInfo>
   /** Creates a folder and any missing parents; fine if it exists. */
   mkdir(path: string): Promise<EntryInfo>
   /** Entries whose name contains `query` (case-insensitive), at most `limit`. */
@@ -75,4 +75,11 @@ export interface StorageBackend {
   /** Replaces a share's record (e.g. fewer recipients). */
   updateShare(share: ShareInfo): Promise<void>
   removeShare(id: string): Promise<void>
+}
+
+/** How a change through the API may replace what is there. */
+export interface ChangeOptions {
+  readonly overwrite: boolean
+  /** The caller (public ID), recorded with the versions a replacement keeps. */
+  readonly by?: string
 }

@@ -3,7 +3,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import * as v from 'valibot'
 import { API_MAX_BODY } from '@cloudbox/encrypted-messaging'
 import { errors } from '../../errors.js'
-import type { ApiContext } from '../api-context.js'
+import { callerOf, type ApiContext } from '../api-context.js'
 import { count, parse, pathParam } from './params.js'
 
 const transfer = v.strictObject({ from: pathParam, to: pathParam, overwrite: v.optional(v.boolean(), false) })
@@ -35,16 +35,16 @@ export const filesRoutes: FastifyPluginAsync<ApiContext> = async (app, { storage
     return reply.type('application/octet-stream').send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
   })
   app.delete('/v1/files', async (request, reply) => {
-    await storage.remove(parse(v.object({ path: pathParam }), request.query).path)
+    await storage.remove(parse(v.object({ path: pathParam }), request.query).path, { by: callerOf(request) })
     return reply.code(204).send()
   })
   app.post('/v1/move', async (request) => {
     const body = parse(transfer, request.body)
-    return storage.move(body.from, body.to, { overwrite: body.overwrite })
+    return storage.move(body.from, body.to, { overwrite: body.overwrite, by: callerOf(request) })
   })
   app.post('/v1/copy', async (request) => {
     const body = parse(transfer, request.body)
-    return storage.copy(body.from, body.to, { overwrite: body.overwrite })
+    return storage.copy(body.from, body.to, { overwrite: body.overwrite, by: callerOf(request) })
   })
   app.post('/v1/folders', async (request) => storage.mkdir(parse(v.strictObject({ path: pathParam }), request.body).path))
   app.get('/v1/search', async (request) => {

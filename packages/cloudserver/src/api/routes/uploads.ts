@@ -60,7 +60,7 @@ export const uploadsRoutes: FastifyPluginAsync<ApiContext> = async (app, { box, 
       // checked, for a quota lowered while the upload ran.
       const replaced = body.overwrite ? await storage.stat(body.path).then((info) => (info.type === 'file' ? info.size : 0), () => 0) : 0
       await checkQuota(-replaced)
-      return storage.uploadCommit(scoped(request, body.upload), body.path, { overwrite: body.overwrite })
+      return storage.uploadCommit(scoped(request, body.upload), body.path, { overwrite: body.overwrite, by: callerOf(request) })
     })
     thumbnails?.prepare(entry.path)
     uploaded?.(entry.path, entry.size, callerOf(request))
