@@ -13,9 +13,10 @@ import { registerSyncCommands } from './commands/sync-commands.js'
 import { registerIdentityCommands } from './commands/identity-commands.js'
 import { registerSealCommands } from './commands/seal-commands.js'
 import { registerSignatureCommands } from './commands/signature-commands.js'
+import { registerVersionCommands } from './commands/version-commands.js'
 import { addHelpExamples } from './help-examples.js'
 import { ExitCode } from './errors.js'
-import { createProgram } from './program.js'
+import { createProgram, shareGlobalOptions } from './program.js'
 import { handleInterrupts } from './stop-signal.js'
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
@@ -35,6 +36,13 @@ function describe(error: unknown): { message: string; code: string | undefined; 
 }
 
 async function main(argv: string[]): Promise<void> {
+  // A reader that went away (`cloudbox sync --json | head`) ends the program quietly, as in any pipeline.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EPIPE') process.exit(0)
+      throw error
+    })
+  }
   const program = createProgram(version).exitOverride()
   registerIdentityCommands(program)
   registerSignatureCommands(program)
@@ -45,6 +53,8 @@ async function main(argv: string[]): Promise<void> {
   registerSyncCommands(program)
   registerAdminCommands(program)
   registerShareCommands(program)
+  registerVersionCommands(program)
+  shareGlobalOptions(program)
   addHelpExamples(program)
   handleInterrupts(() => {
     process.stderr.write('\nInterrupted.\n')

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { networkInterfaces, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import sharp from 'sharp'
@@ -100,6 +100,21 @@ describe('the status page', () => {
     expect(await closed).toBe(1008)
   })
 
+  it('takes actions only from its own page: the action header and its own origin, or 403', async () => {
+    const origin = new URL(page).origin
+    const restore = new URL('versions/20260101-000000-abcd/restore', page)
+    expect((await fetch(restore, { method: 'POST', headers: { origin } })).status).toBe(403)
+    expect((await fetch(restore, { method: 'POST', headers: { origin: 'http://evil.example', 'x-cloudbox-action': '1' } })).status).toBe(403)
+    expect((await fetch(restore, { method: 'POST', headers: { 'x-cloudbox-action': '1' } })).status).toBe(403)
+    const token = new URL(page).pathname.split('/')[2]!
+    expect((await fetch(`${origin}/status/${token.slice(0, -1)}x/held/confirm`, { method: 'POST', headers: { origin, 'x-cloudbox-action': '1' } })).status).toBe(404)
+    const unknown = await fetch(restore, { method: 'POST', headers: { origin, 'x-cloudbox-action': '1' } })
+    expect(unknown.status).toBe(404)
+    expect(((await unknown.json()) as { error: { code: string } }).error.code).toBe('ERR_VERSION_NOT_FOUND')
+    const bad = await fetch(new URL('versions/..%2F..%2Fetc%2Fpasswd/restore', page), { method: 'POST', headers: { origin, 'x-cloudbox-action': '1' } })
+    expect(bad.status).toBe(404)
+  })
+
   it('refuses options that would put it off loopback or make the token guessable', async () => {
     await expect(new CloudServer({ host: '192.0.2.10', statusPage: true }, { box }).start()).rejects.toThrow(/loopback/)
     await expect(new CloudServer({ statusPage: { token: 'short' } }, { box }).start()).rejects.toThrow(/16 characters/)
@@ -178,6 +193,49 @@ describe('the status page in headless Chromium', () => {
     expect(screenshot.subarray(1, 4).toString()).toBe('PNG')
     // `CLOUDBOX_SCREENSHOT=path` keeps the picture (the README's one is made this way).
     if (process.env.CLOUDBOX_SCREENSHOT) await writeFile(process.env.CLOUDBOX_SCREENSHOT, screenshot)
+    expect(problems).toEqual([])
+    await tab.close()
+  })
+
+  it('lists what a device deleted among the kept versions and restores it with a click; held deletions come back with a click', { timeout: 90_000 }, async () => {
+    const tab = await browser.newPage({ viewport: { width: 1100, height: 1400 } })
+    const problems: string[] = []
+    tab.on('pageerror', (error) => problems.push(error.message))
+    await tab.goto(page)
+    await tab.waitForFunction(() => (globalThis as unknown as Browser).document.getElementById('feed')!.textContent === 'live')
+    const onServer = (path: string) => readFile(join(root, 'cloud', path), 'utf8').catch(() => undefined)
+    const until = async (check: () => Promise<boolean>, what: string) => {
+      const deadline = Date.now() + 30_000
+      while (!(await check())) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+    }
+    await writeFile(join(root, 'device', 'keep-me.txt'), 'precious words')
+    await until(async () => (await onServer('keep-me.txt')) === 'precious words', 'keep-me.txt on the server')
+    await rm(join(root, 'device', 'keep-me.txt'))
+    await until(async () => (await onServer('keep-me.txt')) === undefined, 'the deletion on the server')
+    const row = await tab.waitForSelector('#version-rows tr:has-text("keep-me.txt")', { timeout: 30_000 })
+    expect(await row.textContent()).toContain('deleted')
+    await (await row.$('button'))!.click()
+    await tab.waitForFunction(() => /Restored keep-me.txt/.test((globalThis as unknown as Browser).document.getElementById('version-result')!.textContent ?? ''))
+    expect(await onServer('keep-me.txt')).toBe('precious words')
+    // And back on the device, as a change the server made.
+    await until(async () => (await readFile(join(root, 'device', 'keep-me.txt'), 'utf8').catch(() => '')) === 'precious words', 'keep-me.txt back on the device')
+
+    // Most of the server's files vanish at once (a disk unmounted under it): held, shown, brought back from the device.
+    const names = ['held-1.txt', 'held-2.txt', 'held-3.txt', 'held-4.txt', 'held-5.txt', 'held-6.txt', 'held-7.txt', 'held-8.txt']
+    for (const name of names) await writeFile(join(root, 'device', name), `content of ${name}`)
+    await until(async () => (await Promise.all(names.map(onServer))).every((text, i) => text === `content of ${names[i]}`), 'the held-*.txt files on the server')
+    const all = (await readdir(join(root, 'cloud'), { recursive: true, withFileTypes: true })).filter((entry) => entry.isFile() && !join(entry.parentPath, entry.name).includes('.cloudbox'))
+    for (const entry of all) await rm(join(entry.parentPath, entry.name))
+    await box.engine!.scan()
+    await tab.waitForSelector('#held:not([hidden])', { timeout: 30_000 })
+    expect(await tab.textContent('#held-text')).toMatch(/\d+ files vanished/)
+    await tab.click('#held-restore')
+    await tab.waitForFunction(() => / files brought back/.test((globalThis as unknown as Browser).document.getElementById('held-result')!.textContent ?? ''), undefined, { timeout: 30_000 })
+    for (const name of names) expect(await onServer(name)).toBe(`content of ${name}`)
+    await tab.waitForSelector('#held[hidden]', { state: 'attached', timeout: 30_000 })
     expect(problems).toEqual([])
     await tab.close()
   })

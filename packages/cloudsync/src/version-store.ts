@@ -178,10 +178,6 @@ export class VersionStore {
     this.folder = folder
     this.dir = join(folder, STATE_DIR, VERSIONS_DIR)
     this.#db = db
-    this.#policy = checkVersionPolicy(options.policy ?? DEFAULT_VERSION_POLICY)
-    const share = options.maxDiskShare ?? DEFAULT_VERSIONS_DISK_SHARE
-    if (typeof share !== 'number' || !(share > 0 && share <= 1)) throw new RangeError('versions.maxDiskShare: a share of the disk above 0, at most 1')
-    this.#maxDiskShare = share
     this.#statements = {
       insert: db.prepare('INSERT INTO versions (id, path, kept_at, mtime_ms, size, mode, device, replaced_by, reason) VALUES (@id, @path, @keptAt, @mtimeMs, @size, @mode, @device, @replacedBy, @reason)'),
       get: db.prepare<[string], Row>('SELECT * FROM versions WHERE id = ?'),
@@ -198,6 +194,17 @@ export class VersionStore {
       meta: db.prepare<[string], { value: unknown }>('SELECT value FROM meta WHERE key = ?'),
       setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
     }
+    // A policy or share given once is remembered: later runs without one keep to it.
+    const stored = (key: string) => {
+      const value = this.#statements.meta.get(key)?.value
+      return typeof value === 'string' ? (JSON.parse(value) as unknown) : undefined
+    }
+    this.#policy = checkVersionPolicy(options.policy ?? (stored('policy') as VersionPolicy | undefined) ?? DEFAULT_VERSION_POLICY)
+    const share = options.maxDiskShare ?? (stored('maxDiskShare') as number | undefined) ?? DEFAULT_VERSIONS_DISK_SHARE
+    if (typeof share !== 'number' || !(share > 0 && share <= 1)) throw new RangeError('versions.maxDiskShare: a share of the disk above 0, at most 1')
+    this.#maxDiskShare = share
+    if (options.policy !== undefined) this.#statements.setMeta.run('policy', JSON.stringify(options.policy))
+    if (options.maxDiskShare !== undefined) this.#statements.setMeta.run('maxDiskShare', JSON.stringify(options.maxDiskShare))
     const deviceId = options.deviceId ?? (this.#statements.meta.get('device')?.value as string | undefined)
     this.#deviceId = deviceId ?? 'this-device'
     if (options.deviceId !== undefined) this.#statements.setMeta.run('device', options.deviceId)
@@ -232,6 +239,12 @@ export class VersionStore {
 
   set policy(policy: VersionPolicy) {
     this.#policy = checkVersionPolicy(policy)
+    this.#statements.setMeta.run('policy', JSON.stringify(policy))
+  }
+
+  /** Share of the file system the kept versions may take. */
+  get maxDiskShare(): number {
+    return this.#maxDiskShare
   }
 
   get enabled(): boolean {

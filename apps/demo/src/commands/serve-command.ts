@@ -3,6 +3,7 @@
  * directly and (with --hub) through a router hub; admin commands reach it through the
  * home's control socket while it runs.
  */
+import { versionOptions, VERSIONS_DISK_OPTION_HELP, VERSIONS_OPTION_HELP } from './version-commands.js'
 import { existsSync, mkdirSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { CloudBox, dispatchAdmin, randomPin } from '@cloudbox/cloudbox'
@@ -36,6 +37,8 @@ export function registerServeCommand(program: Command): void {
 
     .option('--name <label>', 'the name devices see', `CloudBox on ${hostname()}`)
     .option('--no-status-page', 'do not serve the status page (by default it is on 127.0.0.1, at a URL with a random token)')
+    .option('--versions <policy>', VERSIONS_OPTION_HELP)
+    .option('--versions-disk <percent>', VERSIONS_DISK_OPTION_HELP)
     .addHelpText(
       'after',
       `
@@ -48,8 +51,9 @@ While it runs, admin commands with the same --home act on it at once:
   cloudbox devices, cloudbox revoke ID, cloudbox pin add, cloudbox subcloud create NAME …
 Ctrl-C stops it cleanly.`,
     )
-    .action(async (dir: string, options: PinOptions & { hub?: string; clusterHub?: string[]; listen: string; api: string; name: string; statusPage: boolean }, command: Command) => {
+    .action(async (dir: string, options: PinOptions & { hub?: string; clusterHub?: string[]; listen: string; api: string; name: string; statusPage: boolean; versions?: string; versionsDisk?: string }, command: Command) => {
       const masterPin = givenPin(options)
+      const versions = versionOptions(options)
       const { home, output } = globalOptions(command)
       const folder = checkedFolder(dir, home, 'serve')
       const listen = parseHostPort(options.listen, '--listen')
@@ -61,7 +65,7 @@ Ctrl-C stops it cleanly.`,
       await assertNotServing(home)
       const identity = await loadIdentity(home, output)
       const box = new CloudBox(
-        { role: 'server', folder, name: options.name, listen, ...(options.hub === undefined ? {} : { hub: options.hub }), ...(options.clusterHub === undefined ? {} : { clusterHubs: options.clusterHub }), ...(masterPin === undefined ? {} : { masterPin }) },
+        { role: 'server', folder, name: options.name, listen, ...(options.hub === undefined ? {} : { hub: options.hub }), ...(options.clusterHub === undefined ? {} : { clusterHubs: options.clusterHub }), ...(masterPin === undefined ? {} : { masterPin }), ...(versions === undefined ? {} : { versions }) },
         { identity },
       )
       let madePin: string | undefined

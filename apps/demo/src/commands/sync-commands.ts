@@ -3,6 +3,7 @@
  * cloud. The pairing (which cloud, how to reach it) lives in `<home>/client`; the folder
  * is chosen at sync time.
  */
+import { versionOptions, VERSIONS_DISK_OPTION_HELP, VERSIONS_OPTION_HELP } from './version-commands.js'
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
@@ -64,6 +65,8 @@ export function registerSyncCommands(program: Command): void {
     .option('--timeout <seconds>', 'with --once: give up after this long', '600')
     .option('--confirm-deletes', 'let the deletions the mass-delete guard holds back go ahead (they reach every device)')
     .option('--restore-deleted', 'instead of deleting, bring the files the guard holds back from the cloud')
+    .option('--versions <policy>', VERSIONS_OPTION_HELP)
+    .option('--versions-disk <percent>', VERSIONS_DISK_OPTION_HELP)
     .description('Sync DIR with the paired cloud: continuously (Ctrl-C stops), or once.')
     .addHelpText(
       'after',
@@ -72,8 +75,9 @@ export function registerSyncCommands(program: Command): void {
         'is deleted anywhere until you choose --confirm-deletes or --restore-deleted.\n\n' +
         `Exit codes with --once: 0 in sync; 1 refused, revoked, unreachable, or timed out (the message says which); ${ExitCode.filesNotSynced} some files could not be read here (ERR_FILES_NOT_SYNCED, listed); ${ExitCode.deletesHeld} deletions held (ERR_DELETES_HELD).`,
     )
-    .action(async (dir: string, options: { once?: boolean; timeout: string; confirmDeletes?: boolean; restoreDeleted?: boolean }, command: Command) => {
+    .action(async (dir: string, options: { once?: boolean; timeout: string; confirmDeletes?: boolean; restoreDeleted?: boolean; versions?: string; versionsDisk?: string }, command: Command) => {
       const { home, output } = globalOptions(command)
+      const versions = versionOptions(options)
       const timeoutSeconds = Number(options.timeout)
       if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0) throw usageError(`--timeout takes a number of seconds, not "${options.timeout}".`)
       if (options.confirmDeletes && options.restoreDeleted) throw usageError('Choose one of --confirm-deletes (delete everywhere) and --restore-deleted (bring the files back), not both.')
@@ -83,7 +87,7 @@ export function registerSyncCommands(program: Command): void {
       mkdirSync(folder, { recursive: true })
       const identity = await loadIdentity(home, output)
       const box = new CloudBox(
-        { role: 'client', folder, stateDir: clientStateDir(home), ...(options.once ? { watch: false, reconnect: { initialDelayMs: 250, maxDelayMs: 2_000 } } : {}) },
+        { role: 'client', folder, stateDir: clientStateDir(home), ...(versions === undefined ? {} : { versions }), ...(options.once ? { watch: false, reconnect: { initialDelayMs: 250, maxDelayMs: 2_000 } } : {}) },
         { identity },
       )
       const stopPrinting = printEvents(output, (listener) => box.status.on(listener))

@@ -44,6 +44,18 @@ export const PAGE_HTML = `<!doctype html>
     <table><thead><tr><th>Device</th><th>Role</th><th>State</th><th>Connection</th><th>Last seen</th></tr></thead><tbody id="device-rows"></tbody></table>
     <p id="no-devices" class="muted">No device is paired yet.</p>
   </section>
+  <section id="held" class="card wide" hidden>
+    <h2>Deletions held</h2>
+    <p id="held-text"></p>
+    <p><button id="held-restore" type="button">Bring them back</button> <button id="held-confirm" type="button">Delete them everywhere</button></p>
+    <p id="held-result" class="muted"></p>
+  </section>
+  <section id="versions" class="card wide">
+    <h2>Kept versions</h2>
+    <table><thead><tr><th>Kept</th><th>File</th><th>Size</th><th>Why</th><th></th></tr></thead><tbody id="version-rows"></tbody></table>
+    <p id="no-versions" class="muted">None yet: what other devices replace or delete is kept here.</p>
+    <p id="version-result" class="muted"></p>
+  </section>
   <section id="images" class="card wide">
     <h2>Images</h2>
     <div id="thumbnails"></div>
@@ -91,6 +103,9 @@ li .when { color: var(--muted); margin-right: .5rem; }
 figure { margin: 0; width: 128px; text-align: center; font-size: .75rem; }
 figure img { max-width: 128px; max-height: 128px; border-radius: 4px; }
 figcaption { word-break: break-all; }
+button { font: inherit; padding: .2rem .7rem; border-radius: 6px; border: 1px solid var(--accent); background: transparent; color: inherit; cursor: pointer; }
+button:disabled { opacity: .5; cursor: default; }
+#held { border: 2px solid #c0392b; }
 `
 
 export const PAGE_JS = `'use strict'
@@ -159,10 +174,46 @@ export const PAGE_JS = `'use strict'
       item.append(el('span', time(t.at), 'when'), el('span', what))
       return item
     })
+    renderKeeping(s)
     list('error-list', 'no-errors', s.errors, (e) => {
       const item = el('li')
       item.append(el('span', time(e.at), 'when'), el('strong', e.code), el('span', ' ' + e.message + (e.path ? ' (' + e.path + ')' : '')))
       return item
+    })
+  }
+
+  // The page's buttons: POST with the header the server asks of actions; the answer is shown as text.
+  async function post(path, result) {
+    $(result).textContent = 'working…'
+    try {
+      const response = await fetch(path, { method: 'POST', headers: { 'x-cloudbox-action': '1' } })
+      const body = await response.json()
+      $(result).textContent = body.error ? body.error.code + ': ' + body.error.message : describeAction(body)
+    } catch (error) {
+      $(result).textContent = String(error)
+    }
+  }
+  function describeAction(body) {
+    if (body.restored !== undefined && body.id !== undefined) return body.changed ? 'Restored ' + body.restored + '; it syncs to every device.' : body.restored + ' already has that content.'
+    if (body.confirmed !== undefined) return body.confirmed + ' deletions confirmed; they reach every device.'
+    if (body.restored !== undefined) return body.restored + ' files brought back' + (body.failed.length ? ', ' + body.failed.length + ' could not be (' + body.failed[0].code + ')' : '') + '.'
+    return 'Done.'
+  }
+  $('held-confirm').addEventListener('click', () => post('held/confirm', 'held-result'))
+  $('held-restore').addEventListener('click', () => post('held/restore', 'held-result'))
+
+  function renderKeeping(s) {
+    $('held').hidden = !s.held || s.held.count === 0
+    if (s.held && s.held.count > 0) $('held-text').textContent = s.held.count + ' files vanished from this folder at once, so their deletion is held: nothing is deleted anywhere until you choose. ' + s.held.paths.join(', ') + (s.held.count > s.held.paths.length ? ', …' : '')
+    list('version-rows', 'no-versions', s.versions || [], (v) => {
+      const row = el('tr')
+      row.dataset.version = v.id
+      const button = el('button', 'Restore'); button.type = 'button'; button.title = 'Put this version back; it syncs to every device'
+      button.addEventListener('click', () => post('versions/' + encodeURIComponent(v.id) + '/restore', 'version-result'))
+      const cell = el('td'); cell.append(button)
+      const name = el('td', v.path); name.title = 'from ' + v.device
+      row.append(el('td', ago(v.keptAt)), name, el('td', bytes(v.size)), el('td', v.reason), cell)
+      return row
     })
   }
 

@@ -9,6 +9,7 @@ import type { Duplex } from 'node:stream'
 import websocket from '@fastify/websocket'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { CloudBox } from '@cloudbox/cloudbox'
+import { isSyncError, type KeptVersion, type SyncEngine } from '@cloudbox/cloudsync'
 import type { StorageBackend } from '../storage/storage-backend.js'
 import type { Thumbnails } from '../thumbnails.js'
 import { FAVICON_SVG, PAGE_CSS, PAGE_HTML, PAGE_JS } from './page-assets.js'
@@ -48,6 +49,10 @@ const SNAPSHOT_DELAY_MS = 250
 const REFRESH_MS = 10_000
 /** A page that reads slower than this much queued output misses progress updates, not snapshots. */
 const MAX_BUFFERED = 1024 * 1024
+/** Kept versions the page lists (newest first). */
+const RECENT_VERSIONS = 30
+/** Sent by the page's buttons with each action. */
+const ACTION_HEADER = 'x-cloudbox-action'
 /** An upgrade request not upgraded by then is dropped. */
 const UPGRADE_TIMEOUT_MS = 10_000
 
@@ -94,6 +99,38 @@ export async function statusRoutes(app: FastifyInstance, context: StatusContext)
     page.get('/:token/qr.svg', async (_request, reply) => reply.type('image/svg+xml').send(await context.box.pairingQr('svg')))
     page.get('/:token/state', async () => snapshot(context))
     page.get('/:token/thumbnail', async (request, reply) => thumbnail(context, request, reply))
+    // The page's buttons. A cross-site form cannot send the custom header, and a cross-site
+    // script cannot send it without a preflight this server never answers.
+    const action = (request: FastifyRequest, reply: FastifyReply) => {
+      if (request.headers[ACTION_HEADER] !== '1' || request.headers.origin !== `http://${request.headers.host}`) {
+        void reply.code(403).type('application/json').send({ error: { code: 'ERR_FORBIDDEN', message: 'Actions come from the status page only.' } })
+        return false
+      }
+      return true
+    }
+    page.post('/:token/versions/:id/restore', async (request, reply) => {
+      if (!action(request, reply)) return reply
+      return act(reply, async (engine) => {
+        const { version, changed } = await engine.versions.restore(String((request.params as { id: string }).id))
+        void engine.scan().catch(() => {})
+        return { restored: version.path, id: version.id, changed }
+      }, context)
+    })
+    page.post('/:token/held/confirm', async (request, reply) => {
+      if (!action(request, reply)) return reply
+      return act(reply, async (engine) => {
+        const count = engine.heldDeletes.length
+        await engine.confirmDeletes()
+        return { confirmed: count }
+      }, context)
+    })
+    page.post('/:token/held/restore', async (request, reply) => {
+      if (!action(request, reply)) return reply
+      return act(reply, async (engine) => {
+        const { restored, failed } = await engine.restoreHeldDeletes()
+        return { restored: restored.length, failed: failed.map((each) => ({ path: each.path, code: each.error.code, message: each.error.message })) }
+      }, context)
+    })
     page.get('/:token/live', { websocket: true }, (socket) => {
       let lastProgress = 0
       let progressTimer: NodeJS.Timeout | undefined
@@ -131,6 +168,35 @@ export async function statusRoutes(app: FastifyInstance, context: StatusContext)
   }, { prefix: STATUS_PREFIX })
 }
 
+/** Runs a page action on the box's engine; typed errors become JSON answers (404 for an unknown version, 409 otherwise). */
+async function act(reply: FastifyReply, work: (engine: SyncEngine) => Promise<unknown>, { box }: StatusContext): Promise<unknown> {
+  const engine = box.engine
+  if (engine === undefined || engine.state === 'stopped') return reply.code(409).send({ error: { code: 'ERR_ENGINE_STOPPED', message: 'The folder is not syncing right now; try again once the server runs.' } })
+  try {
+    return await work(engine)
+  } catch (error) {
+    if (!isSyncError(error)) throw error
+    return reply.code(error.code === 'ERR_VERSION_NOT_FOUND' ? 404 : 409).send({ error: { code: error.code, message: error.message } })
+  }
+}
+
+/** What the page shows of the engine: recent kept versions, and deletions the guard holds. */
+function keeping(box: CloudBox) {
+  const engine = box.engine
+  if (engine === undefined || engine.state === 'stopped') return { versions: [], held: { count: 0, paths: [] } }
+  let versions: KeptVersion[] = []
+  try {
+    versions = engine.versions.recent(RECENT_VERSIONS)
+  } catch {
+    // Stopping: nothing to show.
+  }
+  const held = engine.heldDeletes
+  return {
+    versions: versions.map((version) => ({ id: version.id, path: version.path, keptAt: version.keptAt, size: version.size, device: version.device, reason: version.reason })),
+    held: { count: held.length, paths: held.slice(0, 20) },
+  }
+}
+
 async function snapshot({ box, storage, board, apiUrl }: StatusContext) {
   const [devices, info, usage, images] = await Promise.all([box.admin.listDevices(), box.admin.storage(), storage.usage(), board.images()])
   return {
@@ -143,6 +209,7 @@ async function snapshot({ box, storage, board, apiUrl }: StatusContext) {
     transfers: board.transfers,
     errors: board.errors,
     images,
+    ...keeping(box),
   }
 }
 
