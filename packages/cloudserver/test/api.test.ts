@@ -85,6 +85,29 @@ describe.each(['local', 's3'] as const)('encrypted REST API on the %s back end',
     expect(await codeOf(client.stat('docs/renamed.bin'))).toBe('ERR_NOT_FOUND')
   })
 
+  it.runIf(kind === 'local')('keeps what the API replaces or deletes among the folder\'s versions, naming the caller', async () => {
+    const { identity, client } = await pairedDevice()
+    await writeFile(join(root, 'v1.txt'), 'first')
+    await writeFile(join(root, 'v2.txt'), 'second, longer')
+    await client.upload(join(root, 'v1.txt'), 'kept/doc.txt')
+    await client.upload(join(root, 'v2.txt'), 'kept/doc.txt', { overwrite: true })
+    await client.copy('kept/doc.txt', 'kept/copy.txt')
+    await client.upload(join(root, 'v1.txt'), 'kept/other.txt')
+    await client.rename('kept/other.txt', 'kept/copy.txt', { overwrite: true })
+    await client.remove('kept')
+    const versions = box.engine!.versions.list('kept')
+    expect(versions.map((version) => [version.path, version.reason, version.size, version.replacedBy])).toEqual([
+      ['kept/copy.txt', 'deleted', 5, identity.publicId],
+      ['kept/copy.txt', 'replaced', 14, identity.publicId],
+      ['kept/doc.txt', 'deleted', 14, identity.publicId],
+      ['kept/doc.txt', 'replaced', 5, identity.publicId],
+    ])
+    // Each keeps its bytes: the first upload comes back.
+    const first = versions.find((version) => version.path === 'kept/doc.txt' && version.reason === 'replaced')!
+    await box.engine!.versions.restore(first.id)
+    expect(await readFile(join(box.init.folder, 'kept', 'doc.txt'), 'utf8')).toBe('first')
+  })
+
   it('resumes an interrupted upload and an interrupted download', async () => {
     const { identity, client } = await pairedDevice()
     const content = randomBytes(4 * MiB)
