@@ -288,7 +288,18 @@ describe('cloudbox serve, pair, sync and admin', () => {
     expect(second.status).toBe(1)
     expect(second.stderr).toContain('ERR_FOLDER_IN_USE')
     expect(second.stderr).toContain(`PID ${running.child.pid}`)
+    // `cloudbox status` on the device home shows what the running sync does.
+    let status: { syncs: { folder: string; pid: number; connection: string; inSync: boolean; heldDeletes: number }[] } = { syncs: [] }
+    for (const deadline = Date.now() + 20_000; Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 250))) {
+      status = json(['status', '--home', homes.device]) as typeof status
+      if (status.syncs[0]?.inSync === true) break
+    }
+    expect(status.syncs).toMatchObject([{ folder, pid: running.child.pid, connection: 'connected', inSync: true, heldDeletes: 0 }])
+    const human = run(['status', '--home', homes.device])
+    expect(human.stdout).toContain(`sync ${folder} (PID ${running.child.pid}): connected, in sync`)
     expect(await stop(running.child)).toBe(130)
+    expect((json(['status', '--home', homes.device]) as typeof status).syncs).toEqual([])
+    expect(run(['status', '--home', homes.device]).stdout).toContain('sync: not running')
     expect(await stop(server.child)).toBe(130)
   }, 120_000)
 

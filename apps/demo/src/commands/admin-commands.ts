@@ -11,6 +11,7 @@ import { globalOptions } from '../program.js'
 import { formatBytes } from '../progress.js'
 import { callControl } from '../server/control-socket.js'
 import { pairedCloud } from './sync-commands.js'
+import { readSyncStatuses, type SyncStatus } from '../sync-status.js'
 
 const when = (ms: number) => new Date(ms).toISOString().replace('T', ' ').slice(0, 19)
 
@@ -25,6 +26,18 @@ function parseBytes(text: string): number {
   if (match === null) throw usageError(`--quota takes bytes such as 500MiB or 2GiB, not "${text}".`)
   const unit = (match[2] ?? 'B').toLowerCase()
   return Math.round(Number(match[1]) * 1024 ** ['b', 'kib', 'mib', 'gib', 'tib'].indexOf(unit))
+}
+
+/** The lines `cloudbox status` prints for one running sync. */
+function describeSync(status: SyncStatus): string[] {
+  const { download, upload } = status.pending
+  const state = status.connection !== 'connected' ? (status.connection === 'connecting' ? 'connecting to the cloud' : 'not connected (retrying)') : status.heldDeletes > 0 ? 'connected, deletions held' : status.inSync ? 'connected, in sync' : 'connected, syncing'
+  const lines = [`  sync ${status.folder} (PID ${status.pid}): ${state}${status.lastInSyncAt === null ? '' : `; last in sync ${when(status.lastInSyncAt)}`}`]
+  if (download.files > 0 || upload.files > 0) lines.push(`    pending: ${download.files} files (${formatBytes(download.bytes)}) to download, ${upload.files} files (${formatBytes(upload.bytes)}) for the cloud to apply`)
+  if (status.heldDeletes > 0) lines.push(`    deletions held: ${status.heldDeletes} files (choose: cloudbox sync ${status.folder} --confirm-deletes, or --restore-deleted)`)
+  if (status.unreadable.length > 0) lines.push(`    not synced (cannot be read here): ${status.unreadable.slice(0, 5).join(', ')}${status.unreadable.length > 5 ? ', …' : ''}`)
+  for (const error of status.errors.slice(-5)) lines.push(`    ${when(error.at)} ${error.code}: ${error.message}${error.path === undefined || error.message.includes(error.path) ? '' : ` (${error.path})`}`)
+  return lines
 }
 
 export function registerAdminCommands(program: Command): void {
@@ -61,7 +74,12 @@ export function registerAdminCommands(program: Command): void {
       const identity = hasIdentity(home) ? readMetadata(home).publicId : undefined
       const paired = pairedCloud(home)
       if (paired !== undefined) {
-        output.result(`Device ${identity} paired with "${paired.name}" (${paired.id}) as ${paired.role} since ${when(paired.pairedAt)}.\n  reach: ${[...paired.addresses, ...(paired.hub ? [`hub ${paired.hub}`] : [])].join(', ')}`, { role: 'client', id: identity, paired })
+        const syncs = readSyncStatuses(home)
+        const lines = [`Device ${identity} paired with "${paired.name}" (${paired.id}) as ${paired.role} since ${when(paired.pairedAt)}.`, `  reach: ${[...paired.addresses, ...(paired.hub ? [`hub ${paired.hub}`] : [])].join(', ')}`]
+        const running = syncs.filter((each) => each.running)
+        if (running.length === 0) lines.push('  sync: not running (start it with cloudbox sync DIR)')
+        for (const each of running) lines.push(...describeSync(each))
+        output.result(lines.join('\n'), { role: 'client', id: identity, paired, syncs: running })
         return
       }
       output.result(identity === undefined ? `No identity in ${home}: run \`cloudbox init\`.` : `Identity ${identity}; not paired, and no server runs with this home.`, { id: identity ?? null, paired: null, running: false })

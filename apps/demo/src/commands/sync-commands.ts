@@ -3,6 +3,7 @@
  * cloud. The pairing (which cloud, how to reach it) lives in `<home>/client`; the folder
  * is chosen at sync time.
  */
+import { SyncStatusWriter } from '../sync-status.js'
 import { versionOptions, VERSIONS_DISK_OPTION_HELP, VERSIONS_OPTION_HELP } from './version-commands.js'
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
@@ -91,6 +92,9 @@ export function registerSyncCommands(program: Command): void {
         { identity },
       )
       const stopPrinting = printEvents(output, (listener) => box.status.on(listener))
+      // For `cloudbox status` in another terminal.
+      const statusFile = new SyncStatusWriter(home, folder, { id: paired.id, name: paired.name }, box)
+      statusFile.start()
       const started = performance.now()
       const done = new AbortController()
       const totals = { files: 0, bytesFromPeer: 0, bytesReused: 0, conflicts: 0 }
@@ -122,6 +126,7 @@ export function registerSyncCommands(program: Command): void {
       } finally {
         done.abort()
         countTotals()
+        statusFile.stop()
         await box.stop()
         stopPrinting()
       }
