@@ -3,7 +3,7 @@
  * that pair, sync once, and are administered while the server runs.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createConnection } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -349,6 +349,33 @@ describe('cloudbox serve, pair, sync and admin', () => {
     expect(second.status, second.stderr).toBe(0)
     expect(readFileSync(join(cloud, 'secret.txt'), 'utf8')).toBe('not for nobody')
     expect(readFileSync(join(cloud, 'locked', 'inner.txt'), 'utf8')).toBe('inside a closed folder')
+    expect(await stop(server.child)).toBe(130)
+  }, 120_000)
+
+  it('syncs empty folders and symbolic links (as links, never followed) both ways', async () => {
+    const homes = { server: join(dir, 'links-server-home'), device: join(dir, 'links-device-home') }
+    for (const home of Object.values(homes)) json(['init', '--home', home, '--storage', 'vault'])
+    const cloud = join(dir, 'links-cloud')
+    mkdirSync(join(cloud, 'empty', 'deeper'), { recursive: true })
+    writeFileSync(join(cloud, 'notes.txt'), 'notes')
+    symlinkSync('notes.txt', join(cloud, 'latest'))
+    symlinkSync('/etc/hostname', join(cloud, 'outside'))
+    const server = await start(['serve', cloud, '--home', homes.server, '--listen', '127.0.0.1:0', '--pin', PIN], (line) => line.event === 'serving')
+    json(['pair', String(server.first.uri), '--pin', PIN, '--home', homes.device])
+    const folder = join(dir, 'links-laptop')
+    json(['sync', folder, '--once', '--home', homes.device])
+    expect(statSync(join(folder, 'empty', 'deeper')).isDirectory()).toBe(true)
+    expect(readlinkSync(join(folder, 'latest'))).toBe('notes.txt')
+    expect(readlinkSync(join(folder, 'outside'))).toBe('/etc/hostname')
+    expect(lstatSync(join(folder, 'outside')).isSymbolicLink()).toBe(true)
+    // The device's own: a new empty folder and a link, and the server's empty folder removed.
+    mkdirSync(join(folder, 'inbox'))
+    symlinkSync('../elsewhere', join(folder, 'dangling'))
+    rmSync(join(folder, 'empty'), { recursive: true })
+    json(['sync', folder, '--once', '--home', homes.device])
+    expect(statSync(join(cloud, 'inbox')).isDirectory()).toBe(true)
+    expect(readlinkSync(join(cloud, 'dangling'))).toBe('../elsewhere')
+    expect(existsSync(join(cloud, 'empty'))).toBe(false)
     expect(await stop(server.child)).toBe(130)
   }, 120_000)
 

@@ -35,7 +35,10 @@ export function decide(local: FileRecord | undefined, remote: WireRecord, me: st
   const merged = mergeVersions(local.version, remote.version)
   if (remote.deleted && local.deleted) return { kind: 'keep', version: merged }
   if (remote.deleted) return { kind: 'keep', version: bump(merged, me) }
-  const sameContent = local.chunkHashes.length === remote.chunkHashes.length && Buffer.compare(local.chunkHashes, remote.chunkHashes) === 0
+  // Two folders, or two links to the same target, are the same content too.
+  const sameContent = local.kind === remote.kind && (local.kind !== 'symlink' || local.target === remote.target) && local.chunkHashes.length === remote.chunkHashes.length && Buffer.compare(local.chunkHashes, remote.chunkHashes) === 0
+  // A folder made on both sides merges, whatever its mode: its files decide for themselves.
+  if (!local.deleted && local.kind === 'dir' && remote.kind === 'dir') return { kind: 'keep', version: merged }
   // Equal content merges: nothing to move (two devices that found the same file, say).
   if (!local.deleted && sameContent && local.mode === remote.mode) return { kind: 'keep', version: merged }
   if (local.deleted || sameContent) return { kind: 'download', path: remote.path, version: merged }

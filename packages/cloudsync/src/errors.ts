@@ -20,6 +20,7 @@ export const ErrorCodes = {
   FOLDER_IN_USE: 'ERR_FOLDER_IN_USE',
   FILE_UNREADABLE: 'ERR_FILE_UNREADABLE',
   VERSION_NOT_FOUND: 'ERR_VERSION_NOT_FOUND',
+  SYMLINKS_UNSUPPORTED: 'ERR_SYMLINKS_UNSUPPORTED',
 } as const
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes]
@@ -110,6 +111,12 @@ export class FileUnreadableError extends SyncError {
 export class VersionNotFoundError extends SyncError {
   constructor(message = 'No kept version matches; run cloudbox versions PATH to list what is kept.', options?: { cause?: unknown; path?: string }) {
     super(ErrorCodes.VERSION_NOT_FOUND, message, options)
+  }
+}
+
+export class SymlinksUnsupportedError extends SyncError {
+  constructor(message = 'This system cannot make symbolic links; the link was skipped (the rest syncs).', options?: { cause?: unknown; path?: string }) {
+    super(ErrorCodes.SYMLINKS_UNSUPPORTED, message, options)
   }
 }
 

@@ -28,7 +28,15 @@ export interface FileRecord {
   readonly inode?: number
   /** Local only: the peer this version came from (not announced back to it); absent for a change made here. */
   readonly origin?: string
+  /** Absent for a regular file; `dir` for a folder, `symlink` for a symbolic link (size 0, no chunks). */
+  readonly kind?: EntryKind
+  /** A symbolic link's target, as the link holds it (never followed). */
+  readonly target?: string
 }
+
+export type EntryKind = 'dir' | 'symlink'
+const KIND_CODES = { dir: 1, symlink: 2 } as const
+const kindOf = (code: number): EntryKind | undefined => (code === 1 ? 'dir' : code === 2 ? 'symlink' : undefined)
 
 export type NewRecord = Omit<FileRecord, 'sequence'>
 
@@ -42,6 +50,8 @@ export interface LocalState {
   readonly deleted: boolean
   readonly sequence: number
   readonly chunkSize: number
+  readonly kind?: EntryKind
+  readonly target?: string
 }
 
 /** Where a chunk's bytes can be read locally. */
@@ -70,9 +80,11 @@ export function chunkHashAt(record: Pick<FileRecord, 'chunkHashes'>, index: numb
 }
 
 /** The digest of a record's synced content and history (not its local mtime, inode or sequence). */
-export function recordDigest(record: Pick<FileRecord, 'path' | 'size' | 'mode' | 'chunkHashes' | 'deleted' | 'version'>): Uint8Array {
+export function recordDigest(record: Pick<FileRecord, 'path' | 'size' | 'mode' | 'chunkHashes' | 'deleted' | 'version' | 'kind' | 'target'>): Uint8Array {
   const version = Object.entries(record.version).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-  return sha256(encoder.encode([record.path, record.size, record.mode, sha256(record.chunkHashes), record.deleted, version]))
+  // A folder or a link adds its kind (and target); a regular file's digest is as before.
+  const kind = record.kind === undefined ? [] : [record.kind, record.target ?? '']
+  return sha256(encoder.encode([record.path, record.size, record.mode, sha256(record.chunkHashes), record.deleted, version, ...kind]))
 }
 
 /** The Merkle bucket of a path. */
@@ -86,7 +98,7 @@ export function bucketOf(path: string): number {
  * path) is SHA-256 of its records' digests in path order (UTF-8 bytes), 32 zero bytes when
  * empty; the root is SHA-256 of the buckets in order. A change touches one bucket.
  */
-export function merkleRoot(records: Iterable<Pick<FileRecord, 'path' | 'size' | 'mode' | 'chunkHashes' | 'deleted' | 'version'>>): Uint8Array {
+export function merkleRoot(records: Iterable<Pick<FileRecord, 'path' | 'size' | 'mode' | 'chunkHashes' | 'deleted' | 'version' | 'kind' | 'target'>>): Uint8Array {
   const buckets = new Map<number, { path: Buffer; digest: Uint8Array }[]>()
   for (const record of records) {
     const bucket = bucketOf(record.path)
@@ -116,6 +128,8 @@ interface Row {
   chunks: Buffer
   lengths: Buffer
   version: Buffer
+  kind: number
+  target: string
 }
 
 function lengthsBlob(lengths: readonly number[]): Buffer {
@@ -140,6 +154,7 @@ function fromRow(row: Row): FileRecord {
     sequence: row.sequence,
     ...(row.inode === 0 ? {} : { inode: row.inode }),
     ...(row.origin === '' ? {} : { origin: row.origin }),
+    ...(row.kind === 0 ? {} : { kind: kindOf(row.kind) as EntryKind, ...(row.kind === KIND_CODES.symlink ? { target: row.target } : {}) }),
   }
 }
 
@@ -161,7 +176,9 @@ CREATE TABLE IF NOT EXISTS files (
   chunks BLOB NOT NULL,
   lengths BLOB NOT NULL,
   version BLOB NOT NULL,
-  digest BLOB NOT NULL
+  digest BLOB NOT NULL,
+  kind INTEGER NOT NULL DEFAULT 0,
+  target TEXT NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS files_by_folded ON files (folded) WHERE deleted = 0;
 CREATE INDEX IF NOT EXISTS files_by_bucket ON files (bucket, path);
@@ -210,14 +227,14 @@ export class FolderIndex {
       getMeta: db.prepare<[string], { value: unknown }>('SELECT value FROM meta WHERE key = ?'),
       setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
       get: db.prepare<[string], Row>('SELECT * FROM files WHERE path = ?'),
-      previous: db.prepare<[string], { deleted: number; size: number }>('SELECT deleted, size FROM files WHERE path = ?'),
+      previous: db.prepare<[string], { deleted: number; size: number; kind: number }>('SELECT deleted, size, kind FROM files WHERE path = ?'),
       put: db.prepare(
-        'INSERT INTO files (path, sequence, folded, bucket, size, mtime_ms, mode, inode, deleted, chunk_size, origin, chunks, lengths, version, digest) VALUES (@path, @sequence, @folded, @bucket, @size, @mtime_ms, @mode, @inode, @deleted, @chunk_size, @origin, @chunks, @lengths, @version, @digest) ' +
-          'ON CONFLICT (path) DO UPDATE SET sequence = excluded.sequence, folded = excluded.folded, size = excluded.size, mtime_ms = excluded.mtime_ms, mode = excluded.mode, inode = excluded.inode, deleted = excluded.deleted, chunk_size = excluded.chunk_size, origin = excluded.origin, chunks = excluded.chunks, lengths = excluded.lengths, version = excluded.version, digest = excluded.digest',
+        'INSERT INTO files (path, sequence, folded, bucket, size, mtime_ms, mode, inode, deleted, chunk_size, origin, chunks, lengths, version, digest, kind, target) VALUES (@path, @sequence, @folded, @bucket, @size, @mtime_ms, @mode, @inode, @deleted, @chunk_size, @origin, @chunks, @lengths, @version, @digest, @kind, @target) ' +
+          'ON CONFLICT (path) DO UPDATE SET sequence = excluded.sequence, folded = excluded.folded, size = excluded.size, mtime_ms = excluded.mtime_ms, mode = excluded.mode, inode = excluded.inode, deleted = excluded.deleted, chunk_size = excluded.chunk_size, origin = excluded.origin, chunks = excluded.chunks, lengths = excluded.lengths, version = excluded.version, digest = excluded.digest, kind = excluded.kind, target = excluded.target',
       ),
       touch: db.prepare('UPDATE files SET mtime_ms = ?, inode = ? WHERE path = ?'),
       all: db.prepare<[], Row>('SELECT * FROM files ORDER BY path'),
-      states: db.prepare<[], { path: string; size: number; mtime_ms: number; mode: number; inode: number; deleted: number; sequence: number; chunk_size: number }>('SELECT path, size, mtime_ms, mode, inode, deleted, sequence, chunk_size FROM files'),
+      states: db.prepare<[], { path: string; size: number; mtime_ms: number; mode: number; inode: number; deleted: number; sequence: number; chunk_size: number; kind: number; target: string }>('SELECT path, size, mtime_ms, mode, inode, deleted, sequence, chunk_size, kind, target FROM files'),
       under: db.prepare<[string, string], Row>('SELECT * FROM files WHERE path > ? AND path < ? ORDER BY path'),
       since: db.prepare<[number, number], Row>('SELECT * FROM files WHERE sequence > ? ORDER BY sequence LIMIT ?'),
       sinceNotFrom: db.prepare<[number, string, number], Row>('SELECT * FROM files WHERE sequence > ? AND origin <> ? ORDER BY sequence LIMIT ?'),
@@ -234,7 +251,7 @@ export class FolderIndex {
       putChunk: db.prepare('INSERT INTO chunks (hash, path, offset, length) VALUES (?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING'),
       dropChunks: db.prepare('DELETE FROM chunks WHERE path = ?'),
       dropChunk: db.prepare('DELETE FROM chunks WHERE hash = ?'),
-      live: db.prepare('SELECT count(*) AS files, sum(size) AS bytes FROM files WHERE deleted = 0'),
+      live: db.prepare('SELECT count(*) AS files, sum(size) AS bytes FROM files WHERE deleted = 0 AND kind = 0'),
     }
   }
 
@@ -273,6 +290,9 @@ export class FolderIndex {
       const check = db.pragma('quick_check', { simple: true })
       if (check !== 'ok') throw new Error(`quick_check: ${String(check)}`)
       db.exec(SCHEMA)
+      // Indexes from before folders and links were synced: the two columns, empty.
+      const columns = (db.pragma('table_info(files)') as { name: string }[]).map((column) => column.name)
+      if (!columns.includes('kind')) db.exec("ALTER TABLE files ADD COLUMN kind INTEGER NOT NULL DEFAULT 0; ALTER TABLE files ADD COLUMN target TEXT NOT NULL DEFAULT ''")
       const format = (db.prepare('SELECT value FROM meta WHERE key = ?').get('format') as { value?: unknown } | undefined)?.value
       if (format === undefined) db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)').run('format', INDEX_FORMAT)
       else if (Number(format) !== INDEX_FORMAT) throw new Error(`index format ${String(format)}`)
@@ -300,7 +320,7 @@ export class FolderIndex {
   /** Every record's local fields (no chunk lists): what a rescan compares the disk with. */
   *localStates(): IterableIterator<LocalState> {
     for (const row of this.#statements.states.iterate()) {
-      yield { path: row.path, size: row.size, mtimeMs: row.mtime_ms, mode: row.mode, deleted: row.deleted === 1, sequence: row.sequence, chunkSize: row.chunk_size, ...(row.inode === 0 ? {} : { inode: row.inode }) }
+      yield { path: row.path, size: row.size, mtimeMs: row.mtime_ms, mode: row.mode, deleted: row.deleted === 1, sequence: row.sequence, chunkSize: row.chunk_size, ...(row.inode === 0 ? {} : { inode: row.inode }), ...(row.kind === 0 ? {} : { kind: kindOf(row.kind) as EntryKind, target: row.target }) }
     }
   }
 
@@ -387,6 +407,8 @@ export class FolderIndex {
         lengths: lengthsBlob(record.chunkLengths),
         version: encoder.encode(record.version),
         digest: recordDigest(record),
+        kind: record.kind === undefined ? 0 : KIND_CODES[record.kind],
+        target: record.target ?? '',
       })
       if (!this.#markedDirty.has(bucket)) {
         this.#statements.markDirty.run(bucket)
@@ -395,10 +417,10 @@ export class FolderIndex {
       this.#dirty.add(bucket)
       this.#root = undefined
       if (previous !== undefined && previous.deleted === 0) {
-        this.#live = { files: this.#live.files - 1, bytes: this.#live.bytes - previous.size }
+        if (previous.kind === 0) this.#live = { files: this.#live.files - 1, bytes: this.#live.bytes - previous.size }
         this.#statements.dropChunks.run(record.path)
       }
-      if (!record.deleted) {
+      if (!record.deleted && record.kind === undefined) {
         this.#live = { files: this.#live.files + 1, bytes: this.#live.bytes + record.size }
         let offset = 0
         record.chunkLengths.forEach((length, i) => {

@@ -40,6 +40,7 @@ export {
   FolderInUseError,
   FileUnreadableError,
   VersionNotFoundError,
+  SymlinksUnsupportedError,
   EngineStoppedError,
   FolderMismatchError,
   SyncVersionError,

@@ -33,6 +33,10 @@ export const recordSchema = v.strictObject({
   version: versionSchema,
   deleted: v.boolean(),
   sequence: uintSchema(),
+  /** Absent for a regular file. */
+  kind: v.optional(v.picklist(['dir', 'symlink'])),
+  /** A symbolic link's target text (never followed by the receiver). */
+  target: v.optional(v.pipe(v.string(), v.maxLength(4096))),
 })
 
 export type WireRecord = v.InferOutput<typeof recordSchema>
@@ -86,6 +90,13 @@ export type SyncMessage = ReturnType<typeof syncCodec.decode>
  */
 export function recordProblem(record: WireRecord): string | undefined {
   const count = record.chunkLengths.length
+  if (record.kind !== undefined || record.target !== undefined) {
+    if (record.size !== 0 || count !== 0 || record.chunkHashes.length !== 0 || record.chunkSize !== 0) return `a ${record.kind ?? 'link target on a file'} with content`
+    if (record.kind === 'dir' && record.target !== undefined) return 'a folder with a link target'
+    if (record.kind === 'symlink' && !record.deleted && (record.target === undefined || record.target === '' || record.target.includes('\0'))) return 'a symbolic link without a usable target'
+    if (record.kind === undefined) return 'a link target on a file'
+    return undefined
+  }
   if (record.chunkHashes.length !== count * CHUNK_HASH_LENGTH) return 'its chunk hashes and lengths differ in number'
   if (record.deleted) return record.size === 0 && count === 0 ? undefined : 'a deleted file with content'
   const average = record.chunkSize

@@ -1,8 +1,8 @@
-import { lstatSync, readdirSync, statSync, type Stats } from 'node:fs'
+import { lstatSync, readdirSync, readlinkSync, statSync, type Stats } from 'node:fs'
 import { join } from 'node:path'
 import { FileUnreadableError, FolderMissingError, type SyncError } from './errors.js'
 import { hashPool } from './hash-pool.js'
-import type { FileRecord, FolderIndex, LocalState, NewRecord } from './folder-index.js'
+import type { EntryKind, FileRecord, FolderIndex, LocalState, NewRecord } from './folder-index.js'
 import type { IgnoreRules } from './ignore-rules.js'
 import { bump } from './version-vector.js'
 
@@ -67,6 +67,20 @@ function isFileSystemError(error: unknown): error is NodeJS.ErrnoException {
   return typeof code === 'string' && /^E[A-Z0-9]+$/.test(code)
 }
 
+/** A folder or a symbolic link that is new or changed here (recorded without hashing). */
+interface EntryCandidate {
+  readonly relative: string
+  readonly kind: EntryKind
+  readonly target?: string
+  readonly info: Stats
+  readonly known: LocalState | undefined
+}
+
+/** Is this folder or link as its record says (a folder's mode and time are not synced)? */
+function sameEntry(known: LocalState | undefined, kind: EntryKind, target: string | undefined): boolean {
+  return known !== undefined && !known.deleted && known.kind === kind && (kind === 'dir' || known.target === target)
+}
+
 interface Candidate {
   readonly relative: string
   readonly absolute: string
@@ -108,8 +122,9 @@ export class FolderScanner {
     for (const state of this.#index.localStates()) known.set(state.path, state)
     const seen = new Set<string>()
     const candidates: Candidate[] = []
+    const entries: EntryCandidate[] = []
     let scannedFiles = 0
-    await this.#walk('', known, seen, candidates, () => scannedFiles++)
+    await this.#walk('', known, seen, candidates, entries, () => scannedFiles++)
     let live = 0
     const missing: LocalState[] = []
     for (const state of known.values()) {
@@ -118,7 +133,7 @@ export class FolderScanner {
       if (!seen.has(state.path) && !this.#rules().ignores(state.path, false)) missing.push(state)
     }
     known.clear()
-    return this.#finish(candidates, scannedFiles, missing, live, overrides)
+    return this.#finish(candidates, entries, scannedFiles, missing, live, overrides)
   }
 
   /**
@@ -129,6 +144,7 @@ export class FolderScanner {
   async scanPaths(paths: Iterable<string>, overrides: Partial<ScanOptions> = {}): Promise<ScanResult> {
     this.#unreadable = []
     const candidates: Candidate[] = []
+    const entries: EntryCandidate[] = []
     const missing: LocalState[] = []
     const seen = new Set<string>()
     let scannedFiles = 0
@@ -138,30 +154,51 @@ export class FolderScanner {
       const info = lstatOrUndefined(join(this.#root, relative))
       if (info?.isDirectory()) {
         if (this.#rules().ignores(relative, true)) continue
+        seen.add(relative)
+        const self = this.#index.get(relative)
+        if (!sameEntry(self, 'dir', undefined)) entries.push({ relative, kind: 'dir', info, known: self })
         const known = new Map<string, LocalState>()
         for (const record of this.#index.under(relative)) known.set(record.path, record)
         const inside = new Set<string>()
-        await this.#walk(relative, known, inside, candidates, () => scannedFiles++)
+        await this.#walk(relative, known, inside, candidates, entries, () => scannedFiles++)
         for (const path of inside) seen.add(path)
         for (const state of known.values()) if (!state.deleted && !inside.has(state.path)) missing.push(state)
         continue
       }
       const record = this.#index.get(relative)
+      if (info?.isSymbolicLink()) {
+        const target = this.#readLink(relative)
+        if (target !== undefined) {
+          seen.add(relative)
+          if (!sameEntry(record, 'symlink', target)) entries.push({ relative, kind: 'symlink', target, info, known: record })
+        }
+        continue
+      }
       if (info?.isFile()) {
         seen.add(relative)
         scannedFiles++
         if (!unchanged(record, info, this.#options.umask ?? 0)) candidates.push({ relative, absolute: join(this.#root, relative), before: info, known: record })
         continue
       }
-      // Gone (or no longer a file): the file, or every indexed file below the path.
+      // Gone (or no longer a file): the file, or the folder and every indexed entry below it.
       if (record !== undefined && !record.deleted) missing.push(record)
-      else if (info === undefined) for (const below of this.#index.under(relative)) if (!below.deleted) missing.push(below)
+      if (info === undefined && (record === undefined || record.kind === 'dir')) for (const below of this.#index.under(relative)) if (!below.deleted) missing.push(below)
     }
     const unique = [...new Map(missing.filter((record) => !seen.has(record.path)).map((record) => [record.path, record])).values()]
-    return this.#finish(candidates, scannedFiles, unique, this.#index.live.files, overrides)
+    return this.#finish(candidates, entries, scannedFiles, unique, this.#index.live.files, overrides)
   }
 
-  async #walk(relativeDir: string, known: Map<string, LocalState>, seen: Set<string>, candidates: Candidate[], counted: () => void): Promise<void> {
+  /** A link's target, or undefined (reported) when it cannot be read. */
+  #readLink(relative: string): string | undefined {
+    try {
+      return readlinkSync(join(this.#root, relative))
+    } catch (error) {
+      if (isFileSystemError(error) && (error as NodeJS.ErrnoException).code !== 'ENOENT') this.#cannotRead(relative, error, false)
+      return undefined
+    }
+  }
+
+  async #walk(relativeDir: string, known: Map<string, LocalState>, seen: Set<string>, candidates: Candidate[], found: EntryCandidate[], counted: () => void): Promise<void> {
     const umask = this.#options.umask ?? 0
     const directories = [relativeDir]
     while (directories.length > 0) {
@@ -186,11 +223,29 @@ export class FolderScanner {
       for (const entry of entries) {
         const relative = (current === '' ? entry.name : `${current}/${entry.name}`).normalize('NFC')
         if (entry.isDirectory()) {
-          if (!this.#rules().ignores(relative, true)) directories.push(relative)
+          if (this.#rules().ignores(relative, true)) continue
+          directories.push(relative)
+          // Folders are synced too (so empty ones are); only a new one makes a record.
+          seen.add(relative)
+          const state = known.get(relative)
+          if (!sameEntry(state, 'dir', undefined)) {
+            const info = lstatOrUndefined(join(this.#root, relative))
+            if (info?.isDirectory()) found.push({ relative, kind: 'dir', info, known: state })
+          }
         } else if (entry.isFile() && !this.#rules().ignores(relative, false)) {
-          // Symbolic links and special files are not synced (a link could point outside).
           files.push(relative)
+        } else if (entry.isSymbolicLink() && !this.#rules().ignores(relative, false)) {
+          // A link is synced as its target text; it is never followed (it could point outside).
+          const target = this.#readLink(relative)
+          if (target === undefined) continue
+          seen.add(relative)
+          const state = known.get(relative)
+          if (!sameEntry(state, 'symlink', target)) {
+            const info = lstatOrUndefined(join(this.#root, relative))
+            if (info?.isSymbolicLink()) found.push({ relative, kind: 'symlink', target, info, known: state })
+          }
         }
+        // Sockets, pipes and devices are not synced.
       }
       for (const relative of files) {
         const absolute = join(this.#root, relative)
@@ -206,7 +261,7 @@ export class FolderScanner {
     }
   }
 
-  async #finish(candidates: Candidate[], scannedFiles: number, missing: LocalState[], liveCount: number, overrides: Partial<ScanOptions>): Promise<ScanResult> {
+  async #finish(candidates: Candidate[], entries: EntryCandidate[], scannedFiles: number, missing: LocalState[], liveCount: number, overrides: Partial<ScanOptions>): Promise<ScanResult> {
     const options = { ...this.#options, ...overrides }
     const umask = options.umask ?? 0
     const changed: string[] = []
@@ -265,15 +320,37 @@ export class FolderScanner {
       // Large files alone, small ones in batches: peers hear of each within 100 ms.
       if (hashed.size >= 8 * 1024 * 1024 || pending.length >= 256 || Date.now() - lastCommit > 100) commit()
     }
+    // Folders and links: recorded as they are, no content to read.
+    for (const { relative, kind, target, info, known } of entries) {
+      const record = this.#index.get(relative)
+      if ((record?.sequence ?? -1) !== (known?.sequence ?? -1)) continue
+      pending.push({
+        path: relative,
+        size: 0,
+        mtimeMs: info.mtimeMs,
+        mode: info.mode & 0o777,
+        chunkHashes: new Uint8Array(0),
+        chunkLengths: [],
+        chunkSize: 0,
+        version: bump(record?.version ?? {}, options.deviceId),
+        deleted: false,
+        inode: info.ino,
+        kind,
+        ...(target === undefined ? {} : { target }),
+      })
+      changed.push(relative)
+    }
     // The largest first: they take longest, and peers can fetch them while the rest hash.
     candidates.sort((a, b) => b.before.size - a.before.size)
     // Enough at once for the pool to send small files in batches.
     await eachLimited(candidates, 64, hashOne)
     commit()
+    // The guard counts files (the live count is of files): folders and links go with them.
+    const missingFiles = missing.filter((record) => record.kind === undefined).length
     const guardTrips =
       options.confirmDeletes !== true &&
-      missing.length >= (options.minGuardedDeletes ?? 10) &&
-      missing.length > (options.maxDeleteShare ?? 0.5) * liveCount
+      missingFiles >= (options.minGuardedDeletes ?? 10) &&
+      missingFiles > (options.maxDeleteShare ?? 0.5) * liveCount
     const deleted: string[] = []
     if (!guardTrips && missing.length > 0) {
       this.#index.transaction(() => {

@@ -16,6 +16,7 @@ import {
   UnsafePathError,
 } from './errors.js'
 import { installFile, PartialFile, type AssemblyContext, type ChunkNeed } from './file-assembler.js'
+import { placeEntry, removeEntry } from './folders-and-links.js'
 import type { FileRecord, FolderIndex } from './folder-index.js'
 import { validateRelativePath } from './paths.js'
 import { MAX_RECORDS_PER_MESSAGE, recordProblem, syncCodec, type SyncMessage, type WireRecord } from './protocol.js'
@@ -74,6 +75,8 @@ function toWire(record: FileRecord): WireRecord {
     version: record.version,
     deleted: record.deleted,
     sequence: record.sequence,
+    ...(record.kind === undefined ? {} : { kind: record.kind }),
+    ...(record.target === undefined ? {} : { target: record.target }),
   }
 }
 
@@ -464,6 +467,8 @@ export class SyncSession {
       })
       active.add(task)
     }
+    // Deepest first: a folder's files go before the folder itself.
+    deletions.sort((a, b) => (a.record.path < b.record.path ? 1 : a.record.path > b.record.path ? -1 : 0))
     for (const { record, counted } of deletions) {
       await applyOne(record)
       if (counted) settle()
@@ -553,6 +558,16 @@ export class SyncSession {
     const host = this.#host
     const absolute = join(host.folder, path)
     const parents = this.#parentsAreFolders(path)
+    if (parents && local !== undefined && !local.deleted && local.kind !== undefined) {
+      // A folder or a link: removed if it is still as indexed (a link is never followed).
+      if (!removeEntry(host, path, local)) {
+        // Still holds files, or changed here: the tombstone is recorded and a scan makes it new again.
+        host.rescan([path])
+      }
+      host.index.put({ path, size: 0, mtimeMs: Date.now(), mode: local.mode, chunkHashes: new Uint8Array(0), chunkLengths: [], chunkSize: 0, version, deleted: true, origin: this.#peer })
+      host.status.emit({ type: 'file', path, action: 'deleted', bytesFromPeer: 0, bytesReused: 0 })
+      return
+    }
     const onDisk = parents ? lstatSync(absolute, { throwIfNoEntry: false }) : undefined
     if (onDisk !== undefined) {
       const indexed = local !== undefined && !local.deleted && onDisk.isFile() && onDisk.size === local.size && onDisk.mtimeMs === local.mtimeMs && (local.inode === undefined || local.inode === onDisk.ino)
@@ -579,6 +594,7 @@ export class SyncSession {
   /** Fetches the file's chunks (local copies first), assembles it beside its target, and puts it in place. */
   async #download(path: string, remote: WireRecord, version: VersionVector): Promise<void> {
     const host = this.#host
+    if (remote.kind !== undefined) return this.#place(path, remote, version)
     const clash = host.index.caseClash(path)
     if (clash !== undefined) throw new CaseClashError(`${path} and ${clash} differ only by letter case; rename one of them.`, { path })
     const quota = host.quotaBytes
@@ -619,6 +635,22 @@ export class SyncSession {
     this.#progress.doneFiles++
     this.#advanceBy(path, partial.reused, remote.size)
     host.status.emit({ type: 'file', path, action: 'downloaded', bytesFromPeer: partial.received, bytesReused: partial.reused })
+  }
+
+  /** A peer's folder or link: made here at once (nothing to fetch). */
+  #place(path: string, remote: WireRecord, version: VersionVector): void {
+    const host = this.#host
+    const clash = host.index.caseClash(path)
+    if (clash !== undefined) throw new CaseClashError(`${path} and ${clash} differ only by letter case; rename one of them.`, { path })
+    const origin = compareVersions(version, remote.version) === 'equal' ? this.#peer : undefined
+    const placed = placeEntry(host, path === remote.path ? remote : { ...remote, path }, version, origin, host.deviceId)
+    if (placed.keptLocalAs !== undefined) {
+      host.status.emit({ type: 'conflict', path, copy: placed.keptLocalAs, kept: 'remote' })
+      host.rescan([placed.keptLocalAs])
+    }
+    this.#progress.doneFiles++
+    this.#advanceBy(path, 0, 0)
+    host.status.emit({ type: 'file', path, action: 'downloaded', bytesFromPeer: 0, bytesReused: 0 })
   }
 
   #advance(need: ChunkNeed): void {
