@@ -6,7 +6,7 @@
  * the session at most is closed, and no file outside the peer's reach changes.
  */
 import { createHash } from 'node:crypto'
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createMemoryChannelPair, type MessageChannel } from '@cloudbox/encrypted-messaging'
@@ -76,7 +76,7 @@ const tombstone = (path: string, sequence: number, by = 'mallory') => ({ path, s
 const fileRecord = (path: string, content: Uint8Array, sequence: number, extra: Record<string, unknown> = {}) => ({ path, size: content.length, mtimeMs: 1_700_000_000_000, mode: 0o644, chunkHashes: hashOf(content), chunkLengths: [content.length], chunkSize: 65536, version: { mallory: sequence }, deleted: false, sequence, ...extra })
 
 describe('deletions from a hostile peer', () => {
-  it('never deletes through a symbolic link, nor a file this device did not index, ignores, or changed since its scan', { timeout: 30_000 }, async () => {
+  it('never deletes through a symbolic link (only a synced link itself), nor a file this device did not index, ignores, or changed since its scan', { timeout: 30_000 }, async () => {
     const root = tempRoot('cloudbox-delete-', cleanups)
     const folder = join(root, 'folder')
     const outside = join(root, 'outside')
@@ -104,7 +104,9 @@ describe('deletions from a hostile peer', () => {
 
     expect(readFileSync(join(outside, 'precious.txt'), 'utf8')).toBe('outside the synced folder')
     expect(readFileSync(join(outside, 'linked-file.txt'), 'utf8')).toBe('reached by a file link')
-    expect(existsSync(join(folder, 'file-link'))).toBe(true)
+    // The link itself is a synced entry the peer may delete: it goes, what it points to stays.
+    expect(existsSync(join(folder, 'linked'))).toBe(true)
+    expect(lstatSync(join(folder, 'file-link'), { throwIfNoEntry: false })).toBeUndefined()
     expect(readFileSync(join(folder, 'app.log'), 'utf8')).toBe('ignored here')
     expect(readFileSync(join(folder, 'untracked.txt'), 'utf8')).toBe('made after the scan')
     expect(readFileSync(join(folder, 'edited.txt'), 'utf8')).toBe('after the edit, longer')

@@ -3,7 +3,7 @@
  * synced or served folder, or sits inside one, would copy vaults and identities to every
  * device, or sync a tree into itself. They are refused before anything starts.
  */
-import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs'
 import { dirname, join, resolve, sep } from 'node:path'
 import { CliError, usageError } from './errors.js'
 import { METADATA_FILE } from './home.js'
@@ -89,4 +89,19 @@ export function checkedFolder(dir: string, home: string, command: 'sync' | 'serv
     if (found?.kind === 'synced') throw nested(`${folder} holds ${found.path}, which is synced or served already; choose a folder that does not contain it.`)
   }
   return folder
+}
+
+/** Creates the folder to sync or serve (and missing parents), with a plain error where it cannot be made. */
+export function makeFolder(folder: string, command: 'sync' | 'serve'): boolean {
+  if (existsSync(folder)) return false
+  try {
+    mkdirSync(folder, { recursive: true })
+    return true
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') throw new CliError('ERR_FOLDER_NOT_WRITABLE', `${folder} cannot be created: ${code === 'EROFS' ? 'the file system is read-only' : 'this user may not write in its parent folder'}. Choose a folder you can write to, or create it first (with sudo, then chown it).`, { cause: error })
+    if (code === 'ENOTDIR' || code === 'EEXIST') throw new CliError('ERR_NOT_A_FOLDER', `${folder} cannot be created: a file stands where one of its parent folders should be. Choose another path.`, { cause: error })
+    if (code === 'ENAMETOOLONG') throw new CliError('ERR_NAME_TOO_LONG', `${folder}: a name in this path is too long for the file system. Choose a shorter path.`, { cause: error })
+    throw error
+  }
 }

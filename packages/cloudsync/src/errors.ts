@@ -21,6 +21,8 @@ export const ErrorCodes = {
   FILE_UNREADABLE: 'ERR_FILE_UNREADABLE',
   VERSION_NOT_FOUND: 'ERR_VERSION_NOT_FOUND',
   SYMLINKS_UNSUPPORTED: 'ERR_SYMLINKS_UNSUPPORTED',
+  FILE_UNWRITABLE: 'ERR_FILE_UNWRITABLE',
+  NAME_TOO_LONG: 'ERR_NAME_TOO_LONG',
 } as const
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes]
@@ -118,6 +120,34 @@ export class SymlinksUnsupportedError extends SyncError {
   constructor(message = 'This system cannot make symbolic links; the link was skipped (the rest syncs).', options?: { cause?: unknown; path?: string }) {
     super(ErrorCodes.SYMLINKS_UNSUPPORTED, message, options)
   }
+}
+
+export class FileUnwritableError extends SyncError {
+  constructor(message = 'A file cannot be written here (permission denied or a read-only folder); it was skipped, the rest syncs, and it is tried again.', options?: { cause?: unknown; path?: string }) {
+    super(ErrorCodes.FILE_UNWRITABLE, message, options)
+  }
+}
+
+export class NameTooLongError extends SyncError {
+  constructor(message = 'A file name is too long for this file system; it was skipped, the rest syncs.', options?: { cause?: unknown; path?: string }) {
+    super(ErrorCodes.NAME_TOO_LONG, message, options)
+  }
+}
+
+/**
+ * The typed error for a file system refusal while applying a peer's change to `path`
+ * (permission, read-only, name too long), or undefined for anything else.
+ */
+export function fileSystemRefusal(error: unknown, path: string): SyncError | undefined {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+    const why = code === 'EROFS' ? 'the file system is read-only' : 'permission denied'
+    return new FileUnwritableError(`${path} cannot be written here (${why}); it was skipped, the rest syncs, and it is tried again on the next sync. Give this user write access to its folder (chmod, chown), or list it in .cloudboxignore.local.`, { path, cause: error })
+  }
+  if (code === 'ENAMETOOLONG') {
+    return new NameTooLongError(`${path} has a name too long for this file system (most allow 255 bytes per name); it was skipped and the rest syncs. Rename it on the device that has it, or list it in .cloudboxignore.local.`, { path, cause: error })
+  }
+  return undefined
 }
 
 export class FolderInUseError extends SyncError {

@@ -41,6 +41,8 @@ export {
   FileUnreadableError,
   VersionNotFoundError,
   SymlinksUnsupportedError,
+  FileUnwritableError,
+  NameTooLongError,
   EngineStoppedError,
   FolderMismatchError,
   SyncVersionError,

@@ -328,7 +328,8 @@ export class FolderScanner {
         path: relative,
         size: 0,
         mtimeMs: info.mtimeMs,
-        mode: info.mode & 0o777,
+        // A folder's permissions are not synced (two devices that made the same folder must agree on its record).
+        mode: kind === 'dir' ? 0o755 : info.mode & 0o777,
         chunkHashes: new Uint8Array(0),
         chunkLengths: [],
         chunkSize: 0,

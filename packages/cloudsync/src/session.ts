@@ -7,6 +7,7 @@ import {
   CaseClashError,
   ChunkUnavailableError,
   DiskFullError,
+  fileSystemRefusal,
   FolderMismatchError,
   isSyncError,
   QuotaExceededError,
@@ -40,7 +41,7 @@ export interface SessionHost extends AssemblyContext {
   /** This session changed the index: tell the other sessions. */
   changed(by: SyncSession): void
   /** Files this session put on disk outside the index (a local edit kept as a conflict copy): index and announce them. */
-  rescan(paths: string[]): void
+  rescan(paths: string[]): Promise<void>
 }
 
 /** Index records a session takes from a peer before it has applied them (its credit). */
@@ -110,6 +111,8 @@ export class SyncSession {
   #announceAgain = false
   // Incoming index.
   readonly #incoming: WireRecord[] = []
+  /** Scans of what this pass put on disk outside the index (kept copies): done before the ack, so its root counts them. */
+  readonly #rescans: Promise<void>[] = []
   #incomingBytes = 0
   /** Files (and their sizes) received and not yet taken up: part of the progress totals already. */
   #waiting = { files: 0, bytes: 0 }
@@ -118,6 +121,11 @@ export class SyncSession {
   #peerUpTo = -1
   #applying: Promise<void> | undefined
   #failedThisPass = false
+  /**
+   * The peer's lowest sequence number among records that could not be applied in this
+   * session: the saved progress never passes it, so the next session asks for them again.
+   */
+  #lowestRefused: number | undefined
   #retry: WireRecord[] = []
   #retryTimer: NodeJS.Timeout | undefined
   #retryDelayMs = FIRST_RETRY_MS
@@ -413,8 +421,10 @@ export class SyncSession {
       }
       try {
         await this.#apply(record)
-      } catch (error) {
+      } catch (raw) {
+        const error = fileSystemRefusal(raw, record.path) ?? raw
         this.#failedThisPass = true
+        this.#lowestRefused = Math.min(this.#lowestRefused ?? Infinity, record.sequence)
         if (isDiskFull(error)) {
           again.push(record)
           // Stop the pass: nothing more can be written; partial files stay to resume from.
@@ -473,10 +483,13 @@ export class SyncSession {
       await applyOne(record)
       if (counted) settle()
     }
+    await Promise.allSettled(this.#rescans.splice(0))
     if (this.#closing) return
     this.#scheduleRetry(again)
     const upTo = this.#peerUpTo
-    if (!this.#failedThisPass && this.#incoming.length === 0 && upTo >= 0) host.index.setPeerSequence(this.#device as string, upTo)
+    // Up to the first record that could not be applied (a later pass that went well does not skip it).
+    const saved = Math.min(upTo, (this.#lowestRefused ?? Infinity) - 1)
+    if (!this.#failedThisPass && this.#incoming.length === 0 && saved >= 0) host.index.setPeerSequence(this.#device as string, saved)
     try {
       // What is acknowledged is committed first.
       host.index.commit()
@@ -562,7 +575,7 @@ export class SyncSession {
       // A folder or a link: removed if it is still as indexed (a link is never followed).
       if (!removeEntry(host, path, local)) {
         // Still holds files, or changed here: the tombstone is recorded and a scan makes it new again.
-        host.rescan([path])
+        this.#rescans.push(host.rescan([path]))
       }
       host.index.put({ path, size: 0, mtimeMs: Date.now(), mode: local.mode, chunkHashes: new Uint8Array(0), chunkLengths: [], chunkSize: 0, version, deleted: true, origin: this.#peer })
       host.status.emit({ type: 'file', path, action: 'deleted', bytesFromPeer: 0, bytesReused: 0 })
@@ -629,7 +642,7 @@ export class SyncSession {
       host.status.emit({ type: 'conflict', path, copy: installed.keptLocalAs, kept: 'remote' })
       // The copy holds an edit no scan has seen: scanned now, so it reaches the peers
       // without waiting on a watcher (whose events can be late or dropped under load).
-      host.rescan([installed.keptLocalAs])
+      this.#rescans.push(host.rescan([installed.keptLocalAs]))
     }
     this.bytesReused += partial.reused
     this.#progress.doneFiles++
@@ -646,7 +659,7 @@ export class SyncSession {
     const placed = placeEntry(host, path === remote.path ? remote : { ...remote, path }, version, origin, host.deviceId)
     if (placed.keptLocalAs !== undefined) {
       host.status.emit({ type: 'conflict', path, copy: placed.keptLocalAs, kept: 'remote' })
-      host.rescan([placed.keptLocalAs])
+      this.#rescans.push(host.rescan([placed.keptLocalAs]))
     }
     this.#progress.doneFiles++
     this.#advanceBy(path, 0, 0)

@@ -398,7 +398,10 @@ export class SyncEngine {
       withPath: (path, work) => this.#withPath(path, work),
       emitError: (error) => this.#emitError(error),
       changed: () => this.#announceAll(),
-      rescan: (paths) => void this.#scanChanged(paths).catch(() => {}),
+      rescan: (paths) => this.#scanChanged(paths).then(
+        () => {},
+        () => {},
+      ),
     }
   }
 

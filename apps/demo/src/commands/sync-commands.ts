@@ -3,8 +3,6 @@
  * cloud. The pairing (which cloud, how to reach it) lives in `<home>/client`; the folder
  * is chosen at sync time.
  */
-import { SyncStatusWriter } from '../sync-status.js'
-import { versionOptions, VERSIONS_DISK_OPTION_HELP, VERSIONS_OPTION_HELP } from './version-commands.js'
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
@@ -14,11 +12,13 @@ import { printEvents } from '../box-events.js'
 import { CliError, ExitCode, usageError } from '../errors.js'
 import { pinOptions, requiredPin, type PinOptions } from '../pin-input.js'
 import { loadIdentity } from '../home.js'
-import { checkedFolder } from '../folder-safety.js'
+import { checkedFolder, makeFolder } from '../folder-safety.js'
 import type { Output } from '../output.js'
 import { globalOptions } from '../program.js'
 import { formatBytes } from '../progress.js'
 import { untilStopped } from '../stop-signal.js'
+import { SyncStatusWriter } from '../sync-status.js'
+import { versionOptions, VERSIONS_DISK_OPTION_HELP, VERSIONS_OPTION_HELP } from './version-commands.js'
 
 export const clientStateDir = (home: string) => join(home, 'client')
 
@@ -85,7 +85,7 @@ export function registerSyncCommands(program: Command): void {
       const paired = pairedCloud(home)
       if (paired === undefined) throw notPairedError(home)
       const folder = checkedFolder(dir, home, 'sync')
-      mkdirSync(folder, { recursive: true })
+      makeFolder(folder, 'sync')
       const identity = await loadIdentity(home, output)
       const box = new CloudBox(
         { role: 'client', folder, stateDir: clientStateDir(home), ...(versions === undefined ? {} : { versions }), ...(options.once ? { watch: false, reconnect: { initialDelayMs: 250, maxDelayMs: 2_000 } } : {}) },
@@ -138,6 +138,11 @@ export function registerSyncCommands(program: Command): void {
       )
     })
 }
+
+/** Per-file refusals of the cloud's changes: the rest syncs, those files do not. */
+const PER_FILE_CODES = new Set(['ERR_FILE_UNWRITABLE', 'ERR_NAME_TOO_LONG', 'ERR_CASE_CLASH', 'ERR_UNSAFE_PATH', 'ERR_QUOTA_EXCEEDED', 'ERR_SYMLINKS_UNSUPPORTED'])
+/** After the last refusal, this long without other progress means the rest is done. */
+const REFUSED_SETTLE_MS = 3_000
 
 /** A choice about the deletions the guard holds: runs once the engine is up (and, to restore, connected). */
 type HeldAction = () => Promise<void>
@@ -210,8 +215,23 @@ function onceOutcome(box: CloudBox, timeoutMs: number, signal: AbortSignal): { p
     let connectedOnce = false
     let acknowledged: Uint8Array | undefined
     let busy = 0
+    // The cloud's files this device refused (cannot write them, a name it cannot hold…): once
+    // nothing moves for a while after the last one, they will not sync this run.
+    const refused = new Map<string, string>()
+    let settle: NodeJS.Timeout | undefined
+    const notSynced = () => {
+      const unreadable = box.engine?.unreadable ?? []
+      const lines = [...[...refused].map(([path, code]) => `${path} (${code})`), ...unreadable.map((path) => `${path} (ERR_FILE_UNREADABLE)`)]
+      const listed = lines.slice(0, 20).join(', ') + (lines.length > 20 ? `, and ${lines.length - 20} more` : '')
+      return new CliError(
+        'ERR_FILES_NOT_SYNCED',
+        `${lines.length} files or folders did not sync: ${listed}. ${unreadable.length > 0 ? 'Give this user read access (chmod, chown) to what cannot be read; ' : ''}${refused.size > 0 ? 'see the lines above for what to do about the others; ' : ''}or list them in .cloudboxignore.local. Everything else is in sync.`,
+        { exitCode: ExitCode.filesNotSynced },
+      )
+    }
     const finish = (error?: Error) => {
       clearTimeout(timer)
+      clearTimeout(settle)
       unsubscribe()
       signal.removeEventListener('abort', onAbort)
       if (error === undefined) resolvePromise()
@@ -231,14 +251,8 @@ function onceOutcome(box: CloudBox, timeoutMs: number, signal: AbortSignal): { p
           ),
         )
       } else if (Buffer.compare(acknowledged, engine.root) === 0) {
-        const unreadable = engine.unreadable
-        if (unreadable.length === 0) return finish()
-        const listed = unreadable.slice(0, 20).join(', ') + (unreadable.length > 20 ? `, and ${unreadable.length - 20} more` : '')
-        finish(
-          new CliError('ERR_FILES_NOT_SYNCED', `${unreadable.length} files or folders could not be read here and did not sync: ${listed}. Give this user read access (chmod, chown) or list them in .cloudboxignore.local; everything else is in sync.`, {
-            exitCode: ExitCode.filesNotSynced,
-          }),
-        )
+        if (engine.unreadable.length === 0 && refused.size === 0) return finish()
+        finish(notSynced())
       }
     }
     during = (work) => {
@@ -253,6 +267,11 @@ function onceOutcome(box: CloudBox, timeoutMs: number, signal: AbortSignal): { p
     }
     const timer = setTimeout(() => finish(new CliError('ERR_TIMEOUT', `Not in sync after ${timeoutMs / 1000} s; check the server and the network, or raise --timeout.`)), timeoutMs)
     const unsubscribe = box.status.on((event: CloudBoxEvent) => {
+      if (event.type === 'sync' && event.event.type === 'error' && event.event.path !== undefined && PER_FILE_CODES.has(event.event.error.code)) refused.set(event.event.path, event.event.error.code)
+      if (refused.size > 0 && event.type === 'sync' && ['error', 'file', 'progress', 'peer'].includes(event.event.type)) {
+        clearTimeout(settle)
+        settle = setTimeout(() => finish(notSynced()), REFUSED_SETTLE_MS)
+      }
       if (event.type === 'connection' && event.state === 'connected') connectedOnce = true
       else if (event.type === 'sync' && event.event.type === 'peer' && event.event.state === 'in-sync') {
         acknowledged = event.event.root
