@@ -388,6 +388,33 @@ describe('cloudbox serve, pair, sync and admin', () => {
     expect(await stop(server.child)).toBe(130)
   }, 120_000)
 
+  it('a hub-only server (--no-listen) has no open port; two servers on one machine each find a port and keep it', async () => {
+    const homes = { a: join(dir, 'ports-a-home'), b: join(dir, 'ports-b-home'), device: join(dir, 'ports-device-home') }
+    for (const home of Object.values(homes)) json(['init', '--home', home, '--storage', 'vault'])
+    expect(run(['serve', join(dir, 'ports-x'), '--home', homes.a, '--no-listen']).status).toBe(2)
+    const hub = await start(['hub', '--port', '0'], (line) => line.event === 'listening')
+    const cloud = join(dir, 'ports-hub-only')
+    mkdirSync(cloud)
+    writeFileSync(join(cloud, 'via-hub.txt'), 'through the hub only')
+    const hubOnly = await start(['serve', cloud, '--home', homes.a, '--no-listen', '--hub', String(hub.first.url), '--pin', PIN], (line) => line.event === 'serving')
+    expect(hubOnly.first.direct ?? null).toBeNull()
+    json(['pair', String(hubOnly.first.uri), '--pin', PIN, '--home', homes.device])
+    const folder = join(dir, 'ports-device')
+    json(['sync', folder, '--once', '--home', homes.device])
+    expect(readFileSync(join(folder, 'via-hub.txt'), 'utf8')).toBe('through the hub only')
+    expect(await stop(hubOnly.child)).toBe(130)
+    // Two servers with the default listener: the second does not fail on the first one's port.
+    const first = await start(['serve', join(dir, 'ports-one'), '--home', homes.a, '--pin', PIN], (line) => line.event === 'serving')
+    const second = await start(['serve', join(dir, 'ports-two'), '--home', homes.b, '--pin', PIN], (line) => line.event === 'serving')
+    const portOf = (line: Record<string, unknown>) => new URL(String(line.direct)).port
+    expect(portOf(first.first)).not.toBe(portOf(second.first))
+    expect(await stop(second.child)).toBe(130)
+    // Restarted, the second keeps its port, so its paired devices find it where it was.
+    const again = await start(['serve', join(dir, 'ports-two'), '--home', homes.b, '--pin', PIN], (line) => line.event === 'serving')
+    expect(portOf(again.first)).toBe(portOf(second.first))
+    for (const each of [again, first, hub]) expect(await stop(each.child)).toBe(130)
+  }, 120_000)
+
   it('refuses sync before pairing, and a bad --listen, with what to do', () => {
     const home = join(dir, 'lonely-home')
     json(['init', '--home', home, '--storage', 'vault'])

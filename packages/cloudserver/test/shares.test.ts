@@ -127,6 +127,24 @@ describe.each(['local', 's3'] as const)('drop box on the %s back end', (kind) =>
     }
   })
 
+  it('takes age1… recipients: one that is a paired device\'s age key reaches its inbox; any other opens it with the age tool', async () => {
+    const alice = await person('alice4')
+    const dave = await person('dave')
+    const outsider = spawnSync('age-keygen', [], { encoding: 'utf8' })
+    const outsiderKey = join(root, 'outsider.key')
+    await writeFile(outsiderKey, outsider.stdout, { mode: 0o600 })
+    const outsiderRecipient = /public key: (age1[a-z0-9]+)/.exec(outsider.stderr + outsider.stdout)![1]!
+    await writeFile(join(root, 'for-age.txt'), 'for age keys')
+    const share = await alice.client.share(join(root, 'for-age.txt'), [dave.identity.ageRecipient, outsiderRecipient], { signer: alice.identity })
+    expect(share.to).toEqual([dave.identity.ageRecipient, outsiderRecipient])
+    expect((await dave.client.inbox()).map((each) => each.id)).toEqual([share.id])
+    await dave.client.receive(share.id, join(root, 'dave.txt'), dave.identity)
+    expect(await readFile(join(root, 'dave.txt'), 'utf8')).toBe('for age keys')
+    const storedFile = join(root, `${share.id}-age.age`)
+    await writeFile(storedFile, (await backend.storedShare(box, share.id))!)
+    expect(spawnSync('age', ['--decrypt', '-i', outsiderKey, storedFile], { encoding: 'utf8' }).stdout).toBe('for age keys')
+  })
+
   it('refuses malformed shares: no recipients, a bad ID, a name with a slash', async () => {
     const alice = await person('alice3')
     await writeFile(join(root, 'x.txt'), 'x')

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { Identity } from '@cloudbox/encrypted-messaging'
 import type { Command } from 'commander'
 import { fileNotFoundError, identityExistsError, usageError } from '../errors.js'
@@ -48,10 +48,16 @@ export function registerIdentityCommands(program: Command): void {
   const id = program
     .command('id')
     .description('Show this home\'s public identity: public ID, public key, age recipient and minisign public key.')
-    .addHelpText('after', '\nExamples:\n  cloudbox id\n  cloudbox id --json\n  cloudbox id export-age > key.txt')
-    .action((_options: unknown, command: Command) => {
+    .option('--minisign-pub <file>', 'also write the minisign public key file there (what `minisign -V -p FILE` reads)')
+    .addHelpText('after', '\nExamples:\n  cloudbox id\n  cloudbox id --json\n  cloudbox id --minisign-pub cloudbox.pub && minisign -Vm contract.pdf -p cloudbox.pub\n  cloudbox id export-age > key.txt')
+    .action((options: { minisignPub?: string }, command: Command) => {
       const { home, output } = globalOptions(command)
       const metadata = readMetadata(home)
+      if (options.minisignPub !== undefined) {
+        if (options.minisignPub.trim() === '') throw usageError('--minisign-pub needs a file name')
+        writeFileSync(options.minisignPub, metadata.minisignPublicKey.endsWith('\n') ? metadata.minisignPublicKey : `${metadata.minisignPublicKey}\n`)
+        output.note(`minisign public key written to ${options.minisignPub}`)
+      }
       output.result(
         [
           `public ID:      ${metadata.publicId}`,

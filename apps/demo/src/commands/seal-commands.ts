@@ -1,71 +1,114 @@
-import { existsSync, readFileSync } from 'node:fs'
-import { openFile, parseAgeIdentityFile, parseRecipient, sealFile, type KeyAgreement } from '@cloudbox/encrypted-messaging'
+import { createReadStream, createWriteStream, existsSync, readFileSync, renameSync, rmSync } from 'node:fs'
+import { finished } from 'node:stream/promises'
+import type { Writable } from 'node:stream'
+import { openFile, openStream, parseAgeIdentityFile, parseRecipient, sealFile, sealStream, type KeyAgreement } from '@cloudbox/encrypted-messaging'
 import type { Command } from 'commander'
 import { fileNotFoundError, outputExistsError, usageError } from '../errors.js'
 import { loadIdentity } from '../home.js'
 import { globalOptions } from '../program.js'
 
+/** `-` names standard input or output, as age and most tools do. */
+const STDIO = '-'
+
 function checkOutput(path: string, force: boolean | undefined): void {
-  if (existsSync(path) && force !== true) throw outputExistsError(path)
+  if (path !== STDIO && existsSync(path) && force !== true) throw outputExistsError(path)
 }
+
+const collect = (value: string, previous: string[] = []) => [...previous, value]
+
+/** Recipients from a file, one per line (`#` comments and blank lines skipped), as `age -R` reads them. */
+function recipientsFile(path: string): string[] {
+  const text = path === STDIO ? readFileSync(0, 'utf8') : existsSync(path) ? readFileSync(path, 'utf8') : (() => { throw fileNotFoundError(path) })()
+  return text
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'))
+}
+
+/** Writes a stream's pieces to standard output, or atomically to a file (a temporary beside it, renamed when complete). */
+async function writePieces(pieces: AsyncIterable<Uint8Array>, target: string, mode: number): Promise<void> {
+  if (target === STDIO) {
+    for await (const piece of pieces) if (!process.stdout.write(piece)) await new Promise((resolve) => process.stdout.once('drain', resolve))
+    return
+  }
+  const temporary = `${target}.cloudbox-${process.pid}.tmp`
+  const out: Writable = createWriteStream(temporary, { mode })
+  try {
+    for await (const piece of pieces) if (!out.write(piece)) await new Promise((resolve) => out.once('drain', resolve))
+    out.end()
+    await finished(out)
+    renameSync(temporary, target)
+  } catch (error) {
+    out.destroy()
+    rmSync(temporary, { force: true })
+    throw error
+  }
+}
+
+const input = (file: string) => (file === STDIO ? process.stdin : createReadStream(file))
 
 export function registerSealCommands(program: Command): void {
   program
     .command('seal')
-    .argument('<file>', 'the file to seal')
+    .argument('<file>', 'the file to seal, or - for standard input')
     .description('Seal FILE for one or more recipients in the age format (the age tool opens it). Recipients: public IDs (cb1…) or age recipients (age1…).')
-    .requiredOption('--to <recipient...>', 'who can open it: cb1… or age1… (repeat or list several)')
-    .option('-o, --output <file>', 'where to write the sealed file (default: FILE.age)')
-    .option('--armor', 'write ASCII armor (PEM) instead of binary')
+    .option('-r, --to <recipient...>', 'who can open it: cb1… or age1… (repeat or list several)')
+    .option('-R, --recipients-file <file>', 'recipients from a file, one per line (# comments), as age -R reads them; repeatable', collect)
+    .option('-o, --output <file>', 'where to write the sealed file (default: FILE.age; standard output for standard input; - for standard output)')
+    .option('-a, --armor', 'write ASCII armor (PEM) instead of binary')
     .option('--force', 'overwrite the output if it exists')
-    .addHelpText('after', '\nExamples:\n  cloudbox seal report.pdf --to cb1… age1…\n  cloudbox seal notes.txt --to cb1… -o notes.txt.age')
-    .action(async (file: string, options: { to: string[]; output?: string; armor?: boolean; force?: boolean }, command: Command) => {
+    .addHelpText('after', '\nExamples:\n  cloudbox seal report.pdf --to cb1… age1…\n  cloudbox seal notes.txt --to cb1… -o notes.txt.age\n  tar c photos | cloudbox seal - -R team.txt > photos.tar.age')
+    .action(async (file: string, options: { to?: string[]; recipientsFile?: string[]; output?: string; armor?: boolean; force?: boolean }, command: Command) => {
       const { output } = globalOptions(command)
-      if (!existsSync(file)) throw fileNotFoundError(file)
-      const recipients = options.to.flatMap((entry) => entry.split(',')).filter((entry) => entry.trim() !== '')
-      if (recipients.length === 0) throw usageError('--to needs at least one recipient')
+      if (file !== STDIO && !existsSync(file)) throw fileNotFoundError(file)
+      const recipients = [...(options.to ?? []).flatMap((entry) => entry.split(',')), ...(options.recipientsFile ?? []).flatMap(recipientsFile)].map((entry) => entry.trim()).filter((entry) => entry !== '')
+      if (recipients.length === 0) throw usageError('Name at least one recipient: --to cb1…|age1…, or -R FILE')
       const keys = recipients.map(parseRecipient)
-      const target = options.output ?? `${file}.age`
+      const target = options.output ?? (file === STDIO ? STDIO : `${file}.age`)
       checkOutput(target, options.force)
       const started = performance.now()
-      await sealFile(file, target, keys, { armor: options.armor === true })
+      if (file !== STDIO && target !== STDIO) await sealFile(file, target, keys, { armor: options.armor === true })
+      else await writePieces(sealStream(input(file), keys, { armor: options.armor === true }), target, 0o644)
       const seconds = (performance.now() - started) / 1000
-      output.result(`Sealed ${file} for ${recipients.length} recipient${recipients.length === 1 ? '' : 's'} into ${target} (${seconds.toFixed(2)} s).`, {
-        file,
-        output: target,
-        recipients,
-        seconds,
-      })
+      const summary = `Sealed ${file === STDIO ? 'standard input' : file} for ${recipients.length} recipient${recipients.length === 1 ? '' : 's'} into ${target === STDIO ? 'standard output' : target} (${seconds.toFixed(2)} s).`
+      // Standard output carries the sealed bytes: nothing else may go there.
+      if (target === STDIO) output.note(summary)
+      else output.result(summary, { file, output: target, recipients, seconds })
     })
 
   program
     .command('open')
-    .argument('<file>', 'the sealed file')
-    .description('Open a sealed (age) file with this identity, or with an age identity file.')
-    .option('--identity <age-key-file>', 'an age identity file (AGE-SECRET-KEY-1…) instead of this home\'s key')
-    .option('-o, --output <file>', 'where to write the plaintext (default: FILE without .age)')
+    .argument('<file>', 'the sealed file, or - for standard input')
+    .description('Open a sealed (age) file with this identity, or with age identity files.')
+    .option('-i, --identity <age-key-file>', "an age identity file (AGE-SECRET-KEY-1…) instead of this home's key; repeatable (each is tried)", collect)
+    .option('-o, --output <file>', 'where to write the plaintext (default: FILE without .age; standard output for standard input; - for standard output)')
     .option('--force', 'overwrite the output if it exists')
-    .addHelpText('after', '\nExamples:\n  cloudbox open report.pdf.age\n  cloudbox open notes.age --identity key.txt -o notes.txt')
-    .action(async (file: string, options: { identity?: string; output?: string; force?: boolean }, command: Command) => {
+    .addHelpText('after', '\nExamples:\n  cloudbox open report.pdf.age\n  cloudbox open notes.age --identity key.txt -o notes.txt\n  cloudbox open - -i old.txt -i new.txt < photos.tar.age | tar x')
+    .action(async (file: string, options: { identity?: string[]; output?: string; force?: boolean }, command: Command) => {
       const { home, output } = globalOptions(command)
-      if (!existsSync(file)) throw fileNotFoundError(file)
-      const target = options.output ?? (file.endsWith('.age') ? file.slice(0, -4) : `${file}.opened`)
+      if (file !== STDIO && !existsSync(file)) throw fileNotFoundError(file)
+      const target = options.output ?? (file === STDIO ? STDIO : file.endsWith('.age') ? file.slice(0, -4) : `${file}.opened`)
       checkOutput(target, options.force)
       let identities: KeyAgreement[]
       let release = () => {}
-      if (options.identity !== undefined) {
-        if (!existsSync(options.identity)) throw fileNotFoundError(options.identity)
-        identities = parseAgeIdentityFile(readFileSync(options.identity, 'utf8'))
+      if (options.identity !== undefined && options.identity.length > 0) {
+        identities = options.identity.flatMap((path) => {
+          if (!existsSync(path)) throw fileNotFoundError(path)
+          return parseAgeIdentityFile(readFileSync(path, 'utf8'))
+        })
       } else {
         const identity = await loadIdentity(home, output)
         identities = [identity]
         release = () => identity.destroy()
       }
       try {
-        await openFile(file, target, identities)
+        if (file !== STDIO && target !== STDIO) await openFile(file, target, identities)
+        else await writePieces(openStream(input(file), identities), target, 0o600)
       } finally {
         release()
       }
-      output.result(`Opened ${file} into ${target}.`, { file, output: target })
+      const summary = `Opened ${file === STDIO ? 'standard input' : file} into ${target === STDIO ? 'standard output' : target}.`
+      if (target === STDIO) output.note(summary)
+      else output.result(summary, { file, output: target })
     })
 }

@@ -3,26 +3,64 @@
  * directly and (with --hub) through a router hub; admin commands reach it through the
  * home's control socket while it runs.
  */
-import { versionOptions, VERSIONS_DISK_OPTION_HELP, VERSIONS_OPTION_HELP } from './version-commands.js'
-import { existsSync, mkdirSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { hostname } from 'node:os'
+import { join } from 'node:path'
 import { CloudBox, dispatchAdmin, randomPin } from '@cloudbox/cloudbox'
 import { CloudServer, listensOnLoopback } from '@cloudbox/cloudserver'
 import type { Command } from 'commander'
 import { printEvents } from '../box-events.js'
 import { CliError, usageError } from '../errors.js'
-import { checkedFolder } from '../folder-safety.js'
+import { checkedFolder, makeFolder } from '../folder-safety.js'
 import { givenPin, pinOptions, type PinOptions } from '../pin-input.js'
 import { loadIdentity } from '../home.js'
 import { globalOptions } from '../program.js'
 import { assertNotServing, serveControl } from '../server/control-socket.js'
 import { untilStopped } from '../stop-signal.js'
+import { versionOptions, VERSIONS_DISK_OPTION_HELP, VERSIONS_OPTION_HELP } from './version-commands.js'
 
 export function parseHostPort(text: string, flag: string): { host: string; port: number } {
   const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text)
   const port = Number(match?.[3])
   if (match === null || port > 65_535) throw usageError(`${flag} takes HOST:PORT (port 0 picks a free one), not "${text}".`)
   return { host: match[1] ?? (match[2] || '0.0.0.0'), port }
+}
+
+/** The usual direct port; a second server on the machine takes another. */
+const DEFAULT_PORT = 7443
+const portFile = (home: string) => join(home, 'listen-port')
+
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolvePromise) => {
+    const probe = createServer()
+    probe.once('error', () => resolvePromise(false))
+    probe.listen({ host: '0.0.0.0', port, exclusive: true }, () => probe.close(() => resolvePromise(true)))
+  })
+}
+
+/** 0.0.0.0 on the port this home used last, else 7443, else a free one (said in a note). */
+async function defaultListen(home: string, output: { note(message: string): void }): Promise<{ host: string; port: number }> {
+  let remembered: number | undefined
+  try {
+    const value = Number(readFileSync(portFile(home), 'utf8').trim())
+    if (Number.isInteger(value) && value > 0 && value <= 65_535) remembered = value
+  } catch {
+    // First start.
+  }
+  for (const port of [...new Set([remembered ?? DEFAULT_PORT, DEFAULT_PORT])]) {
+    if (await portIsFree(port)) return { host: '0.0.0.0', port }
+  }
+  output.note(`port ${remembered ?? DEFAULT_PORT} is in use (another server?); listening on a free port instead (kept for the next start)`)
+  return { host: '0.0.0.0', port: 0 }
+}
+
+function rememberPort(home: string, port: number): void {
+  try {
+    writeFileSync(portFile(home), `${port}\n`)
+  } catch {
+    // Not remembered: the next start picks again.
+  }
 }
 
 export function registerServeCommand(program: Command): void {
@@ -32,7 +70,8 @@ export function registerServeCommand(program: Command): void {
     .description('Run a cloud server for DIR. Prints the pairing URI and a QR code; devices pair with it and the PIN, then sync.')
     .option('--hub <url>', 'register at this router hub, so devices reach the server without an open port')
     .option('--cluster-hub <url...>', 'another hub of --hub\'s cluster (its --public-url) where routes may be accepted (repeatable); routes to any other hub are refused')
-    .option('--listen <host:port>', 'listen for direct connections here (port 0 picks a free one)', '0.0.0.0:7443')
+    .option('--listen <host:port>', `listen for direct connections here (port 0 picks a free one; default 0.0.0.0:${DEFAULT_PORT}, or the port this home used last, or a free one when that is taken)`)
+    .option('--no-listen', 'no direct connections: devices reach the server through --hub only (no open port)')
     .option('--api <host:port>', 'serve the encrypted REST API here', '127.0.0.1:0')
 
     .option('--name <label>', 'the name devices see', `CloudBox on ${hostname()}`)
@@ -51,21 +90,19 @@ While it runs, admin commands with the same --home act on it at once:
   cloudbox devices, cloudbox revoke ID, cloudbox pin add, cloudbox subcloud create NAME …
 Ctrl-C stops it cleanly.`,
     )
-    .action(async (dir: string, options: PinOptions & { hub?: string; clusterHub?: string[]; listen: string; api: string; name: string; statusPage: boolean; versions?: string; versionsDisk?: string }, command: Command) => {
+    .action(async (dir: string, options: PinOptions & { hub?: string; clusterHub?: string[]; listen?: string | false; api: string; name: string; statusPage: boolean; versions?: string; versionsDisk?: string }, command: Command) => {
       const masterPin = givenPin(options)
       const versions = versionOptions(options)
       const { home, output } = globalOptions(command)
       const folder = checkedFolder(dir, home, 'serve')
-      const listen = parseHostPort(options.listen, '--listen')
+      if (options.listen === false && options.hub === undefined) throw usageError('--no-listen needs --hub: without a listener and a hub, no device could reach the server.')
+      const listen = options.listen === false ? undefined : options.listen === undefined ? await defaultListen(home, output) : parseHostPort(options.listen, '--listen')
       const api = parseHostPort(options.api, '--api')
-      if (!existsSync(folder)) {
-        mkdirSync(folder, { recursive: true })
-        output.note(`created ${folder}`)
-      }
+      if (makeFolder(folder, 'serve')) output.note(`created ${folder}`)
       await assertNotServing(home)
       const identity = await loadIdentity(home, output)
       const box = new CloudBox(
-        { role: 'server', folder, name: options.name, listen, ...(options.hub === undefined ? {} : { hub: options.hub }), ...(options.clusterHub === undefined ? {} : { clusterHubs: options.clusterHub }), ...(masterPin === undefined ? {} : { masterPin }), ...(versions === undefined ? {} : { versions }) },
+        { role: 'server', folder, name: options.name, ...(listen === undefined ? {} : { listen }), ...(options.hub === undefined ? {} : { hub: options.hub }), ...(options.clusterHub === undefined ? {} : { clusterHubs: options.clusterHub }), ...(masterPin === undefined ? {} : { masterPin }), ...(versions === undefined ? {} : { versions }) },
         { identity },
       )
       let madePin: string | undefined
@@ -93,9 +130,11 @@ Ctrl-C stops it cleanly.`,
         await box.stop()
         stopPrinting()
         const code = (error as NodeJS.ErrnoException).code
-        if (code === 'EADDRINUSE') throw new CliError('ERR_ADDRESS_IN_USE', `${options.listen} or ${options.api} is in use; pick another --listen / --api (port 0 picks a free one).`, { cause: error })
+        if (code === 'EADDRINUSE') throw new CliError('ERR_ADDRESS_IN_USE', `${listen === undefined ? '' : `${listen.host}:${listen.port} or `}${options.api} is in use; pick another --listen / --api (port 0 picks a free one).`, { cause: error })
         throw error
       }
+      // The next start listens on the same port, so paired devices find the server where it was.
+      if (options.listen === undefined && box.directUrl !== undefined) rememberPort(home, Number(new URL(box.directUrl).port))
       const status = serverStatus(box, server)
       if (output.json) {
         process.stdout.write(`${JSON.stringify({ event: 'serving', ...status, ...(madePin === undefined ? {} : { pin: madePin }) })}\n`)

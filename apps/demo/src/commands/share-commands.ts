@@ -3,16 +3,17 @@
  * box. The file is sealed here (age, for the recipients' keys) and signed by this
  * identity; the server stores ciphertext it cannot open.
  */
-import { existsSync, statSync } from 'node:fs'
+import { existsSync, readFileSync, statSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { CloudServerClient, hubApiUrl } from '@cloudbox/cloudserver'
 import type { Command } from 'commander'
-import { CliError, fileNotFoundError, outputExistsError } from '../errors.js'
+import { CliError, fileNotFoundError, outputExistsError, usageError } from '../errors.js'
 import { loadIdentity } from '../home.js'
 import { globalOptions } from '../program.js'
 import { formatBytes, ProgressLine } from '../progress.js'
 import { notPairedError, pairedCloud } from './sync-commands.js'
-import type { Identity } from '@cloudbox/encrypted-messaging'
+import { parseAgeIdentityFile, parseRecipient, type Identity, type KeyAgreement } from '@cloudbox/encrypted-messaging'
+import { fetchFromBucket, parseBucketUrl, parseShareLink, shareToBucket } from './bucket-share.js'
 
 const apiOption = '--api <url>'
 const apiHelp = 'the server\'s API URL (printed by `cloudbox serve`; default: through the hub of the pairing)'
@@ -43,12 +44,42 @@ export function registerShareCommands(program: Command): void {
     .option('--name <name>', 'the name recipients see (default: the file\'s name)')
     .option('--no-sign', 'do not sign the sealed file with this identity')
     .option(apiOption, apiHelp)
-    .description('Seal FILE for the recipients and leave it in the paired server\'s drop box; only they can open it.')
-    .addHelpText('after', '\nExamples:\n  cloudbox share report.pdf --to cb1qxy… cb1abc…\n  cloudbox share photo.jpg --to age1… --no-sign')
-    .action(async (file: string, options: { to: string[]; name?: string; sign: boolean; api?: string }, command: Command) => {
-      const { output } = globalOptions(command)
+    .option('--bucket <s3-url>', 'no server: leave it in this bucket (s3://BUCKET/PREFIX) and print a share link; credentials from the usual AWS variables and files')
+    .option('--endpoint <url>', 'with --bucket: an S3-compatible service (MinIO, Ceph, a local server) instead of AWS')
+    .description('Seal FILE for the recipients and leave it in the paired server\'s drop box, or in a bucket of yours (--bucket); only they can open it.')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  cloudbox share report.pdf --to cb1qxy… cb1abc…\n  cloudbox share photo.jpg --to age1… --no-sign\n  cloudbox share report.pdf --to cb1qxy… age1… --bucket s3://my-bucket/shares\n  cloudbox fetch \'cloudbox://share?…\' -o report.pdf\n\n' +
+        'With --bucket the object is plain age (age -d opens it with the recipient\'s key) under a random name, signed\n' +
+        'beside it (NAME.minisig); the link names the bucket, the object and you, never a key or the file\'s name.',
+    )
+    .action(async (file: string, options: { to: string[]; name?: string; sign: boolean; api?: string; bucket?: string; endpoint?: string }, command: Command) => {
+      const { home, output } = globalOptions(command)
       const path = resolve(file)
       if (!existsSync(path) || !statSync(path).isFile()) throw fileNotFoundError(path)
+      const recipients = options.to.flatMap((entry) => entry.split(',')).map((entry) => entry.trim()).filter((entry) => entry !== '')
+      if (options.bucket !== undefined) {
+        if (options.api !== undefined) throw usageError('Choose --bucket (no server) or --api (the paired server), not both.')
+        if (!options.sign) throw usageError('A bucket share is always signed: the recipient checks who left it there before opening it.')
+        const location = parseBucketUrl(options.bucket)
+        const identity = await loadIdentity(home, output)
+        try {
+          const shared = await shareToBucket(path, recipients, location, identity, options.endpoint)
+          output.result(shared.link, { link: shared.link, bucket: location.bucket, key: shared.key, signature: shared.signatureKey, sealedBytes: shared.sealedBytes, recipients, from: identity.publicId })
+        } finally {
+          identity.destroy()
+        }
+        return
+      }
+      if (options.endpoint !== undefined) throw usageError('--endpoint goes with --bucket.')
+      // Before anything is uploaded: every recipient must be a key.
+      for (const recipient of recipients) {
+        try {
+          parseRecipient(recipient)
+        } catch (error) {
+          throw usageError(`--to: "${recipient}" is neither a public ID (cb1…) nor an age recipient (age1…): ${(error as Error).message}`)
+        }
+      }
       const { client, identity } = await apiClient(command, options.api)
       const bar = transferBar(`sharing ${file}`)
       try {
@@ -58,6 +89,46 @@ export function registerShareCommands(program: Command): void {
       } finally {
         bar.done()
         identity.destroy()
+      }
+    })
+
+  program
+    .command('fetch')
+    .argument('<link>', 'a share link (cloudbox://share?…) from cloudbox share --bucket')
+    .requiredOption('-o, --output <file>', 'where to write the opened file')
+    .option('--endpoint <url>', 'the S3-compatible service (default: the link\'s, else AWS)')
+    .option('-i, --identity <age-key-file>', 'open with an age identity file instead of this home\'s key; repeatable', (value: string, previous: string[] = []) => [...previous, value])
+    .option('--force', 'overwrite the output file')
+    .description('Download a share from its bucket, check that its sender signed it, and open it.')
+    .addHelpText('after', "\nExamples:\n  cloudbox fetch 'cloudbox://share?bucket=…&key=…&from=cb1…' -o report.pdf")
+    .action(async (text: string, options: { output: string; endpoint?: string; identity?: string[]; force?: boolean }, command: Command) => {
+      const { home, output } = globalOptions(command)
+      const link = parseShareLink(text)
+      if (existsSync(options.output) && options.force !== true) throw outputExistsError(options.output)
+      let identities: KeyAgreement[]
+      let release = () => {}
+      if (options.identity !== undefined) {
+        identities = options.identity.flatMap((file) => {
+          if (!existsSync(file)) throw fileNotFoundError(file)
+          return parseAgeIdentityFile(readFileSync(file, 'utf8'))
+        })
+      } else {
+        const identity = await loadIdentity(home, output)
+        identities = [identity]
+        release = () => identity.destroy()
+      }
+      try {
+        const fetched = await fetchFromBucket(link, options.output, identities, options.endpoint)
+        output.result(`Fetched ${formatBytes(fetched.bytes)} into ${options.output}, signed by ${link.from}${fetched.signedAt === undefined ? '' : ` on ${fetched.signedAt.toISOString().slice(0, 19).replace('T', ' ')} UTC`}.`, {
+          output: options.output,
+          bytes: fetched.bytes,
+          from: link.from,
+          signedAt: fetched.signedAt?.toISOString() ?? null,
+          bucket: link.bucket,
+          key: link.key,
+        })
+      } finally {
+        release()
       }
     })
 

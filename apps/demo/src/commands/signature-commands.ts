@@ -16,18 +16,21 @@ export function registerSignatureCommands(program: Command): void {
     .description('Sign FILE with this identity in minisign format; writes FILE.minisig (`minisign -V` verifies it).')
     .option('--scope <scope>', `what the signature means: ${SIGNATURE_SCOPES.join(', ')}`)
     .option('-o, --output <file>', 'where to write the signature (default: FILE.minisig)')
-    .addHelpText('after', '\nExamples:\n  cloudbox sign contract.pdf --scope accept\n  cloudbox verify contract.pdf --signer cb1…')
-    .action(async (file: string, options: { scope?: string; output?: string }, command: Command) => {
+    .option('-t, --trusted-comment <text>', 'the signed comment, as minisign -t takes it (instead of the time, file name, signer and scope CloudBox writes)')
+    .addHelpText('after', '\nExamples:\n  cloudbox sign contract.pdf --scope accept\n  cloudbox sign release.tar.gz -t "release 1.2.0"\n  cloudbox verify contract.pdf --signer cb1…')
+    .action(async (file: string, options: { scope?: string; output?: string; trustedComment?: string }, command: Command) => {
       const { home, output } = globalOptions(command)
       if (options.scope !== undefined && !(SIGNATURE_SCOPES as readonly string[]).includes(options.scope)) {
         throw usageError(`--scope is one of ${SIGNATURE_SCOPES.join(', ')}`)
       }
+      if (options.scope !== undefined && options.trustedComment !== undefined) throw usageError('Give --scope or --trusted-comment, not both: your own comment replaces the one that carries the scope.')
       requireFile(file)
       const identity = await loadIdentity(home, output)
       try {
         const signature = await signDocument(identity, createReadStream(file), {
           fileName: file,
           ...(options.scope !== undefined ? { scope: options.scope as SignatureScope } : {}),
+          ...(options.trustedComment !== undefined ? { trustedComment: options.trustedComment } : {}),
         })
         const target = options.output ?? `${file}.minisig`
         writeFileSync(target, signature)

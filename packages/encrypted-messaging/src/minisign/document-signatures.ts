@@ -34,6 +34,11 @@ export interface SignDocumentOptions extends AbortOptions {
   timestamp?: Date
   /** The untrusted comment line (not covered by the signature). */
   untrustedComment?: string
+  /**
+   * The whole trusted comment, as `minisign -S -t` takes it (one line): it replaces the
+   * fields CloudBox writes (time, file, signer, scope), so it cannot go with `scope`.
+   */
+  trustedComment?: string
 }
 
 export interface VerifyDocumentOptions extends AbortOptions {
@@ -150,6 +155,10 @@ export async function signDocument(signer: Signer, document: DocumentSource, opt
   if (options.scope !== undefined && !SIGNATURE_SCOPES.includes(options.scope)) {
     throw new RangeError(`A signature scope is one of ${SIGNATURE_SCOPES.join(', ')}`)
   }
+  if (options.trustedComment !== undefined) {
+    if (options.scope !== undefined) throw new RangeError('A trusted comment of your own replaces the one that carries the scope: give one or the other.')
+    if (/[\r\n]/.test(options.trustedComment) || Buffer.byteLength(options.trustedComment) > 1024) throw new RangeError('A trusted comment is one line of at most 1,024 bytes.')
+  }
   const digest = await prehash(document, options.signal)
   const signature = signer.sign(digest)
   const seconds = Math.floor((options.timestamp ?? new Date()).getTime() / 1000)
@@ -157,7 +166,7 @@ export async function signDocument(signer: Signer, document: DocumentSource, opt
   if (options.fileName !== undefined) fields.push(`file:${commentValue(basename(options.fileName))}`)
   fields.push('hashed', `signer:${encodePublicId(signer.publicKey)}`)
   if (options.scope !== undefined) fields.push(`scope:${options.scope}`)
-  const trustedComment = fields.join('\t')
+  const trustedComment = options.trustedComment ?? fields.join('\t')
   const globalSignature = signer.sign(Buffer.concat([signature, Buffer.from(trustedComment, 'utf8')]))
   return encodeSignatureFile({
     algorithm: MINISIGN_PREHASHED_ALGORITHM,

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto'
 import type { FastifyPluginAsync } from 'fastify'
 import * as v from 'valibot'
-import { API_MAX_BODY, isPublicId } from '@cloudbox/encrypted-messaging'
+import { API_MAX_BODY, formatAgeRecipient, isPublicId, parseAgeRecipient, parseRecipient } from '@cloudbox/encrypted-messaging'
 import { errors } from '../../errors.js'
 import { callerOf, scopedUpload, type ApiContext } from '../api-context.js'
 import { count, parse } from './params.js'
@@ -15,12 +15,25 @@ import { uploadId } from './uploads.js'
 
 const shareId = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{16,64}$/))
 
+const isAgeRecipient = (text: string) => {
+  try {
+    parseAgeRecipient(text)
+    return /^age1/i.test(text)
+  } catch {
+    return false
+  }
+}
+
+/** The age recipient of a paired device's key: a share sealed to it is that device's too. */
+const ageRecipientOf = (publicId: string) => formatAgeRecipient(parseRecipient(publicId))
+const addressedTo = (to: readonly string[], caller: string) => to.includes(caller) || to.includes(ageRecipientOf(caller))
+
 export const sharesRoutes: FastifyPluginAsync<ApiContext> = async (app, { storage }) => {
   app.post('/v1/shares', async (request) => {
     const body = parse(
       v.strictObject({
         upload: uploadId,
-        to: v.pipe(v.array(v.pipe(v.string(), v.check(isPublicId, 'a cb1… public ID'))), v.minLength(1), v.maxLength(64)),
+        to: v.pipe(v.array(v.pipe(v.string(), v.check((to) => isPublicId(to) || isAgeRecipient(to), 'a cb1… public ID or an age1… recipient'))), v.minLength(1), v.maxLength(64)),
         name: v.pipe(v.string(), v.minLength(1), v.maxLength(255), v.check((name) => !/[\u0000-\u001f/\\]/.test(name), 'a file name without slashes or control characters')),
         signature: v.optional(v.pipe(v.string(), v.maxLength(2048))),
       }),
@@ -29,7 +42,7 @@ export const sharesRoutes: FastifyPluginAsync<ApiContext> = async (app, { storag
     return storage.shareCommit(scopedUpload(request, body.upload), {
       id: randomBytes(18).toString('base64url'),
       from: callerOf(request),
-      to: [...new Set(body.to)],
+      to: [...new Set(body.to.map((to) => (to.startsWith('age1') || to.startsWith('AGE1') ? to.toLowerCase() : to)))],
       name: body.name,
       created: Date.now(),
       ...(body.signature === undefined ? {} : { signature: body.signature }),
@@ -38,13 +51,13 @@ export const sharesRoutes: FastifyPluginAsync<ApiContext> = async (app, { storag
 
   app.get('/v1/shares', async (request) => {
     const caller = callerOf(request)
-    return { shares: (await storage.listShares()).filter((share) => share.to.includes(caller)) }
+    return { shares: (await storage.listShares()).filter((share) => addressedTo(share.to, caller)) }
   })
 
   // A share that is not for the caller is "not found": its existence is not revealed.
   const visible = async (id: string, caller: string, allowSender: boolean) => {
     const share = await storage.getShare(id)
-    if (!share.to.includes(caller) && !(allowSender && share.from === caller)) throw errors.notFound(`share ${id}`)
+    if (!addressedTo(share.to, caller) && !(allowSender && share.from === caller)) throw errors.notFound(`share ${id}`)
     return share
   }
 
@@ -59,7 +72,7 @@ export const sharesRoutes: FastifyPluginAsync<ApiContext> = async (app, { storag
     const { id } = parse(v.object({ id: shareId }), request.query)
     const caller = callerOf(request)
     const share = await visible(id, caller, true)
-    const rest = share.from === caller ? [] : share.to.filter((each) => each !== caller)
+    const rest = share.from === caller ? [] : share.to.filter((each) => each !== caller && each !== ageRecipientOf(caller))
     if (rest.length === 0) await storage.removeShare(id)
     else await storage.updateShare({ ...share, to: rest })
     return reply.code(204).send()
