@@ -70,9 +70,10 @@ async function main(argv: string[]): Promise<void> {
       return
     }
     const { message, code, exitCode } = describe(error)
-    if (json) process.stdout.write(`${JSON.stringify({ error: { code: code ?? 'ERR_UNKNOWN', message } })}\n`)
+    // Errors go to standard error, as JSON with --json (standard output carries results only).
+    if (json) process.stderr.write(`${JSON.stringify({ error: { code: code ?? 'ERR_UNKNOWN', message } })}\n`)
     // Commander already printed its own usage errors.
-    if (!(error instanceof CommanderError)) process.stderr.write(`cloudbox: ${message}${code ? ` (${code})` : ''}\n`)
+    else if (!(error instanceof CommanderError)) process.stderr.write(`cloudbox: ${message}${code ? ` (${code})` : ''}\n`)
     process.exitCode = exitCode
   }
 }

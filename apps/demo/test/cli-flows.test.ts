@@ -181,7 +181,7 @@ describe('cloudbox serve, pair, sync and admin', () => {
     json(['block', laptopId, '--home', homes.server])
     const blocked = run(['sync', laptopFolder, '--once', '--home', homes.laptop, '--json'])
     expect(blocked.status).toBe(1)
-    expect(blocked.stdout).toContain('ERR_DEVICE_BLOCKED')
+    expect(blocked.stdout + blocked.stderr).toContain('ERR_DEVICE_BLOCKED')
     json(['unblock', laptopId, '--home', homes.server])
     json(['revoke', laptopId, '--home', homes.server])
     const revoked = run(['sync', laptopFolder, '--once', '--home', homes.laptop])
@@ -220,8 +220,19 @@ describe('cloudbox serve, pair, sync and admin', () => {
     const lines = stdout.split('\n')
     expect(lines.some((line) => /^cloudbox:\/\/pair\?id=cb1[^ ]*$/.test(line))).toBe(true)
     expect(stdout).toMatch(/[▀▄█]/)
+    // Not a terminal: plain blocks, no colour escapes in what may land in a file.
+    expect(stdout).not.toContain('\u001b[')
     expect(stdout).toMatch(/Master PIN: \d{8}/)
+    // The status page keeps its address across restarts (the token lives in the home, 0600).
+    const page = /status: +(http:\S+)/.exec(stdout)![1]!
+    expect(statSync(join(home, 'status-token')).mode & 0o777).toBe(0o600)
     expect(await stop(child)).toBe(130)
+    const again = await start(['serve', join(dir, 'plain-cloud'), '--home', home, '--listen', '127.0.0.1:0'], (line) => line.event === 'serving')
+    expect(new URL(String(again.first.statusPage)).pathname).toBe(new URL(page).pathname)
+    expect(await stop(again.child)).toBe(130)
+    const renewed = await start(['serve', join(dir, 'plain-cloud'), '--home', home, '--listen', '127.0.0.1:0', '--new-status-token'], (line) => line.event === 'serving')
+    expect(new URL(String(renewed.first.statusPage)).pathname).not.toBe(new URL(page).pathname)
+    expect(await stop(renewed.child)).toBe(130)
   }, 60_000)
 
   it('holds a mass delete: --once exits 4 with ERR_DELETES_HELD, --restore-deleted brings the files back, --confirm-deletes lets them go', async () => {
@@ -414,6 +425,34 @@ describe('cloudbox serve, pair, sync and admin', () => {
     expect(portOf(again.first)).toBe(portOf(second.first))
     for (const each of [again, first, hub]) expect(await stop(each.child)).toBe(130)
   }, 120_000)
+
+  // `script` gives the program a terminal, as a person running it has.
+  it.runIf(spawnSync('script', ['--version']).status === 0)('serve on a fresh home in a terminal makes the identity first (the phrase shown once); without one it says to run init', async () => {
+    const home = join(dir, 'first-run-home')
+    const cloud = join(dir, 'first-run-cloud')
+    const refused = run(['serve', cloud, '--home', home, '--listen', '127.0.0.1:0'])
+    expect(refused.status).toBe(1)
+    expect(refused.stderr).toContain('cloudbox init')
+    const command = [process.execPath, cli, 'serve', cloud, '--home', home, '--listen', '127.0.0.1:0', '--pin', PIN].map((part) => `'${part}'`).join(' ')
+    const child = spawn('script', ['-qec', command, '/dev/null'], { env: env(), stdio: ['pipe', 'pipe', 'pipe'] })
+    children.push(child)
+    let seen = ''
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no server: ${seen}`)), 30_000)
+      child.stdout!.on('data', (chunk: Buffer) => {
+        seen += chunk.toString()
+        if (seen.includes('Ctrl-C stops the server')) {
+          clearTimeout(timer)
+          resolve()
+        }
+      })
+    })
+    expect(seen).toContain('making one')
+    expect(seen).toMatch(/24\. [a-z]+/)
+    expect(String(json(['id', '--home', home]).publicId)).toMatch(/^cb1/)
+    child.kill('SIGINT')
+    await new Promise((resolve) => child.once('exit', resolve))
+  }, 60_000)
 
   it('refuses sync before pairing, and a bad --listen, with what to do', () => {
     const home = join(dir, 'lonely-home')

@@ -325,9 +325,10 @@ export class CloudBox {
     return formatPairingUri(this.pairingInfo())
   }
 
-  pairingQr(format: 'terminal' | 'svg'): Promise<string>
+  /** `terminal`: with colour escapes; `text`: plain Unicode blocks (for files, logs, NO_COLOR). */
+  pairingQr(format: 'terminal' | 'text' | 'svg'): Promise<string>
   pairingQr(format: 'png'): Promise<Buffer>
-  pairingQr(format: 'terminal' | 'svg' | 'png'): Promise<string | Buffer> {
+  pairingQr(format: 'terminal' | 'text' | 'svg' | 'png'): Promise<string | Buffer> {
     return pairingQr(this.pairingUri(), format as 'png')
   }
 

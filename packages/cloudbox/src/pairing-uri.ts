@@ -65,11 +65,13 @@ export function parsePairingUri(uri: string): PairingInfo {
 }
 
 /** The pairing URI as a QR code: text for a terminal, an SVG document, or PNG bytes. */
-export async function pairingQr(uri: string, format: 'terminal'): Promise<string>
+export async function pairingQr(uri: string, format: 'terminal' | 'text'): Promise<string>
 export async function pairingQr(uri: string, format: 'svg'): Promise<string>
 export async function pairingQr(uri: string, format: 'png'): Promise<Buffer>
-export async function pairingQr(uri: string, format: 'terminal' | 'svg' | 'png'): Promise<string | Buffer> {
+export async function pairingQr(uri: string, format: 'terminal' | 'text' | 'svg' | 'png'): Promise<string | Buffer> {
   if (format === 'png') return QRCode.toBuffer(uri, { type: 'png', errorCorrectionLevel: 'M', margin: 2, width: 320 })
   if (format === 'svg') return QRCode.toString(uri, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 })
+  // Plain half blocks, no colour escapes: what a file or a log can hold.
+  if (format === 'text') return QRCode.toString(uri, { type: 'utf8', errorCorrectionLevel: 'L', margin: 2 })
   return QRCode.toString(uri, { type: 'terminal', small: true, errorCorrectionLevel: 'L' })
 }

@@ -131,7 +131,8 @@ export function registerAdminCommands(program: Command): void {
     .action(async (_options: unknown, command: Command) => {
       const { output } = globalOptions(command)
       const pins = (await run(command, 'listPins')) as PinInfo[]
-      output.result(pins.map((each) => JSON.stringify(each)).join('\n') || 'No PINs.', { pins })
+      const lines = pins.map((each) => `${each.label.padEnd(16)}  ${each.role.padEnd(6)}  ${each.master ? 'master ' : 'one-use'}  made ${when(each.createdAt)}${each.expiresAt === undefined ? '' : `  expires ${when(each.expiresAt)}`}`)
+      output.result(lines.join('\n') || 'No PINs.', { pins })
     })
   pin
     .command('remove')

@@ -3,8 +3,31 @@ import { Identity } from '@cloudbox/encrypted-messaging'
 import type { Command } from 'commander'
 import { fileNotFoundError, identityExistsError, usageError } from '../errors.js'
 import { hasIdentity, loadIdentity, readMetadata, resolveHome, saveIdentity, type StorageChoice } from '../home.js'
-import { createOutput } from '../output.js'
+import { createOutput, type Output } from '../output.js'
 import { globalOptions } from '../program.js'
+
+/** How a new recovery phrase is shown, once. */
+function phraseLines(recoveryPhrase: string): string[] {
+  return [
+    'Your recovery phrase (shown once; write it down and keep it offline, it restores this key and all its sub-clouds):',
+    '',
+    recoveryPhrase.split(' ').map((word, index) => `${String(index + 1).padStart(2)}. ${word}`).join('\n'),
+  ]
+}
+
+/**
+ * This home's identity; on a fresh home run from a terminal, a new one is made first (as
+ * `cloudbox init` would, showing the recovery phrase once). Elsewhere (a script, a service)
+ * the error says to run `cloudbox init`.
+ */
+export async function identityOrFirstRun(home: string, output: Output): Promise<Identity> {
+  if (hasIdentity(home) || process.stdin.isTTY !== true || process.stderr.isTTY !== true || output.json) return loadIdentity(home, output)
+  process.stderr.write(`No identity in ${home} yet: making one (as cloudbox init does).\n`)
+  const { identity, recoveryPhrase } = Identity.generate()
+  const metadata = await saveIdentity(home, identity, 'auto', output)
+  process.stderr.write(`${[`Created identity ${metadata.publicId} (key kept in the ${metadata.storage}).`, '', ...phraseLines(recoveryPhrase), ''].join('\n')}\n`)
+  return identity
+}
 
 export function registerIdentityCommands(program: Command): void {
   program
@@ -34,14 +57,7 @@ export function registerIdentityCommands(program: Command): void {
       const metadata = await saveIdentity(home, identity, options.storage as StorageChoice, output)
       identity.destroy()
       const human = [`Created identity ${metadata.publicId} in ${home} (key kept in the ${metadata.storage}).`]
-      if (recoveryPhrase !== undefined) {
-        human.push(
-          '',
-          'Your recovery phrase (shown once; write it down and keep it offline, it restores this key and all its sub-clouds):',
-          '',
-          recoveryPhrase.split(' ').map((word, index) => `${String(index + 1).padStart(2)}. ${word}`).join('\n'),
-        )
-      }
+      if (recoveryPhrase !== undefined) human.push('', ...phraseLines(recoveryPhrase))
       output.result(human.join('\n'), { publicId: metadata.publicId, storage: metadata.storage, home, ...(recoveryPhrase ? { recoveryPhrase } : {}) })
     })
 

@@ -3,7 +3,8 @@
  * directly and (with --hub) through a router hub; admin commands reach it through the
  * home's control socket while it runs.
  */
-import { readFileSync, writeFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
@@ -14,10 +15,10 @@ import { printEvents } from '../box-events.js'
 import { CliError, usageError } from '../errors.js'
 import { checkedFolder, makeFolder } from '../folder-safety.js'
 import { givenPin, pinOptions, type PinOptions } from '../pin-input.js'
-import { loadIdentity } from '../home.js'
 import { globalOptions } from '../program.js'
 import { assertNotServing, serveControl } from '../server/control-socket.js'
 import { untilStopped } from '../stop-signal.js'
+import { identityOrFirstRun } from './identity-commands.js'
 import { versionOptions, VERSIONS_DISK_OPTION_HELP, VERSIONS_OPTION_HELP } from './version-commands.js'
 
 export function parseHostPort(text: string, flag: string): { host: string; port: number } {
@@ -55,6 +56,23 @@ async function defaultListen(home: string, output: { note(message: string): void
   return { host: '0.0.0.0', port: 0 }
 }
 
+/** The status page's token, kept in the home (0600) so its address survives restarts; a new one on request. */
+function statusToken(home: string, renew: boolean): string {
+  const path = join(home, 'status-token')
+  if (!renew) {
+    try {
+      const kept = readFileSync(path, 'utf8').trim()
+      if (/^[A-Za-z0-9_-]{32}$/.test(kept)) return kept
+    } catch {
+      // None yet.
+    }
+  }
+  const token = randomBytes(24).toString('base64url')
+  writeFileSync(path, `${token}\n`, { mode: 0o600 })
+  chmodSync(path, 0o600)
+  return token
+}
+
 function rememberPort(home: string, port: number): void {
   try {
     writeFileSync(portFile(home), `${port}\n`)
@@ -72,6 +90,7 @@ export function registerServeCommand(program: Command): void {
     .option('--cluster-hub <url...>', 'another hub of --hub\'s cluster (its --public-url) where routes may be accepted (repeatable); routes to any other hub are refused')
     .option('--listen <host:port>', `listen for direct connections here (port 0 picks a free one; default 0.0.0.0:${DEFAULT_PORT}, or the port this home used last, or a free one when that is taken)`)
     .option('--no-listen', 'no direct connections: devices reach the server through --hub only (no open port)')
+    .option('--new-status-token', 'replace the status page token kept in the home (the old address stops working)')
     .option('--api <host:port>', 'serve the encrypted REST API here', '127.0.0.1:0')
 
     .option('--name <label>', 'the name devices see', `CloudBox on ${hostname()}`)
@@ -90,7 +109,7 @@ While it runs, admin commands with the same --home act on it at once:
   cloudbox devices, cloudbox revoke ID, cloudbox pin add, cloudbox subcloud create NAME …
 Ctrl-C stops it cleanly.`,
     )
-    .action(async (dir: string, options: PinOptions & { hub?: string; clusterHub?: string[]; listen?: string | false; api: string; name: string; statusPage: boolean; versions?: string; versionsDisk?: string }, command: Command) => {
+    .action(async (dir: string, options: PinOptions & { hub?: string; clusterHub?: string[]; listen?: string | false; api: string; name: string; statusPage: boolean; newStatusToken?: boolean; versions?: string; versionsDisk?: string }, command: Command) => {
       const masterPin = givenPin(options)
       const versions = versionOptions(options)
       const { home, output } = globalOptions(command)
@@ -100,7 +119,7 @@ Ctrl-C stops it cleanly.`,
       const api = parseHostPort(options.api, '--api')
       if (makeFolder(folder, 'serve')) output.note(`created ${folder}`)
       await assertNotServing(home)
-      const identity = await loadIdentity(home, output)
+      const identity = await identityOrFirstRun(home, output)
       const box = new CloudBox(
         { role: 'server', folder, name: options.name, ...(listen === undefined ? {} : { listen }), ...(options.hub === undefined ? {} : { hub: options.hub }), ...(options.clusterHub === undefined ? {} : { clusterHubs: options.clusterHub }), ...(masterPin === undefined ? {} : { masterPin }), ...(versions === undefined ? {} : { versions }) },
         { identity },
@@ -110,7 +129,8 @@ Ctrl-C stops it cleanly.`,
       // The page answers loopback callers only: with --api on another address it stays off.
       const loopbackApi = listensOnLoopback(api.host)
       if (options.statusPage && !loopbackApi) output.note(`no status page: it answers on loopback only, and --api listens on ${api.host}`)
-      const server = new CloudServer({ host: api.host, port: api.port, statusPage: options.statusPage && loopbackApi }, { box })
+      const statusPage = options.statusPage && loopbackApi ? { token: statusToken(home, options.newStatusToken === true) } : false
+      const server = new CloudServer({ host: api.host, port: api.port, statusPage }, { box })
       let control: { close(): Promise<void> } | undefined
       try {
         await box.start()
@@ -141,7 +161,7 @@ Ctrl-C stops it cleanly.`,
       } else {
         process.stdout.write(`CloudBox server for ${folder}\n  cloud ID: ${box.id}\n  direct:   ${status.direct ?? 'none'}\n  hub:      ${options.hub ?? 'none'}\n  API:      ${status.api}\n`)
         process.stdout.write(`  status:   ${status.statusPage ?? 'off'}${status.statusPage ? ' (this machine only; the token is its password)' : ''}\n\n`)
-        process.stdout.write(`Pairing URI (scan the QR code or copy the line below):\n${status.uri}\n\n${await box.pairingQr('terminal')}\n`)
+        process.stdout.write(`Pairing URI (scan the QR code or copy the line below):\n${status.uri}\n\n${await box.pairingQr(process.stdout.isTTY === true && process.env.NO_COLOR === undefined ? 'terminal' : 'text')}\n`)
         if (madePin !== undefined) process.stdout.write(`Master PIN: ${madePin} (set your own with --pin)\n`)
         process.stdout.write(`Pair a device: cloudbox pair '${status.uri}' --pin PIN\nCtrl-C stops the server.\n`)
       }

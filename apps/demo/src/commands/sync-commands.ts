@@ -18,6 +18,7 @@ import { globalOptions } from '../program.js'
 import { formatBytes } from '../progress.js'
 import { untilStopped } from '../stop-signal.js'
 import { SyncStatusWriter } from '../sync-status.js'
+import { identityOrFirstRun } from './identity-commands.js'
 import { versionOptions, VERSIONS_DISK_OPTION_HELP, VERSIONS_OPTION_HELP } from './version-commands.js'
 
 export const clientStateDir = (home: string) => join(home, 'client')
@@ -47,7 +48,7 @@ export function registerSyncCommands(program: Command): void {
     .action(async (uri: string, options: PinOptions & { hub?: string; name: string }, command: Command) => {
       const pin = requiredPin(options)
       const { home, output } = globalOptions(command)
-      const identity = await loadIdentity(home, output)
+      const identity = await identityOrFirstRun(home, output)
       const stateDir = clientStateDir(home)
       const box = new CloudBox({ role: 'client', folder: join(stateDir, 'unsynced'), stateDir, name: options.name, sync: false }, { identity })
       try {
