@@ -396,6 +396,14 @@ describe('cloudbox serve, pair, sync and admin', () => {
     expect(statSync(join(cloud, 'inbox')).isDirectory()).toBe(true)
     expect(readlinkSync(join(cloud, 'dangling'))).toBe('../elsewhere')
     expect(existsSync(join(cloud, 'empty'))).toBe(false)
+    // Paired directly (no hub): the API answers on the same port, so share and inbox need no --api.
+    const me = String(json(['id', '--home', homes.device]).publicId)
+    writeFileSync(join(dir, 'links-note.txt'), 'a note to myself')
+    const shared = json(['share', join(dir, 'links-note.txt'), '--to', me, '--home', homes.device])
+    expect((json(['inbox', '--home', homes.device]) as { shares: { id: string }[] }).shares.map((each) => each.id)).toEqual([shared.id])
+    // Only the API is answered there: the status page is not.
+    const direct = new URL(String(server.first.direct))
+    expect((await fetch(`http://${direct.host}${new URL(String(server.first.statusPage)).pathname}`)).status).toBe(404)
     expect(await stop(server.child)).toBe(130)
   }, 120_000)
 

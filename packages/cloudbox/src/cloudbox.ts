@@ -7,6 +7,7 @@
  * and a sync lane (the cloudsync protocol). Direct WebSockets and hub routes carry the
  * same bytes, so a hub sees ciphertext only.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { randomBytes } from 'node:crypto'
 import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -764,6 +765,15 @@ export class CloudBox {
    * (`<hub>/n/<id>/api/…`), so a home server needs no open port. cloudserver sets it;
    * undefined stops serving them.
    */
+  /**
+   * Server: answers plain HTTP requests on this server's own direct listener with
+   * `handler` (the encrypted API on the same port as the sessions); a no-op without one.
+   */
+  serveApiDirect(handler: ((request: IncomingMessage, response: ServerResponse) => void) | undefined): void {
+    if (this.role !== 'server') throw errors.role('server', 'Serving an API')
+    if (this.#ownListener) this.#listener?.serveHttp(handler)
+  }
+
   serveApiThroughHub(handler: ((request: Uint8Array) => Promise<HubApiReply>) | undefined): void {
     if (this.role !== 'server') throw errors.role('server', 'Serving an API')
     this.#apiHandler = handler

@@ -4,6 +4,7 @@
  * identity; the server stores ciphertext it cannot open.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs'
+import { connect } from 'node:net'
 import { resolve } from 'node:path'
 import { CloudServerClient, hubApiUrl } from '@cloudbox/cloudserver'
 import type { Command } from 'commander'
@@ -22,10 +23,38 @@ async function apiClient(command: Command, api: string | undefined): Promise<{ c
   const { home, output } = globalOptions(command)
   const paired = pairedCloud(home)
   if (paired === undefined) throw notPairedError(home)
-  const url = api ?? (paired.hub === undefined ? undefined : hubApiUrl(paired.hub, paired.id))
-  if (url === undefined) throw new CliError('ERR_NO_API_ROUTE', `The paired server has no hub, so its API address is not known here; pass --api URL (\`cloudbox serve\` prints it).`)
+  // The API answers on the server's direct port, and through its hub: the first that answers.
+  const url = api ?? (await reachableDirect(paired.addresses)) ?? (paired.hub === undefined ? undefined : hubApiUrl(paired.hub, paired.id))
+  if (url === undefined) throw new CliError('ERR_NO_API_ROUTE', `The paired server cannot be reached at ${paired.addresses.join(', ') || 'any direct address'} and has no hub; start it, or pass --api URL (\`cloudbox serve\` prints it).`)
   const identity = await loadIdentity(home, output)
   return { client: new CloudServerClient({ url, server: paired.id, identity }), identity }
+}
+
+/** The API base of the first direct address (ws://host:port → http://host:port) that takes a connection within 1.5 s. */
+async function reachableDirect(addresses: readonly string[]): Promise<string | undefined> {
+  for (const address of addresses) {
+    let url: URL
+    try {
+      url = new URL(address)
+    } catch {
+      continue
+    }
+    if (url.protocol !== 'ws:' && url.protocol !== 'wss:') continue
+    const port = Number(url.port || (url.protocol === 'wss:' ? 443 : 80))
+    const host = url.hostname.replace(/^\[|\]$/g, '')
+    const open = await new Promise<boolean>((resolvePromise) => {
+      const socket = connect({ host, port, timeout: 1_500 })
+      const done = (ok: boolean) => {
+        socket.destroy()
+        resolvePromise(ok)
+      }
+      socket.once('connect', () => done(true))
+      socket.once('timeout', () => done(false))
+      socket.once('error', () => done(false))
+    })
+    if (open) return `${url.protocol === 'wss:' ? 'https:' : 'http:'}//${url.host}`
+  }
+  return undefined
 }
 
 const transferBar = (label: string) => {

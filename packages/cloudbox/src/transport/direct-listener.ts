@@ -2,7 +2,7 @@
  * A server's own WebSocket listener. Several clouds (a server and its sub-clouds) share
  * one listener; a client picks one by path: `/v1/cloud/<cb1…>`.
  */
-import { createServer, type IncomingMessage, type Server } from 'node:http'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { networkInterfaces } from 'node:os'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer } from 'ws'
@@ -26,6 +26,7 @@ export class DirectListener {
   #server: Server | undefined
   #wss: WebSocketServer | undefined
   #address: { host: string; port: number } | undefined
+  #http: ((request: IncomingMessage, response: ServerResponse) => void) | undefined
 
   constructor(options: DirectListenerOptions = {}) {
     this.#options = options
@@ -65,9 +66,26 @@ export class DirectListener {
     }
   }
 
+  /**
+   * Answers plain HTTP requests (not upgrades) on this listener with `handler`, so one port
+   * carries the WebSocket sessions and the server's encrypted API; undefined: 426 again.
+   */
+  serveHttp(handler: ((request: IncomingMessage, response: ServerResponse) => void) | undefined): void {
+    this.#http = handler
+  }
+
   async start(): Promise<void> {
     if (this.#server !== undefined) return
-    const server = createServer((_request, response) => response.writeHead(426, { Connection: 'close' }).end())
+    const server = createServer((request, response) => {
+      const http = this.#http
+      if (http === undefined) return response.writeHead(426, { Connection: 'close' }).end()
+      try {
+        http(request, response)
+      } catch {
+        if (!response.headersSent) response.writeHead(400, { Connection: 'close' })
+        response.end()
+      }
+    })
     const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_MESSAGE, perMessageDeflate: false, skipUTF8Validation: true })
     server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(wss, request, socket, head))
     this.#server = server

@@ -169,6 +169,12 @@ export class CloudServer {
     if (this.#statusToken !== undefined) this.#statusUrl = `http://${pageHost}:${address.port}${STATUS_PREFIX}/${this.#statusToken}/`
     this.#outer = outer
     this.#inner = inner
+    // The API on the box's direct listener too (one port to open); nothing else of this
+    // server is answered there (the status page stays on this loopback listener).
+    this.#box.serveApiDirect((request, response) => {
+      if (request.method === 'POST' && (request.url === API_PATH || request.url?.startsWith(`${API_PATH}?`))) outer.routing(request, response)
+      else response.writeHead(404, { 'content-type': 'text/plain', connection: 'close' }).end('Not found')
+    })
     // Calls through the box's hub registration (`<hub>/n/<id>/api/v1/api`) land here too.
     this.#box.serveApiThroughHub(async (message) => {
       const { status, sealed, error } = await this.handle(message)
@@ -187,7 +193,10 @@ export class CloudServer {
     this.#board = undefined
     this.#statusToken = undefined
     this.#statusUrl = undefined
-    if (this.#box.state !== 'destroyed') this.#box.serveApiThroughHub(undefined)
+    if (this.#box.state !== 'destroyed') {
+      this.#box.serveApiThroughHub(undefined)
+      this.#box.serveApiDirect(undefined)
+    }
     const outer = this.#outer
     this.#outer = undefined
     this.#url = undefined
