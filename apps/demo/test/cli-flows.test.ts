@@ -360,6 +360,12 @@ describe('cloudbox serve, pair, sync and admin', () => {
     expect(readFileSync(join(cloud, 'ok-2.txt'), 'utf8')).toBe('two')
     expect(existsSync(join(cloud, 'secret.txt'))).toBe(false)
 
+    // A folder it may not create (its parent is root's, 0755): a plain error, not EACCES.
+    const notWritable = asNobody(['sync', join(dir, 'not-for-nobody', 'Cloud'), '--once', '--home', deviceHome])
+    expect(notWritable.status).toBe(1)
+    expect(notWritable.stderr).toContain('ERR_FOLDER_NOT_WRITABLE')
+    expect(notWritable.stderr).not.toContain('EACCES:')
+
     // Readable again: the next run takes them, and says in sync.
     chmodSync(join(folder, 'secret.txt'), 0o644)
     chmodSync(join(folder, 'locked'), 0o755)
