@@ -5,6 +5,7 @@ import { openFile, openStream, parseAgeIdentityFile, parseRecipient, sealFile, s
 import type { Command } from 'commander'
 import { fileNotFoundError, outputExistsError, usageError } from '../errors.js'
 import { loadIdentity } from '../home.js'
+import type { Output } from '../output.js'
 import { globalOptions } from '../program.js'
 
 /** `-` names standard input or output, as age and most tools do. */
@@ -43,6 +44,19 @@ async function writePieces(pieces: AsyncIterable<Uint8Array>, target: string, mo
     rmSync(temporary, { force: true })
     throw error
   }
+}
+
+/** The keys to open with: the age identity files given (each is tried), else this home's identity (`release` wipes it). */
+export async function identitiesFor(files: readonly string[] | undefined, home: string, output: Output): Promise<{ identities: KeyAgreement[]; release: () => void }> {
+  if (files !== undefined && files.length > 0) {
+    const identities = files.flatMap((path) => {
+      if (!existsSync(path)) throw fileNotFoundError(path)
+      return parseAgeIdentityFile(readFileSync(path, 'utf8'))
+    })
+    return { identities, release: () => {} }
+  }
+  const identity = await loadIdentity(home, output)
+  return { identities: [identity], release: () => identity.destroy() }
 }
 
 const input = (file: string) => (file === STDIO ? process.stdin : createReadStream(file))
@@ -89,18 +103,7 @@ export function registerSealCommands(program: Command): void {
       if (file !== STDIO && !existsSync(file)) throw fileNotFoundError(file)
       const target = options.output ?? (file === STDIO ? STDIO : file.endsWith('.age') ? file.slice(0, -4) : `${file}.opened`)
       checkOutput(target, options.force)
-      let identities: KeyAgreement[]
-      let release = () => {}
-      if (options.identity !== undefined && options.identity.length > 0) {
-        identities = options.identity.flatMap((path) => {
-          if (!existsSync(path)) throw fileNotFoundError(path)
-          return parseAgeIdentityFile(readFileSync(path, 'utf8'))
-        })
-      } else {
-        const identity = await loadIdentity(home, output)
-        identities = [identity]
-        release = () => identity.destroy()
-      }
+      const { identities, release } = await identitiesFor(options.identity, home, output)
       try {
         if (file !== STDIO && target !== STDIO) await openFile(file, target, identities)
         else await writePieces(openStream(input(file), identities), target, 0o600)

@@ -3,7 +3,7 @@
  * box. The file is sealed here (age, for the recipients' keys) and signed by this
  * identity; the server stores ciphertext it cannot open.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, statSync } from 'node:fs'
 import { connect } from 'node:net'
 import { resolve } from 'node:path'
 import { CloudServerClient, hubApiUrl } from '@cloudbox/cloudserver'
@@ -13,8 +13,9 @@ import { loadIdentity } from '../home.js'
 import { globalOptions } from '../program.js'
 import { formatBytes, ProgressLine } from '../progress.js'
 import { notPairedError, pairedCloud } from './sync-commands.js'
-import { parseAgeIdentityFile, parseRecipient, type Identity, type KeyAgreement } from '@cloudbox/encrypted-messaging'
+import { parseRecipient, type Identity } from '@cloudbox/encrypted-messaging'
 import { fetchFromBucket, parseBucketUrl, parseShareLink, shareToBucket } from './bucket-share.js'
+import { identitiesFor } from './seal-commands.js'
 
 const apiOption = '--api <url>'
 const apiHelp = 'the server\'s API URL (printed by `cloudbox serve`; default: through the hub of the pairing)'
@@ -134,18 +135,7 @@ export function registerShareCommands(program: Command): void {
       const { home, output } = globalOptions(command)
       const link = parseShareLink(text)
       if (existsSync(options.output) && options.force !== true) throw outputExistsError(options.output)
-      let identities: KeyAgreement[]
-      let release = () => {}
-      if (options.identity !== undefined) {
-        identities = options.identity.flatMap((file) => {
-          if (!existsSync(file)) throw fileNotFoundError(file)
-          return parseAgeIdentityFile(readFileSync(file, 'utf8'))
-        })
-      } else {
-        const identity = await loadIdentity(home, output)
-        identities = [identity]
-        release = () => identity.destroy()
-      }
+      const { identities, release } = await identitiesFor(options.identity, home, output)
       try {
         const fetched = await fetchFromBucket(link, options.output, identities, options.endpoint)
         output.result(`Fetched ${formatBytes(fetched.bytes)} into ${options.output}, signed by ${link.from}${fetched.signedAt === undefined ? '' : ` on ${fetched.signedAt.toISOString().slice(0, 19).replace('T', ' ')} UTC`}.`, {
