@@ -217,7 +217,8 @@ describe('the status page in headless Chromium', () => {
     await until(async () => (await onServer('keep-me.txt')) === undefined, 'the deletion on the server')
     const row = await tab.waitForSelector('#version-rows tr:has-text("keep-me.txt")', { timeout: 30_000 })
     expect(await row.textContent()).toContain('deleted')
-    await (await row.$('button'))!.click()
+    // A locator, not the handle: each snapshot re-renders the rows, and a locator finds the row again.
+    await tab.locator('#version-rows tr:has-text("keep-me.txt") button').first().click()
     await tab.waitForFunction(() => /Restored keep-me.txt/.test((globalThis as unknown as Browser).document.getElementById('version-result')!.textContent ?? ''))
     expect(await onServer('keep-me.txt')).toBe('precious words')
     // And back on the device, as a change the server made.
