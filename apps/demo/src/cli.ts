@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { CommanderError } from 'commander'
+import { ready } from '@cloudbox/encrypted-messaging'
 import { registerDemoCommand } from './commands/demo-command.js'
 import { registerAdminCommands } from './commands/admin-commands.js'
 import { registerHubCommand } from './commands/hub-command.js'
@@ -62,6 +63,8 @@ async function main(argv: string[]): Promise<void> {
   })
   const json = argv.includes('--json')
   try {
+    // Every command below may use keys synchronously.
+    await ready()
     await program.parseAsync(argv)
   } catch (error) {
     // Help and version "errors" are normal exits.

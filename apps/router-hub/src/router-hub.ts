@@ -13,7 +13,7 @@ import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { WebSocketServer, type WebSocket, type RawData } from 'ws'
-import { encodePublicId, parsePublicId } from '@cloudbox/encrypted-messaging'
+import { encodePublicId, parsePublicId, ready } from '@cloudbox/encrypted-messaging'
 import {
   HUB_ACCEPT_PATH,
   HUB_API_MAX_MESSAGE,
@@ -174,6 +174,8 @@ export class RouterHub {
 
   async start(): Promise<void> {
     if (this.#app !== undefined) return
+    // Registrations are checked with Ed25519, which needs the curve library loaded.
+    await ready()
     const app = Fastify({ logger: false, forceCloseConnections: true })
     app.get('/health', async () => ({ status: 'ok', nodes: this.#nodes.size, routes: this.metrics.routesOpen }))
     app.get('/metrics', async (_request, reply) => reply.type('text/plain; version=0.0.4').send(this.metrics.prometheus(this.#nodes.size)))

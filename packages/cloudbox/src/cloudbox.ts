@@ -15,6 +15,7 @@ import {
   acceptSecureChannel,
   createChannelMux,
   initiateSecureChannel,
+  ready,
   ReplayGuard,
   signDocument,
   verifyDocument,
@@ -194,7 +195,7 @@ export class CloudBox {
     if (this.#state === 'running') return
     if (this.#state === 'destroyed') throw errors.state('start()', 'destroyed')
     if (this.#starting !== undefined) return this.#starting
-    this.#starting = this.#start().finally(() => (this.#starting = undefined))
+    this.#starting = ready().then(() => this.#start()).finally(() => (this.#starting = undefined))
     return this.#starting
   }
 

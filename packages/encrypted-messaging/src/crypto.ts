@@ -12,11 +12,33 @@
  */
 import nodeCrypto from 'node:crypto'
 import sodiumModule from 'libsodium-wrappers-sumo'
+import { CryptoNotReadyError } from './errors.js'
 
-// Top-level await: the WASM module must be ready before any curve operation,
-// and doing it once here keeps every other call synchronous.
-await sodiumModule.ready
-const sodium = sodiumModule
+// The WASM module loads asynchronously. Loading starts at import, and `ready()` lets
+// callers wait for it, so every curve operation stays synchronous without a top-level
+// await (which would make `require()` of this package, and of every package above it,
+// fail with ERR_REQUIRE_ASYNC_MODULE).
+let loaded: typeof sodiumModule | undefined
+const loading: Promise<void> = sodiumModule.ready.then(() => {
+  loaded = sodiumModule
+})
+// A failed load is reported to whoever awaits ready(), not as an unhandled rejection.
+loading.catch(() => undefined)
+
+/** Resolves once the curve operations can run; cheap to call again. */
+export function ready(): Promise<void> {
+  return loaded === undefined ? loading : Promise.resolve()
+}
+
+/** True once {@link ready} has resolved. */
+export function isReady(): boolean {
+  return loaded !== undefined
+}
+
+function curves(): typeof sodiumModule {
+  if (loaded === undefined) throw new CryptoNotReadyError()
+  return loaded
+}
 
 export const X25519_KEY_LENGTH = 32
 export const ED25519_PUBLIC_KEY_LENGTH = 32
@@ -107,9 +129,28 @@ export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && nodeCrypto.timingSafeEqual(view(a), view(b))
 }
 
+// Until the WASM library has loaded, the operations node:crypto (OpenSSL) has natively
+// run there instead, with identical results, so creating keys, signing and key agreement
+// work from the first line of a program. Verification and the public-key conversion
+// need libsodium's strict point checks and wait for ready().
+const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex')
+const X25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex')
+const X25519_SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex')
+/** Both curves' SPKI encodings end with the 32-byte raw public key. */
+const SPKI_KEY_OFFSET = 12
+
+function nodePrivateKey(prefix: Buffer, raw: Uint8Array): nodeCrypto.KeyObject {
+  return nodeCrypto.createPrivateKey({ key: Buffer.concat([prefix, raw]), format: 'der', type: 'pkcs8' })
+}
+
+function nodeRawPublicKey(privateKey: nodeCrypto.KeyObject): Uint8Array {
+  return plain(nodeCrypto.createPublicKey(privateKey).export({ format: 'der', type: 'spki' }).subarray(SPKI_KEY_OFFSET))
+}
+
 /** X25519 public key of a 32-byte secret scalar. */
 export function x25519PublicKey(secretKey: Uint8Array): Uint8Array {
-  return sodium.crypto_scalarmult_base(secretKey)
+  if (loaded !== undefined) return loaded.crypto_scalarmult_base(secretKey)
+  return nodeRawPublicKey(nodePrivateKey(X25519_PKCS8_PREFIX, secretKey))
 }
 
 /**
@@ -118,28 +159,44 @@ export function x25519PublicKey(secretKey: Uint8Array): Uint8Array {
  */
 export function x25519(secretKey: Uint8Array, publicKey: Uint8Array): Uint8Array | undefined {
   try {
-    return sodium.crypto_scalarmult(secretKey, publicKey)
+    if (loaded !== undefined) return loaded.crypto_scalarmult(secretKey, publicKey)
+    const shared = plain(
+      nodeCrypto.diffieHellman({
+        privateKey: nodePrivateKey(X25519_PKCS8_PREFIX, secretKey),
+        publicKey: nodeCrypto.createPublicKey({ key: Buffer.concat([X25519_SPKI_PREFIX, publicKey]), format: 'der', type: 'spki' }),
+      }),
+    )
+    return shared.every((byte) => byte === 0) ? undefined : shared
   } catch {
-    // libsodium refuses an all-zero output itself.
+    // Both back ends refuse an all-zero output themselves.
     return undefined
   }
 }
 
 /** Ed25519 key pair from a 32-byte seed; the secret key is libsodium's 64-byte form (seed ‖ public). */
 export function ed25519KeyPairFromSeed(seed: Uint8Array): { publicKey: Uint8Array; secretKey: Uint8Array } {
-  const pair = sodium.crypto_sign_seed_keypair(seed)
-  return { publicKey: pair.publicKey, secretKey: pair.privateKey }
+  if (loaded !== undefined) {
+    const pair = loaded.crypto_sign_seed_keypair(seed)
+    return { publicKey: pair.publicKey, secretKey: pair.privateKey }
+  }
+  const publicKey = nodeRawPublicKey(nodePrivateKey(ED25519_PKCS8_PREFIX, seed))
+  const secretKey = new Uint8Array(ED25519_SECRET_KEY_LENGTH)
+  secretKey.set(seed, 0)
+  secretKey.set(publicKey, 32)
+  return { publicKey, secretKey }
 }
 
 export function ed25519Sign(secretKey: Uint8Array, message: Uint8Array): Uint8Array {
-  return sodium.crypto_sign_detached(message, secretKey)
+  if (loaded !== undefined) return loaded.crypto_sign_detached(message, secretKey)
+  return plain(nodeCrypto.sign(null, view(message), nodePrivateKey(ED25519_PKCS8_PREFIX, secretKey.subarray(0, 32))))
 }
 
 /** Strict verification (libsodium refuses non-canonical and small-order encodings). */
 export function ed25519Verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
   if (publicKey.length !== ED25519_PUBLIC_KEY_LENGTH || signature.length !== ED25519_SIGNATURE_LENGTH) return false
+  const lib = curves()
   try {
-    return sodium.crypto_sign_verify_detached(signature, message, publicKey)
+    return lib.crypto_sign_verify_detached(signature, message, publicKey)
   } catch {
     return false
   }
@@ -147,16 +204,24 @@ export function ed25519Verify(publicKey: Uint8Array, message: Uint8Array, signat
 
 /** The standard birational map Ed25519 → X25519 for public keys; undefined for invalid points. */
 export function ed25519PublicKeyToX25519(publicKey: Uint8Array): Uint8Array | undefined {
+  const lib = curves()
   try {
-    return sodium.crypto_sign_ed25519_pk_to_curve25519(publicKey)
+    return lib.crypto_sign_ed25519_pk_to_curve25519(publicKey)
   } catch {
     return undefined
   }
 }
 
-/** X25519 secret scalar of a 64-byte Ed25519 secret key (clamped SHA-512 of the seed). */
+/** X25519 secret scalar of a 64-byte Ed25519 secret key: the clamped first half of SHA-512(seed). */
 export function ed25519SecretKeyToX25519(secretKey: Uint8Array): Uint8Array {
-  return sodium.crypto_sign_ed25519_sk_to_curve25519(secretKey)
+  if (loaded !== undefined) return loaded.crypto_sign_ed25519_sk_to_curve25519(secretKey)
+  const digest = nodeCrypto.createHash('sha512').update(view(secretKey.subarray(0, 32))).digest()
+  const scalar = new Uint8Array(digest.subarray(0, 32))
+  digest.fill(0)
+  scalar[0]! &= 248
+  scalar[31]! &= 127
+  scalar[31]! |= 64
+  return scalar
 }
 
 /** Overwrites secret bytes. JS engines may still hold copies; see the README's security notes. */

@@ -38,6 +38,7 @@ export const ErrorCodes = {
   API_REQUEST_EXPIRED: 'ERR_API_REQUEST_EXPIRED',
   API_RESPONSE_INVALID: 'ERR_API_RESPONSE_INVALID',
   API_RATE_LIMITED: 'ERR_API_RATE_LIMITED',
+  CRYPTO_NOT_READY: 'ERR_CRYPTO_NOT_READY',
 } as const
 
 /** One of the codes in {@link ErrorCodes}. */
@@ -167,6 +168,13 @@ export class HandshakeFailedError extends EncryptedMessagingError {
 export class HandshakeTimeoutError extends EncryptedMessagingError {
   constructor(message = 'The secure handshake timed out: the peer did not answer. Check the address and that the peer is running.', options?: { cause?: unknown }) {
     super(ErrorCodes.HANDSHAKE_TIMEOUT, message, options)
+  }
+}
+
+/** A signature check or public-key conversion ran before the curve library (WebAssembly) finished loading. */
+export class CryptoNotReadyError extends EncryptedMessagingError {
+  constructor(message = 'The curve library is still loading: call `await ready()` from @cloudbox/encrypted-messaging once before checking signatures or reading public IDs synchronously (the async functions of every CloudBox package wait for it themselves).', options?: { cause?: unknown }) {
+    super(ErrorCodes.CRYPTO_NOT_READY, message, options)
   }
 }
 

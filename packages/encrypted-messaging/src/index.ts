@@ -45,7 +45,9 @@ export {
   ApiRequestExpiredError,
   ApiRateLimitedError,
   ApiResponseInvalidError,
+  CryptoNotReadyError,
 } from './errors.js'
+export { ready, isReady } from './crypto.js'
 export type { ErrorCode, AbortOptions } from './errors.js'
 
 export type { KeyAgreement, Signer } from './interfaces/key-agreement.js'

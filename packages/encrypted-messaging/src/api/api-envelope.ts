@@ -11,7 +11,7 @@ import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, ty
 import { closeSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs'
 import { Aes128Gcm, AeadId, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256, KdfId, KemId } from '@hpke/core'
 import * as v from 'valibot'
-import { ED25519_PUBLIC_KEY_LENGTH, ed25519PublicKeyToX25519, ed25519Verify } from '../crypto.js'
+import { ED25519_PUBLIC_KEY_LENGTH, ed25519PublicKeyToX25519, ed25519Verify, ready } from '../crypto.js'
 import { ApiRateLimitedError, ApiRequestExpiredError, ApiRequestInvalidError, ApiRequestReplayedError, ApiResponseInvalidError, InvalidPublicIdError, isEncryptedMessagingError, MessageTooLargeError } from '../errors.js'
 import { x25519SecretOf, type Identity } from '../identity/identity.js'
 import { encodePublicId, parsePublicId } from '../identity/public-id.js'
@@ -147,6 +147,7 @@ const toArrayBuffer = (bytes: Uint8Array): ArrayBuffer => new Uint8Array(bytes).
  * @throws ERR_INVALID_PUBLIC_ID, ERR_MESSAGE_TOO_LARGE (a body over API_MAX_BODY)
  */
 export async function sealApiRequest(caller: Signer, server: string | Uint8Array, request: ApiRequest, options: { now?: number } = {}): Promise<SealedApiRequest> {
+  await ready()
   if ((request.body?.length ?? 0) > API_MAX_BODY) throw new MessageTooLargeError('An API request body is at most 16 MiB; send larger data in several requests.')
   const serverKey = typeof server === 'string' ? parsePublicId(server) : server
   const x25519 = serverKey.length === ED25519_PUBLIC_KEY_LENGTH ? ed25519PublicKeyToX25519(serverKey) : undefined
@@ -262,6 +263,7 @@ export class ApiRequestOpener {
    * @throws ERR_API_REQUEST_INVALID, ERR_API_REQUEST_EXPIRED, ERR_API_REQUEST_REPLAYED
    */
   async open(message: Uint8Array): Promise<OpenedApiRequest> {
+    await ready()
     if (message.length < HEADER.length + ENC_LENGTH + TAG_LENGTH || !Buffer.from(message.subarray(0, HEADER.length)).equals(HEADER)) {
       throw new ApiRequestInvalidError()
     }

@@ -1,4 +1,4 @@
-import { constantTimeEqual, ed25519PublicKeyToX25519, ed25519Verify, ED25519_PUBLIC_KEY_LENGTH, ED25519_SIGNATURE_LENGTH } from '../crypto.js'
+import { constantTimeEqual, ed25519PublicKeyToX25519, ed25519Verify, ready, ED25519_PUBLIC_KEY_LENGTH, ED25519_SIGNATURE_LENGTH } from '../crypto.js'
 import {
   abortError,
   EncryptedMessagingError,
@@ -145,6 +145,7 @@ function remoteKeyBytes(key: Uint8Array | string): Uint8Array {
  * @throws {HandshakeFailedError | HandshakeTimeoutError} and closes `raw`.
  */
 export async function initiateSecureChannel(raw: MessageChannel, options: InitiateOptions): Promise<SecureChannel> {
+  await ready()
   const hash = options.hash ?? 'BLAKE2b'
   const expectedKey = options.remotePublicKey === undefined ? undefined : remoteKeyBytes(options.remotePublicKey)
   const type = (expectedKey !== undefined ? (hash === 'BLAKE2b' ? 1 : 3) : hash === 'BLAKE2b' ? 2 : 4) as HandshakeType
@@ -188,6 +189,7 @@ export async function initiateSecureChannel(raw: MessageChannel, options: Initia
  * @throws {HandshakeFailedError | HandshakeTimeoutError | ReplayedHandshakeError | PeerRejectedError} and closes `raw`.
  */
 export async function acceptSecureChannel(raw: MessageChannel, options: AcceptOptions): Promise<SecureChannel> {
+  await ready()
   const iterator = raw[Symbol.asyncIterator]()
   return withDeadline(raw, options, async () => {
     const first = await nextHandshakeMessage(iterator)

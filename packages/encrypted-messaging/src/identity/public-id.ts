@@ -1,6 +1,6 @@
 import { bech32m } from '@scure/base'
 import { ED25519_PUBLIC_KEY_LENGTH, ed25519PublicKeyToX25519 } from '../crypto.js'
-import { InvalidPublicIdError } from '../errors.js'
+import { CryptoNotReadyError, InvalidPublicIdError } from '../errors.js'
 
 /** Human-readable prefix of a public ID: `cb1…`. */
 export const PUBLIC_ID_PREFIX = 'cb'
@@ -52,7 +52,9 @@ export function isPublicId(text: string): boolean {
   try {
     parsePublicId(text)
     return true
-  } catch {
+  } catch (error) {
+    // "Not loaded yet" is not "not an ID".
+    if (error instanceof CryptoNotReadyError) throw error
     return false
   }
 }

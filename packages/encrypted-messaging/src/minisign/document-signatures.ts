@@ -1,5 +1,5 @@
 import { basename } from 'node:path'
-import { constantTimeEqual, createHasher, ed25519Verify, hash, ED25519_PUBLIC_KEY_LENGTH } from '../crypto.js'
+import { constantTimeEqual, createHasher, ed25519Verify, hash, ready, ED25519_PUBLIC_KEY_LENGTH } from '../crypto.js'
 import { SignatureInvalidError, SignatureLegacyError, SignatureMalformedError, SignerMismatchError, throwIfAborted, type AbortOptions } from '../errors.js'
 import { encodePublicId, parsePublicId } from '../identity/public-id.js'
 import type { Signer } from '../interfaces/key-agreement.js'
@@ -198,6 +198,7 @@ export async function verifyDocument(
   signer: string | MinisignPublicKey,
   options: VerifyDocumentOptions = {},
 ): Promise<VerifiedSignature> {
+  await ready()
   const key = typeof signer === 'string' ? parseSignerKey(signer) : signer
   const parsed = decodeSignatureFile(signatureText)
   if (!constantTimeEqual(parsed.keyId, key.keyId)) {
