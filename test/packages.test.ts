@@ -104,3 +104,14 @@ describe('the curve library loads without a top-level await', () => {
     expect(report.parsed).toBe(true)
   })
 })
+
+describe('the cloudbox program', () => {
+  it('prints the version changesets gave it', () => {
+    const { version } = manifest(join(root, 'apps', 'demo'))
+    expect(version).toMatch(/^\d+\.\d+\.\d+/)
+    expect(version).not.toBe('0.0.0')
+    const printed = run(process.execPath, [join(root, 'apps', 'demo', 'dist', 'cli.js'), '--version'], root)
+    expect(printed.status, printed.output).toBe(0)
+    expect(printed.stdout.trim()).toBe(version)
+  })
+})
