@@ -34,4 +34,6 @@ export const identityExistsError = (home: string) =>
 export const fileNotFoundError = (path: string) => new CliError('ERR_FILE_NOT_FOUND', `No such file: ${path}`)
 export const outputExistsError = (path: string) => new CliError('ERR_OUTPUT_EXISTS', `${path} already exists: choose another -o, or pass --force to overwrite it.`)
 export const passphraseRequiredError = () =>
-  new CliError('ERR_PASSPHRASE_REQUIRED', 'The vault needs a passphrase: set CLOUDBOX_PASSPHRASE, or run in a terminal to be asked for it.')
+  new CliError('ERR_PASSPHRASE_REQUIRED', 'The vault needs a passphrase: set CLOUDBOX_PASSPHRASE (or CLOUDBOX_PASSPHRASE_FILE to a file holding it), or run in a terminal to be asked for it.')
+export const passphraseFileError = (file: string, why: string) =>
+  new CliError('ERR_PASSPHRASE_REQUIRED', `CLOUDBOX_PASSPHRASE_FILE names ${file}, which gives no passphrase (${why}): put the passphrase on its first line, readable by this user.`)

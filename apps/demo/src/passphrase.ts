@@ -1,9 +1,12 @@
+import { readFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { Writable } from 'node:stream'
-import { passphraseRequiredError } from './errors.js'
+import { passphraseFileError, passphraseRequiredError } from './errors.js'
 
 /** The environment variable scripts use to pass the vault passphrase. */
 export const PASSPHRASE_VARIABLE = 'CLOUDBOX_PASSPHRASE'
+/** A file whose first line is the passphrase (a service's credential: systemd's LoadCredential). */
+export const PASSPHRASE_FILE_VARIABLE = 'CLOUDBOX_PASSPHRASE_FILE'
 
 async function ask(question: string): Promise<string> {
   // Echo nothing while the user types.
@@ -34,6 +37,8 @@ async function ask(question: string): Promise<string> {
 export async function readPassphrase(options: { confirm: boolean }): Promise<string> {
   const fromEnvironment = process.env[PASSPHRASE_VARIABLE]
   if (fromEnvironment !== undefined && fromEnvironment !== '') return fromEnvironment
+  const file = process.env[PASSPHRASE_FILE_VARIABLE]
+  if (file !== undefined && file !== '') return passphraseFromFile(file)
   if (!process.stdin.isTTY) throw passphraseRequiredError()
   const first = await ask('Vault passphrase: ')
   if (first === '') throw passphraseRequiredError()
@@ -41,5 +46,17 @@ export async function readPassphrase(options: { confirm: boolean }): Promise<str
     const second = await ask('Repeat the passphrase: ')
     if (second !== first) throw passphraseRequiredError()
   }
+  return first
+}
+
+function passphraseFromFile(file: string): string {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (error) {
+    throw passphraseFileError(file, (error as NodeJS.ErrnoException).code ?? 'unreadable')
+  }
+  const first = text.split(/\r?\n/, 1)[0] ?? ''
+  if (first === '') throw passphraseFileError(file, 'empty first line')
   return first
 }
