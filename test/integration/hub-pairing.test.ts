@@ -211,6 +211,24 @@ describe('pairing and sync through the hub', () => {
     expect(client.paired).toBeUndefined()
   })
 
+  it('reads a server that turns it away while starting or stopping (close code 4502) as unreachable, never as an impostor', async () => {
+    const { area, hub } = await setup()
+    const genuine = area.box({ role: 'server', hub: hub.url, masterPin: '2468' })
+    await genuine.start()
+    // What a CloudBox server sends before its sub-clouds are open, or after they closed.
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+    await new Promise((resolve) => wss.once('listening', resolve))
+    wss.on('connection', (socket) => socket.close(4502, 'starting or stopping'))
+    cleanups.push(() => new Promise((resolve) => wss.close(() => resolve())))
+    const uri = formatPairingUri({ id: genuine.id, name: 'home', addresses: [`ws://127.0.0.1:${(wss.address() as { port: number }).port}`] })
+    const client = area.box({ role: 'client' })
+    await client.start()
+    const error = await client.pair(uri, '2468').catch((caught) => caught)
+    expect(error.code).toBe('ERR_UNREACHABLE')
+    expect(error.message).toContain('starting or stopping')
+    expect(error.message).not.toContain('impostor')
+  })
+
   it('reconnects after a hub restart and resumes the transfer', async () => {
     const { area, hub } = await setup()
     const { server, client } = await pairedPair(area, hub)

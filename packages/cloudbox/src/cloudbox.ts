@@ -14,6 +14,7 @@ import { join } from 'node:path'
 import {
   acceptSecureChannel,
   createChannelMux,
+  HandshakeTimeoutError,
   initiateSecureChannel,
   ready,
   ReplayGuard,
@@ -40,7 +41,7 @@ import { eventError, type CloudBoxEvent, type InstanceState, type TransportKind 
 import { DirectListener } from './transport/direct-listener.js'
 import { HubLink } from './transport/hub-link.js'
 import { dialDirect, dialHub } from './transport/websocket.js'
-import { CONTROL_LANE, controlCodec, SESSION_LIMIT_CLOSE_CODE, LANE_HIGH_WATER_BYTES, PIN_SALT_LENGTH, PRE_WELCOME_MAX_MESSAGE, SESSION_LANES, SESSION_MAX_MESSAGE } from './wire/control.js'
+import { CONTROL_LANE, controlCodec, NOT_READY_CLOSE_CODE, SESSION_LIMIT_CLOSE_CODE, LANE_HIGH_WATER_BYTES, PIN_SALT_LENGTH, PRE_WELCOME_MAX_MESSAGE, SESSION_LANES, SESSION_MAX_MESSAGE } from './wire/control.js'
 
 export interface CloudBoxInit {
   role: 'server' | 'client'
@@ -366,7 +367,12 @@ export class CloudBox {
   async #accept(raw: MessageChannel & { readonly remoteAddress?: string }): Promise<void> {
     const state = this.#cloudState
     const pins = this.#pins
-    if (this.#state !== 'running' || state === undefined || pins === undefined) return void raw.close()
+    if (this.#state !== 'running' || state === undefined || pins === undefined) {
+      // Listening (directly and at the hub) starts before the sub-clouds are open and
+      // stops after they close: a device that comes in then is told to retry, so an
+      // ordinary restart never reads as a server that failed to prove its key.
+      return void (await raw.close(Object.assign(errors.serverNotReady(), { closeCode: NOT_READY_CLOSE_CODE })).catch(() => {}))
+    }
     // Until welcomed, a session is a stranger's: few at once from one address, and in all.
     const address = raw.remoteAddress ?? 'unknown'
     const limits = this.init.maxPendingSessions ?? {}
@@ -681,7 +687,8 @@ export class CloudBox {
         // The transport's own reason (node offline at the hub…) says more than "handshake failed".
         const transportReason = await Promise.race([raw.closed, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 50))])
         await raw.close().catch(() => {})
-        lastError = isCloudBoxError(transportReason) ? transportReason : errors.serverUnverified(attempt.url, error)
+        // Silence until the deadline proves nothing either way: unreachable, retried quietly.
+        lastError = isCloudBoxError(transportReason) ? transportReason : error instanceof HandshakeTimeoutError ? errors.unreachable('the server did not answer the handshake', error) : errors.serverUnverified(attempt.url, error)
         continue
       }
       // The server speaks sync only after our hello (it welcomes first): nothing else before.

@@ -76,6 +76,7 @@ export const errors = {
   unknownPin: (label: string) => new CloudBoxError(ErrorCodes.UNKNOWN_PIN, `No PIN labelled "${label}"; list the PINs to see their labels.`),
   unknownSubCloud: (index: number) => new CloudBoxError(ErrorCodes.UNKNOWN_SUBCLOUD, `No sub-cloud ${index}; list the sub-clouds to see their numbers.`),
   unreachable: (detail: string, cause?: unknown) => new CloudBoxError(ErrorCodes.UNREACHABLE, `The cloud could not be reached (${detail}); check the network and that the server runs. CloudBox keeps retrying.`, { cause }),
+  serverNotReady: () => new CloudBoxError(ErrorCodes.UNREACHABLE, 'The cloud could not be reached (the server is starting or stopping); CloudBox keeps retrying.'),
   serverUnverified: (url: string, cause?: unknown) => new CloudBoxError(ErrorCodes.SERVER_UNVERIFIED, `Nothing at ${url} proved it holds the cloud's key from the pairing URI (an impostor, a wrong address, or a tampered connection); no PIN or data was sent. Check the URI with the server's owner.`, { cause }),
   nodeOffline: () => new CloudBoxError(ErrorCodes.NODE_OFFLINE, 'The hub does not know that node right now; the server is offline or connected to another hub. CloudBox keeps retrying.'),
   sessionLimit: () => new CloudBoxError(ErrorCodes.SESSION_LIMIT, 'The server has too many sessions open; try again later.'),

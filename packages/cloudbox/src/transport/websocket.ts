@@ -3,7 +3,7 @@ import WebSocket from 'ws'
 import { channelFromWebSocket, type MessageChannel } from '@cloudbox/encrypted-messaging'
 import { HUB_ACCEPT_PATH, HUB_ROUTE_PATH, HubCloseCodes } from '@cloudbox/encrypted-messaging/hub'
 import { errors } from '../errors.js'
-import { DIRECT_CLOUD_PATH, SESSION_LIMIT_CLOSE_CODE } from '../wire/control.js'
+import { DIRECT_CLOUD_PATH, NOT_READY_CLOSE_CODE, SESSION_LIMIT_CLOSE_CODE } from '../wire/control.js'
 
 /** Largest WebSocket message accepted: one Noise message (65,535 bytes) plus slack. */
 export const MAX_WS_MESSAGE = 65_536 + 1024
@@ -66,9 +66,11 @@ export function openWebSocket(url: string, options: DialOptions = {}): Promise<O
   })
 }
 
-/** A server that turned the connection away before any handshake: busy, not an impostor. */
+/** A server that turned the connection away before any handshake: busy or restarting, not an impostor. */
 function describeServerClose(code: number): Error | undefined {
-  return code === SESSION_LIMIT_CLOSE_CODE ? errors.sessionLimit() : undefined
+  if (code === SESSION_LIMIT_CLOSE_CODE) return errors.sessionLimit()
+  if (code === NOT_READY_CLOSE_CODE) return errors.serverNotReady()
+  return undefined
 }
 
 /** Maps the hub's close codes (and the server's, passed through a route) to errors a user can act on. */

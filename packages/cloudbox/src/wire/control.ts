@@ -53,6 +53,8 @@ export type ControlMessage = ReturnType<typeof controlCodec.decode>
 
 /** WebSocket close code of a connection a server turns away unread (too many sessions not yet welcomed). */
 export const SESSION_LIMIT_CLOSE_CODE = 4503
+/** WebSocket close code of a connection a server turns away while it starts or stops: retry, not an impostor. */
+export const NOT_READY_CLOSE_CODE = 4502
 
 /** Largest secure-channel message before the peer is welcomed: the hello exchange fits many times over. */
 export const PRE_WELCOME_MAX_MESSAGE = 16 * 1024
