@@ -1,5 +1,7 @@
 /** What a running server or client prints about its CloudBox events. */
 import type { CloudBoxEvent } from '@cloudbox/cloudbox'
+import type { LevelWithSilent } from 'pino'
+import { createLogger, type Logger } from './log.js'
 import type { Output } from './output.js'
 import { formatBytes, ProgressLine } from './progress.js'
 
@@ -40,9 +42,52 @@ export function describeEvent(event: CloudBoxEvent): string | undefined {
   }
 }
 
-/** Prints a box's events: JSON lines with --json, else lines and a progress bar on stderr. */
-export function printEvents(output: Output, subscribe: (listener: (event: CloudBoxEvent) => void) => () => void): () => void {
+/** How much an event matters in the log. */
+function levelOf(event: CloudBoxEvent): 'info' | 'warn' | 'error' {
+  switch (event.type) {
+    case 'refused':
+      return 'error'
+    case 'retry':
+    case 'session-error':
+      return 'warn'
+    case 'connection':
+      return event.state === 'disconnected' && event.error !== undefined ? 'warn' : 'info'
+    case 'hub':
+      return event.state === 'registered' ? 'info' : 'warn'
+    case 'pairing':
+      return event.outcome === 'paired' ? 'info' : 'warn'
+    case 'sync':
+      if (event.event.type === 'error') return 'error'
+      return event.event.type === 'peer-error' || event.event.type === 'delete-guard' ? 'warn' : 'info'
+    default:
+      return 'info'
+  }
+}
+
+/** The error code an event carries, for filtering logs. */
+function codeOf(event: CloudBoxEvent): string | undefined {
+  const error = 'error' in event ? event.error : event.type === 'sync' && 'error' in event.event ? event.event.error : undefined
+  return typeof error === 'object' && error !== null && 'code' in error ? String(error.code) : undefined
+}
+
+/** A long-running command's log and its progress bar, which log lines step around on a terminal. */
+export interface CommandLog {
+  readonly log: Logger
+  readonly bar: ProgressLine
+}
+
+export function createCommandLog(name: string, level: LevelWithSilent): CommandLog {
   const bar = new ProgressLine()
+  return { bar, log: createLogger(name, level, (line) => bar.line(line)) }
+}
+
+/**
+ * Prints a box's events: JSON lines on stdout with --json (results for scripts), else log
+ * entries on stderr, and on a terminal a progress bar (elsewhere progress is a debug entry
+ * at most once a second, so a journal is not flooded).
+ */
+export function printEvents(output: Output, subscribe: (listener: (event: CloudBoxEvent) => void) => () => void, { log, bar }: CommandLog): () => void {
+  let lastProgress = 0
   const unsubscribe = subscribe((event) => {
     if (output.json) {
       process.stdout.write(`${JSON.stringify({ event: event.type, ...jsonSafe(event) })}\n`)
@@ -50,11 +95,18 @@ export function printEvents(output: Output, subscribe: (listener: (event: CloudB
     }
     if (event.type === 'sync' && event.event.type === 'progress') {
       const progress = event.event
-      bar.update({ label: progress.path, done: progress.doneBytes, total: progress.totalBytes, bytesPerSecond: progress.bytesPerSecond, ...(progress.etaSeconds === undefined ? {} : { etaSeconds: progress.etaSeconds }) })
+      if (bar.terminal) {
+        bar.update({ label: progress.path, done: progress.doneBytes, total: progress.totalBytes, bytesPerSecond: progress.bytesPerSecond, ...(progress.etaSeconds === undefined ? {} : { etaSeconds: progress.etaSeconds }) })
+      } else if (Date.now() - lastProgress >= 1000 || progress.doneBytes >= progress.totalBytes) {
+        lastProgress = Date.now()
+        log.debug({ event: 'progress', path: progress.path, doneBytes: progress.doneBytes, totalBytes: progress.totalBytes, bytesPerSecond: Math.round(progress.bytesPerSecond) }, 'progress')
+      }
       return
     }
     const line = describeEvent(event)
-    if (line !== undefined) bar.line(line)
+    if (line === undefined) return
+    const code = codeOf(event)
+    log[levelOf(event)]({ event: event.type, ...(code === undefined ? {} : { code }) }, line)
   })
   return () => {
     unsubscribe()

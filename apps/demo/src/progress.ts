@@ -39,6 +39,11 @@ export class ProgressLine {
     this.#tty = stream.isTTY === true
   }
 
+  /** True when the bar is drawn in place (a terminal); elsewhere it prints plain lines. */
+  get terminal(): boolean {
+    return this.#tty
+  }
+
   update(progress: ProgressUpdate): void {
     const ratio = progress.total > 0 ? Math.min(1, progress.done / progress.total) : 1
     const rate = progress.bytesPerSecond === undefined ? '' : ` ${formatBytes(progress.bytesPerSecond)}/s`

@@ -1,3 +1,4 @@
+import { createLogger, LOG_LEVEL_HELP, logLevelFrom } from '../log.js'
 import type { Command } from 'commander'
 import { RouterHub } from '@cloudbox/router-hub'
 import { CliError } from '../errors.js'
@@ -19,6 +20,7 @@ export function registerHubCommand(program: Command): void {
     .option('--redis <url>', 'cluster mode: share routes with the other hubs on this Redis (redis://host:port)')
     .option('--public-url <url>', 'in cluster mode, this hub\'s own address as nodes reach it (default: ws://HOST:PORT)')
     .option('--proxy-url <url...>', 'a proxy or load balancer in front of this hub, as nodes dial it (repeatable); nodes sign their registration for the URL they dialed')
+    .option('--log-level <level>', LOG_LEVEL_HELP)
     .addHelpText(
       'after',
       `
@@ -35,7 +37,8 @@ URL it dialed, and the hub refuses one made for another hub. Servers of a cluste
 members' --public-url with \`cloudbox serve --cluster-hub URL\`.
 Health: GET /health. Metrics (Prometheus): GET /metrics. Ctrl-C stops it cleanly.`,
     )
-    .action(async (options: { host: string; port: string; redis?: string; publicUrl?: string; proxyUrl?: string[] }, command: Command) => {
+    .action(async (options: { host: string; port: string; redis?: string; publicUrl?: string; proxyUrl?: string[]; logLevel?: string }, command: Command) => {
+      const log = createLogger('hub', logLevelFrom(options.logLevel))
       const { output } = globalOptions(command)
       if (options.redis !== undefined && !/^rediss?:\/\/\S+$/.test(options.redis)) throw new CliError('ERR_USAGE', `--redis takes a redis:// or rediss:// URL, not "${options.redis}".`, { exitCode: 2 })
       if (options.publicUrl !== undefined && !/^wss?:\/\/\S+$/.test(options.publicUrl)) throw new CliError('ERR_USAGE', `--public-url takes a ws:// or wss:// URL, not "${options.publicUrl}".`, { exitCode: 2 })
@@ -49,10 +52,7 @@ Health: GET /health. Metrics (Prometheus): GET /metrics. Ctrl-C stops it cleanly
           ...(options.redis === undefined ? {} : { cluster: { redis: options.redis, ...(options.publicUrl === undefined ? {} : { publicUrl: options.publicUrl }) } }),
         },
         {
-          log: (event) => {
-            if (output.json) process.stdout.write(`${JSON.stringify({ event: 'log', ...event })}\n`)
-            else output.note(`${event.level === 'warn' ? 'warning: ' : ''}${event.message}${typeof event.node === 'string' ? ` ${event.node}` : ''}${typeof event.error === 'string' ? `: ${event.error}` : ''}`)
-          },
+          log: ({ level, message, ...fields }) => log[level](fields, message),
         },
       )
       try {
@@ -69,7 +69,7 @@ Health: GET /health. Metrics (Prometheus): GET /metrics. Ctrl-C stops it cleanly
       // Ctrl-C: close every connection, then exit 130.
       const signal = await untilStopped()
       await hub.stop()
-      output.note('hub stopped')
+      log.info('hub stopped')
       // A service manager's SIGTERM is a normal stop; Ctrl-C is an interruption.
       process.exitCode = signal === 'SIGINT' ? 130 : 0
     })

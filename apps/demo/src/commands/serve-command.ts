@@ -11,7 +11,8 @@ import { join } from 'node:path'
 import { CloudBox, dispatchAdmin, randomPin } from '@cloudbox/cloudbox'
 import { CloudServer, listensOnLoopback } from '@cloudbox/cloudserver'
 import type { Command } from 'commander'
-import { printEvents } from '../box-events.js'
+import { createCommandLog, printEvents } from '../box-events.js'
+import { LOG_LEVEL_HELP, logLevelFrom } from '../log.js'
 import { CliError, usageError } from '../errors.js'
 import { checkedFolder, makeFolder } from '../folder-safety.js'
 import { givenPin, pinOptions, type PinOptions } from '../pin-input.js'
@@ -97,6 +98,7 @@ export function registerServeCommand(program: Command): void {
     .option('--no-status-page', 'do not serve the status page (by default it is on 127.0.0.1, at a URL with a random token)')
     .option('--versions <policy>', VERSIONS_OPTION_HELP)
     .option('--versions-disk <percent>', VERSIONS_DISK_OPTION_HELP)
+    .option('--log-level <level>', LOG_LEVEL_HELP)
     .addHelpText(
       'after',
       `
@@ -109,7 +111,8 @@ While it runs, admin commands with the same --home act on it at once:
   cloudbox devices, cloudbox revoke ID, cloudbox pin add, cloudbox subcloud create NAME …
 Ctrl-C stops it cleanly.`,
     )
-    .action(async (dir: string, options: PinOptions & { hub?: string; clusterHub?: string[]; listen?: string | false; api: string; name: string; statusPage: boolean; newStatusToken?: boolean; versions?: string; versionsDisk?: string }, command: Command) => {
+    .action(async (dir: string, options: PinOptions & { hub?: string; clusterHub?: string[]; listen?: string | false; api: string; name: string; statusPage: boolean; newStatusToken?: boolean; versions?: string; versionsDisk?: string; logLevel?: string }, command: Command) => {
+      const logging = createCommandLog('serve', logLevelFrom(options.logLevel))
       const masterPin = givenPin(options)
       const versions = versionOptions(options)
       const { home, output } = globalOptions(command)
@@ -125,12 +128,12 @@ Ctrl-C stops it cleanly.`,
         { identity },
       )
       let madePin: string | undefined
-      const stopPrinting = printEvents(output, (listener) => box.status.on(listener))
+      const stopPrinting = printEvents(output, (listener) => box.status.on(listener), logging)
       // The page answers loopback callers only: with --api on another address it stays off.
       const loopbackApi = listensOnLoopback(api.host)
-      if (options.statusPage && !loopbackApi) output.note(`no status page: it answers on loopback only, and --api listens on ${api.host}`)
+      if (options.statusPage && !loopbackApi) logging.log.warn(`no status page: it answers on loopback only, and --api listens on ${api.host}`)
       const statusPage = options.statusPage && loopbackApi ? { token: statusToken(home, options.newStatusToken === true) } : false
-      const server = new CloudServer({ host: api.host, port: api.port, statusPage }, { box })
+      const server = new CloudServer({ host: api.host, port: api.port, statusPage }, { box, log: ({ level, message, ...fields }) => logging.log[level](fields, message) })
       let control: { close(): Promise<void> } | undefined
       try {
         await box.start()
@@ -170,7 +173,7 @@ Ctrl-C stops it cleanly.`,
       await server.stop()
       await box.stop()
       stopPrinting()
-      output.note('server stopped')
+      logging.log.info('server stopped')
       process.exitCode = signal === 'SIGINT' ? 130 : 0
     })
 }

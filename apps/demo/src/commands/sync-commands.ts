@@ -8,7 +8,8 @@ import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { CloudBox, STATE_FILE, type CloudBoxEvent, type PairedCloud } from '@cloudbox/cloudbox'
 import type { Command } from 'commander'
-import { printEvents } from '../box-events.js'
+import { createCommandLog, printEvents } from '../box-events.js'
+import { LOG_LEVEL_HELP, logLevelFrom } from '../log.js'
 import { CliError, ExitCode, usageError } from '../errors.js'
 import { pinOptions, requiredPin, type PinOptions } from '../pin-input.js'
 import { loadIdentity } from '../home.js'
@@ -69,6 +70,7 @@ export function registerSyncCommands(program: Command): void {
     .option('--restore-deleted', 'instead of deleting, bring the files the guard holds back from the cloud')
     .option('--versions <policy>', VERSIONS_OPTION_HELP)
     .option('--versions-disk <percent>', VERSIONS_DISK_OPTION_HELP)
+    .option('--log-level <level>', LOG_LEVEL_HELP)
     .description('Sync DIR with the paired cloud: continuously (Ctrl-C stops), or once.')
     .addHelpText(
       'after',
@@ -77,8 +79,9 @@ export function registerSyncCommands(program: Command): void {
         'is deleted anywhere until you choose --confirm-deletes or --restore-deleted.\n\n' +
         `Exit codes with --once: 0 in sync; 1 refused, revoked, unreachable, or timed out (the message says which); ${ExitCode.filesNotSynced} some files could not be read here (ERR_FILES_NOT_SYNCED, listed); ${ExitCode.deletesHeld} deletions held (ERR_DELETES_HELD).`,
     )
-    .action(async (dir: string, options: { once?: boolean; timeout: string; confirmDeletes?: boolean; restoreDeleted?: boolean; versions?: string; versionsDisk?: string }, command: Command) => {
+    .action(async (dir: string, options: { once?: boolean; timeout: string; confirmDeletes?: boolean; restoreDeleted?: boolean; versions?: string; versionsDisk?: string; logLevel?: string }, command: Command) => {
       const { home, output } = globalOptions(command)
+      const logging = createCommandLog('sync', logLevelFrom(options.logLevel))
       const versions = versionOptions(options)
       const timeoutSeconds = Number(options.timeout)
       if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0) throw usageError(`--timeout takes a number of seconds, not "${options.timeout}".`)
@@ -92,7 +95,7 @@ export function registerSyncCommands(program: Command): void {
         { role: 'client', folder, stateDir: clientStateDir(home), ...(versions === undefined ? {} : { versions }), ...(options.once ? { watch: false, reconnect: { initialDelayMs: 250, maxDelayMs: 2_000 } } : {}) },
         { identity },
       )
-      const stopPrinting = printEvents(output, (listener) => box.status.on(listener))
+      const stopPrinting = printEvents(output, (listener) => box.status.on(listener), logging)
       // For `cloudbox status` in another terminal.
       const statusFile = new SyncStatusWriter(home, folder, { id: paired.id, name: paired.name }, box)
       statusFile.start()
@@ -113,8 +116,8 @@ export function registerSyncCommands(program: Command): void {
       try {
         if (!options.once) {
           await box.start()
-          output.note(`syncing ${folder} with "${paired.name}" (${paired.id}); Ctrl-C stops`)
-          void heldAction?.().catch((error: Error) => output.note(`held deletions: ${error.message}`))
+          logging.log.info({ folder, cloud: paired.id }, `syncing ${folder} with "${paired.name}"; Ctrl-C stops`)
+          void heldAction?.().catch((error: Error) => logging.log.error({ code: (error as { code?: string }).code }, `held deletions: ${error.message}`))
           const signal = await untilStopped()
           process.exitCode = signal === 'SIGINT' ? 130 : 0
           return
