@@ -144,7 +144,13 @@ describe('shares through a bucket, with no server', () => {
     // What the bucket holds: an age file and its signature, under a name that says nothing.
     const listed = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'shares/2026/' }))
     const keys = (listed.Contents ?? []).map((object: { Key?: string }) => object.Key!).sort()
-    expect(keys).toEqual([String(shared.key), `${String(shared.key)}.minisig`])
+    expect(keys).toEqual([String(shared.key), `${String(shared.key)}.minisig.age`])
+    // The signature is sealed too: the bucket sees neither the sender's ID nor its key ID.
+    const sealedSignature = Buffer.from(await (await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: `${String(shared.key)}.minisig.age` }))).Body!.transformToByteArray())
+    expect(sealedSignature.includes(Buffer.from(idOf('alice')))).toBe(false)
+    expect(sealedSignature.subarray(0, 21).toString()).toBe('age-encryption.org/v1')
+    const signatureText = tool('age', ['-d', '-i', key], sealedSignature).stdout.toString()
+    expect(signatureText).toContain(`signer:${idOf('alice')}`)
     expect(keys.join(' ')).not.toContain('quarterly')
     const object = Buffer.from(await (await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: String(shared.key) }))).Body!.transformToByteArray())
     expect(object.includes(Buffer.from('quarterly'))).toBe(false)

@@ -2,7 +2,8 @@
  * Shares through a bucket, with no CloudBox server (the CloudSecureShare flow):
  * `cloudbox share FILE --to ID… --bucket s3://BUCKET/PREFIX` seals FILE for the recipients
  * (plain age: the age tool opens it), signs the sealed object with this identity (minisign,
- * beside it as `<object>.minisig`), uploads both under a random name, and prints a link
+ * beside it as `<object>.minisig.age`, sealed for the same recipients so that the bucket
+ * does not learn who sent it), uploads both under a random name, and prints a link
  * that names the bucket, the object and the sender, never a key or the file's name.
  * `cloudbox fetch LINK -o OUT` downloads, checks the signature against the sender named in
  * the link, and opens. Credentials come from the AWS SDK's usual chain (environment,
@@ -16,7 +17,7 @@ import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, GetObjectCommand, PutObjectCommand, S3Client, UploadPartCommand } from '@aws-sdk/client-s3'
-import { openFile, parseRecipient, sealFile, signDocument, verifyDocument, type KeyAgreement, type Signer } from '@cloudbox/encrypted-messaging'
+import { openBytes, openFile, parseRecipient, sealBytes, sealFile, signDocument, verifyDocument, type KeyAgreement, type Signer } from '@cloudbox/encrypted-messaging'
 import { CliError, usageError } from '../errors.js'
 
 const LINK_PREFIX = 'cloudbox://share?'
@@ -138,10 +139,12 @@ export async function shareToBucket(file: string, recipients: readonly string[],
     const signature = await signDocument(signer, createReadStream(sealed))
     // A random name: the bucket learns nothing of the file's name.
     const key = `${location.prefix === '' ? '' : `${location.prefix}/`}${randomBytes(16).toString('hex')}.age`
-    const signatureKey = `${key}.minisig`
+    // The signature names its signer: sealed, only the recipients read it (age -d, then minisign -V).
+    const signatureKey = `${key}.minisig.age`
+    const sealedSignature = sealBytes(new TextEncoder().encode(signature), keys)
     try {
       await upload(client, location.bucket, key, sealed, 'application/octet-stream')
-      await client.send(new PutObjectCommand({ Bucket: location.bucket, Key: signatureKey, Body: signature, ContentType: 'text/plain' }))
+      await client.send(new PutObjectCommand({ Bucket: location.bucket, Key: signatureKey, Body: sealedSignature, ContentType: 'application/octet-stream' }))
     } catch (error) {
       bucketError(error, `Uploading to s3://${location.bucket}/${key}`)
     }
@@ -159,15 +162,16 @@ export async function fetchFromBucket(link: ShareLink, output: string, identitie
   const scratch = mkdtempSync(join(tmpdir(), 'cloudbox-fetch-'))
   try {
     const sealed = join(scratch, 'sealed.age')
-    let signature: string
+    let sealedSignature: Uint8Array
     try {
       await download(client, link.bucket, link.key, sealed)
-      const response = await client.send(new GetObjectCommand({ Bucket: link.bucket, Key: `${link.key}.minisig` }))
-      signature = await response.Body!.transformToString('utf8')
+      const response = await client.send(new GetObjectCommand({ Bucket: link.bucket, Key: `${link.key}.minisig.age` }))
+      sealedSignature = await response.Body!.transformToByteArray()
     } catch (error) {
       bucketError(error, `Downloading s3://${link.bucket}/${link.key}`)
     }
-    // Before anything is opened: the object must be exactly what the sender signed.
+    // Before the file is opened: the object must be exactly what the sender signed.
+    const signature = new TextDecoder().decode(openBytes(sealedSignature, identities))
     const verified = await verifyDocument(createReadStream(sealed), signature, link.from)
     await openFile(sealed, output, identities)
     return { signedAt: verified.timestamp, bytes: statSync(output).size }

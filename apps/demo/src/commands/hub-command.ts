@@ -3,7 +3,7 @@ import type { Command } from 'commander'
 import { RouterHub } from '@cloudbox/router-hub'
 import { CliError } from '../errors.js'
 import { globalOptions } from '../program.js'
-import { untilStopped } from '../stop-signal.js'
+import { stopsOnSignal, untilStopped } from '../stop-signal.js'
 
 function parsePort(text: string): number {
   const port = Number(text)
@@ -39,6 +39,7 @@ Health: GET /health. Metrics (Prometheus): GET /metrics. Ctrl-C stops it cleanly
     )
     .action(async (options: { host: string; port: string; redis?: string; publicUrl?: string; proxyUrl?: string[]; logLevel?: string }, command: Command) => {
       const log = createLogger('hub', logLevelFrom(options.logLevel))
+      stopsOnSignal()
       const { output } = globalOptions(command)
       if (options.redis !== undefined && !/^rediss?:\/\/\S+$/.test(options.redis)) throw new CliError('ERR_USAGE', `--redis takes a redis:// or rediss:// URL, not "${options.redis}".`, { exitCode: 2 })
       if (options.publicUrl !== undefined && !/^wss?:\/\/\S+$/.test(options.publicUrl)) throw new CliError('ERR_USAGE', `--public-url takes a ws:// or wss:// URL, not "${options.publicUrl}".`, { exitCode: 2 })

@@ -18,7 +18,7 @@ import { checkedFolder, makeFolder } from '../folder-safety.js'
 import { givenPin, pinOptions, type PinOptions } from '../pin-input.js'
 import { globalOptions } from '../program.js'
 import { assertNotServing, serveControl } from '../server/control-socket.js'
-import { untilStopped } from '../stop-signal.js'
+import { stopsOnSignal, untilStopped } from '../stop-signal.js'
 import { identityOrFirstRun } from './identity-commands.js'
 import { versionOptions, VERSIONS_DISK_OPTION_HELP, VERSIONS_OPTION_HELP } from './version-commands.js'
 
@@ -113,6 +113,7 @@ Ctrl-C stops it cleanly.`,
     )
     .action(async (dir: string, options: PinOptions & { hub?: string; clusterHub?: string[]; listen?: string | false; api: string; name: string; statusPage: boolean; newStatusToken?: boolean; versions?: string; versionsDisk?: string; logLevel?: string }, command: Command) => {
       const logging = createCommandLog('serve', logLevelFrom(options.logLevel))
+      stopsOnSignal()
       const masterPin = givenPin(options)
       const versions = versionOptions(options)
       const { home, output } = globalOptions(command)

@@ -17,7 +17,7 @@ import { checkedFolder, makeFolder } from '../folder-safety.js'
 import type { Output } from '../output.js'
 import { globalOptions } from '../program.js'
 import { formatBytes } from '../progress.js'
-import { untilStopped } from '../stop-signal.js'
+import { stopsOnSignal, untilStopped } from '../stop-signal.js'
 import { SyncStatusWriter } from '../sync-status.js'
 import { identityOrFirstRun } from './identity-commands.js'
 import { versionOptions, VERSIONS_DISK_OPTION_HELP, VERSIONS_OPTION_HELP } from './version-commands.js'
@@ -115,6 +115,7 @@ export function registerSyncCommands(program: Command): void {
       const heldAction = options.confirmDeletes ? confirmHeld(box, output) : options.restoreDeleted ? restoreHeld(box, output, done.signal) : undefined
       try {
         if (!options.once) {
+          stopsOnSignal()
           await box.start()
           logging.log.info({ folder, cloud: paired.id }, `syncing ${folder} with "${paired.name}"; Ctrl-C stops`)
           void heldAction?.().catch((error: Error) => logging.log.error({ code: (error as { code?: string }).code }, `held deletions: ${error.message}`))
