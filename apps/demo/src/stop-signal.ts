@@ -46,7 +46,6 @@ export function stopsOnSignal(): void {
 
 /** Long-running commands stop cleanly on Ctrl-C (exit 130) or a service manager's SIGTERM (exit 0). */
 export function untilStopped(): Promise<StopSignal> {
-  longRunning = true
   if (pendingTerm) {
     pendingTerm = false
     return Promise.resolve('SIGTERM')

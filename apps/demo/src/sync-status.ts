@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto'
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { CloudBox, CloudBoxEvent } from '@cloudbox/cloudbox'
+import { isProcessAlive } from '@cloudbox/securestorage/durable-file'
 
 export interface SyncStatus {
   readonly pid: number
@@ -36,15 +37,6 @@ const WRITE_DELAY_MS = 200
 const MAX_ERRORS = 20
 
 const statusPath = (home: string, folder: string) => join(home, RUN_DIR, `sync-${createHash('sha256').update(folder).digest('hex').slice(0, 16)}.json`)
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
 
 /** Keeps the status file of one running sync up to date from its box's events. */
 export class SyncStatusWriter {
@@ -178,7 +170,7 @@ export function readSyncStatuses(home: string): (SyncStatus & { running: boolean
   for (const name of names) {
     try {
       const status = JSON.parse(readFileSync(join(dir, name), 'utf8')) as SyncStatus
-      statuses.push({ ...status, running: alive(status.pid) })
+      statuses.push({ ...status, running: isProcessAlive(status.pid) })
     } catch {
       // Half-written by a process that died: skip it.
     }

@@ -1,22 +1,13 @@
 import { closeSync, constants, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
+import { isProcessAlive } from '@cloudbox/securestorage/durable-file'
 import { FolderInUseError } from './errors.js'
 
 const LOCK_FILE = 'lock'
 
 /** Folders locked by this process (two engines of one process are refused too). */
 const held = new Set<string>()
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    // EPERM: it exists, under another user.
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
 
 /**
  * Takes the folder for this engine: `<state dir>/lock` holds `pid host`, created
@@ -46,7 +37,7 @@ export function lockFolder(folder: string, stateDir: string): () => void {
       }
       const [pidText, host] = owner.trim().split(' ')
       const pid = Number(pidText)
-      const stale = !Number.isSafeInteger(pid) || pid <= 0 || (host === hostname() && !alive(pid))
+      const stale = !Number.isSafeInteger(pid) || pid <= 0 || (host === hostname() && !isProcessAlive(pid))
       if (!stale) {
         const where = host === hostname() ? '' : ` on ${host}`
         throw new FolderInUseError(`${folder} is already synced by another process (PID ${pid}${where}); stop it first, or sync another folder.`, { pid })

@@ -48,3 +48,16 @@ export async function writeFileAtomically(path: string, data: Uint8Array | reado
   }
   await fsyncDirectory(dirname(path))
 }
+
+/**
+ * Whether a process with this pid exists on this machine: for lock and status files left
+ * behind by a process that crashed. EPERM means it exists under another user.
+ */
+export function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}

@@ -1,15 +1,6 @@
 import { open, readFile, stat, unlink } from 'node:fs/promises'
+import { isProcessAlive } from './durable-file.js'
 import { VaultLockedError } from './errors.js'
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    // EPERM: the process exists but belongs to someone else.
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
 
 /**
  * An exclusive lock file holding the owner's pid, created with O_EXCL. A lock whose
@@ -32,7 +23,7 @@ export async function acquireLock(path: string): Promise<() => Promise<void>> {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
     }
     const owner = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10)
-    if (Number.isInteger(owner) && owner > 0 && alive(owner)) throw new VaultLockedError(`Another running process (pid ${owner}) has this vault open. Stop it first, or wait for it to finish.`)
+    if (Number.isInteger(owner) && owner > 0 && isProcessAlive(owner)) throw new VaultLockedError(`Another running process (pid ${owner}) has this vault open. Stop it first, or wait for it to finish.`)
     if (!Number.isInteger(owner)) {
       // No pid yet: another process may be between creating and writing it.
       const age = Date.now() - ((await stat(path).catch(() => undefined))?.mtimeMs ?? 0)

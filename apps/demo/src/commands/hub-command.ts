@@ -1,7 +1,7 @@
-import { createLogger, LOG_LEVEL_HELP, logLevelFrom } from '../log.js'
 import type { Command } from 'commander'
 import { RouterHub } from '@cloudbox/router-hub'
 import { CliError } from '../errors.js'
+import { createLogger, LOG_LEVEL_HELP, logLevelFrom } from '../log.js'
 import { globalOptions } from '../program.js'
 import { stopsOnSignal, untilStopped } from '../stop-signal.js'
 
