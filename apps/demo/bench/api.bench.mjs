@@ -1,52 +1,80 @@
 #!/usr/bin/env node
 /**
  * Encrypted REST API figures (cloudserver): upload and download of one 256 MiB file
- * through the API in 8 MiB sealed calls, directly over HTTP on 127.0.0.1 and through a
- * router hub (the server registered at the hub, no open port). Server, client and hub in
- * one process as the demo runs them; then directly again with the S3 back end on an
- * s3rver (an S3-compatible test server, on disk) on 127.0.0.1. Median of 3 runs with min–max. Here rather than in
- * packages/cloudserver because only the program may use both the API and the hub.
+ * through the API in 8 MiB sealed calls, directly over HTTP on the server's listener
+ * (127.0.0.1) and through a router hub (the server registered at the hub, no open port);
+ * then directly again with the S3 back end on an s3rver (an S3-compatible test server, on
+ * disk). The client runs here; the server, the hub and the s3rver each in a process of
+ * their own (api-bench-node.mjs), as they would be deployed, so each peak RSS is one
+ * process's. Median of 3 runs with min–max. BENCH_CPU_PROF=<dir> writes a CPU profile
+ * of every process there. Here rather than in packages/cloudserver because only the
+ * program may use both the API and the hub.
  */
+import { fork } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, open, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { CloudBox } from '@cloudbox/cloudbox'
 import { Identity } from '@cloudbox/encrypted-messaging'
-import { CloudServer, CloudServerClient, hubApiUrl, S3Storage } from '@cloudbox/cloudserver'
-import S3rver from 's3rver'
-import { RouterHub } from '@cloudbox/router-hub'
+import { CloudServerClient, hubApiUrl } from '@cloudbox/cloudserver'
 
 const SIZE = 256 * 1024 * 1024
 const RUNS = 3
+const PIN = '2468-1357'
+const node = new URL('./api-bench-node.mjs', import.meta.url).pathname
+
+/** A forked process of the benchmark and its messages, in order. */
+function spawnNode(...args) {
+  const profile = process.env.BENCH_CPU_PROF === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF]
+  const child = fork(node, args, { execArgv: profile, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const queue = []
+  const waiting = []
+  child.on('message', (message) => (waiting.length > 0 ? waiting.shift().resolve(message) : queue.push(message)))
+  child.on('exit', (code) => {
+    for (const waiter of waiting.splice(0)) waiter.reject(new Error(`the ${args[0]} process exited with ${code}`))
+  })
+  const next = () => (queue.length > 0 ? Promise.resolve(queue.shift()) : new Promise((resolve, reject) => waiting.push({ resolve, reject })))
+  return {
+    next,
+    send: (message) => child.send(message),
+    /** Stops it; resolves with its peak RSS in bytes. */
+    async stop() {
+      child.send({ type: 'stop' })
+      const { peak } = await next()
+      await new Promise((resolve) => (child.exitCode === null ? child.once('exit', resolve) : resolve()))
+      return peak
+    },
+  }
+}
+
 const root = await mkdtemp(join(tmpdir(), 'cloudserver-bench-'))
+const processes = []
 try {
   await mkdir(join(root, 'cloud'))
   await mkdir(join(root, 'device'))
-  const hub = new RouterHub({ host: '127.0.0.1', port: 0 })
-  await hub.start()
-  const box = new CloudBox({ role: 'server', folder: join(root, 'cloud'), listen: { host: '127.0.0.1', port: 0 }, hub: hub.url, masterPin: '2468-1357', watch: false, sync: false }, { identity: Identity.generate().identity })
-  const registered = new Promise((resolve) => box.status.on((event) => event.type === 'hub' && event.state === 'registered' && resolve()))
-  await box.start()
-  await registered
-  const api = new CloudServer({ host: '127.0.0.1', port: 0 }, { box })
-  await api.start()
+  await mkdir(join(root, 's3'))
+  const hub = spawnNode('hub')
+  processes.push(hub)
+  const { url: hubUrl } = await hub.next()
+  const server = spawnNode('server', join(root, 'cloud'), hubUrl, PIN)
+  processes.push(server)
+  const served = await server.next()
   const identity = Identity.generate().identity
   const device = new CloudBox({ role: 'client', folder: join(root, 'device'), sync: false }, { identity })
   await device.start()
-  await device.pair(box.pairingUri(), '2468-1357')
-  const clients = {
-    direct: new CloudServerClient({ url: api.url, server: box.id, identity }),
-    'through the hub': new CloudServerClient({ url: hubApiUrl(hub.url, box.id), server: box.id, identity }),
-  }
+  await device.pair(served.pairingUri, PIN)
+  await device.stop()
+
+  // Written in pieces: the client's peak RSS is the API's, not the test file's.
   const source = join(root, 'source.bin')
   const chunk = randomBytes(16 * 1024 * 1024)
-  await writeFile(source, Buffer.concat(Array.from({ length: SIZE / chunk.length }, () => chunk)))
+  const out = await open(source, 'w')
+  for (let at = 0; at < SIZE; at += chunk.length) await out.write(chunk)
+  await out.close()
 
   const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
   const range = (values) => `${Math.min(...values).toFixed(0)}–${Math.max(...values).toFixed(0)}`
-  let peak = 0
-  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50)
   const rows = []
   const measure = async (path, client) => {
     const up = []
@@ -63,32 +91,29 @@ try {
     }
     rows.push(`| API upload, ${path} | ${median(up).toFixed(0)} MB/s (${range(up)}) |`, `| API download, ${path} | ${median(down).toFixed(0)} MB/s (${range(down)}) |`)
   }
-  for (const [path, client] of Object.entries(clients)) await measure(path, client)
+  await measure('direct', new CloudServerClient({ url: served.direct, server: served.id, identity }))
+  await measure('through the hub', new CloudServerClient({ url: hubApiUrl(hubUrl, served.id), server: served.id, identity }))
 
   // The same, directly, with the files in an object store instead of the local folder.
-  await api.stop()
-  await mkdir(join(root, 's3'))
-  const s3rver = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: join(root, 's3'), configureBuckets: [{ name: 'bench' }] })
-  const { port } = await s3rver.run()
-  const storage = new S3Storage({
-    bucket: 'bench',
-    s3: { endpoint: `http://127.0.0.1:${port}`, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } },
-    identity: box.identity,
-  })
-  const s3Api = new CloudServer({ host: '127.0.0.1', port: 0 }, { box, storage })
-  await s3Api.start()
-  await measure('direct, S3 back end (s3rver)', new CloudServerClient({ url: s3Api.url, server: box.id, identity }))
-  await s3Api.stop()
-  await storage.close()
-  await s3rver.close()
-  clearInterval(sampler)
+  const s3 = spawnNode('s3', join(root, 's3'))
+  processes.push(s3)
+  const { endpoint } = await s3.next()
+  server.send({ type: 's3', endpoint })
+  await server.next()
+  await measure('direct, S3 back end (s3rver)', new CloudServerClient({ url: served.direct, server: served.id, identity }))
+
+  const peaks = { server: await server.stop(), hub: await hub.stop(), s3rver: await s3.stop() }
+  processes.length = 0
+  const mib = (bytes) => `${(bytes / 1024 / 1024).toFixed(0)} MiB`
   console.log('| figure (256 MiB file, 8 MiB sealed calls, 127.0.0.1) | value |')
   console.log('|---|---|')
   for (const row of rows) console.log(row)
-  console.log(`| peak RSS, server, client and hub in one process | ${(peak / 1024 / 1024).toFixed(0)} MiB |`)
+  console.log(`| peak RSS, client process | ${mib(process.resourceUsage().maxRSS * 1024)} |`)
+  console.log(`| peak RSS, server process | ${mib(peaks.server)} |`)
+  console.log(`| peak RSS, hub process | ${mib(peaks.hub)} |`)
+  console.log(`| peak RSS, s3rver process (the test store) | ${mib(peaks.s3rver)} |`)
   await device.destroy()
-  await box.destroy()
-  await hub.stop()
 } finally {
+  for (const each of processes) await each.stop().catch(() => {})
   await rm(root, { recursive: true, force: true })
 }

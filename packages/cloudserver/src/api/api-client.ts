@@ -19,12 +19,14 @@ import {
   verifyDocument,
   type ApiMethod,
   type KeyAgreement,
+  type SealedApiRequest,
   type Signer,
 } from '@cloudbox/encrypted-messaging'
 import type { AdminOperation, CloudAdmin } from '@cloudbox/cloudbox'
 import { CloudServerError, errors } from '../errors.js'
 import type { EntryInfo, ShareInfo, StorageUsage } from '../storage/storage-backend.js'
 import { API_PATH } from './api-server.js'
+import { postBytes, type HttpAnswer } from './http-exchange.js'
 
 export interface CloudServerClientOptions {
   /** The API's base URL (`http://host:port`), or a hub's exposure of it. */
@@ -53,24 +55,31 @@ export class CloudServerClient {
 
   /** One sealed call; throws the server's typed error for an error status. */
   async call(method: ApiMethod, path: string, body?: Uint8Array | object, signal?: AbortSignal): Promise<Uint8Array> {
+    return this.#exchange(await this.#seal(method, path, body), signal)
+  }
+
+  #seal(method: ApiMethod, path: string, body?: Uint8Array | object): Promise<SealedApiRequest> {
     const payload = body === undefined ? undefined : body instanceof Uint8Array ? body : Buffer.from(JSON.stringify(body))
-    const sealed = await sealApiRequest(this.options.identity, this.options.server, { method, path, ...(payload === undefined ? {} : { body: payload }) })
+    return sealApiRequest(this.options.identity, this.options.server, { method, path, ...(payload === undefined ? {} : { body: payload }) })
+  }
+
+  /** Sends a sealed call and opens its answer. */
+  async #exchange(sealed: SealedApiRequest, signal?: AbortSignal): Promise<Uint8Array> {
     const url = this.options.url.replace(/\/$/, '') + API_PATH
-    let response: Response
+    let response: HttpAnswer
     try {
-      response = await fetch(url, { method: 'POST', headers: { 'content-type': API_REQUEST_MEDIA_TYPE }, body: sealed.message, ...(signal === undefined ? {} : { signal }) })
+      response = await postBytes(url, API_REQUEST_MEDIA_TYPE, sealed.message, signal)
     } catch (error) {
       if ((error as Error).name === 'AbortError') throw error
       throw errors.unreachable(url, error)
     }
-    const bytes = new Uint8Array(await response.arrayBuffer())
-    if (response.headers.get('content-type') !== API_RESPONSE_MEDIA_TYPE) {
+    if (response.contentType !== API_RESPONSE_MEDIA_TYPE) {
       // Refused before it could be opened (bad envelope, replay, clock): a clear JSON error.
-      const error = parseError(bytes)
+      const error = parseError(response.body)
       if (error !== undefined) throw new CloudServerError(error.code, error.message, { status: response.status })
       throw errors.unreachable(url)
     }
-    const answer = await sealed.openResponse(bytes)
+    const answer = await sealed.openResponse(response.body)
     if (answer.status >= 400) {
       const error = parseError(answer.body) ?? { code: 'ERR_INTERNAL', message: `The server answered ${answer.status}.` }
       throw new CloudServerError(error.code, error.message, { status: answer.status, ...(error.expectedOffset === undefined ? {} : { expectedOffset: error.expectedOffset }) })
@@ -158,10 +167,21 @@ export class CloudServerClient {
       let offset = status.size ?? 0
       if (offset > total) throw errors.badRequest('the upload on the server is longer than the local file; start a new upload')
       const buffer = Buffer.allocUnsafe(this.#chunkSize)
+      // The chunk at `at`, read and sealed (the sealed message is a copy: the buffer is free again).
+      const prepare = async (at: number): Promise<{ end: number; sealed: SealedApiRequest }> => {
+        const { bytesRead } = await handle.read(buffer, 0, Math.min(this.#chunkSize, total - at), at)
+        return { end: at + bytesRead, sealed: await this.#seal('POST', `/v1/uploads?${query({ upload, offset: String(at), total: String(total) })}`, buffer.subarray(0, bytesRead)) }
+      }
+      let next: ReturnType<typeof prepare> | undefined = prepare(offset)
       do {
-        const { bytesRead } = await handle.read(buffer, 0, Math.min(this.#chunkSize, total - offset), offset)
-        const sent = await this.call('POST', `/v1/uploads?${query({ upload, offset: String(offset), total: String(total) })}`, buffer.subarray(0, bytesRead), options.signal)
-        offset = (JSON.parse(Buffer.from(sent).toString()) as { size: number }).size
+        const current: { end: number; sealed: SealedApiRequest } = await next!
+        const sending = this.#exchange(current.sealed, options.signal)
+        // While this chunk travels and the server stores it, the next one is read and sealed.
+        next = current.end < total ? prepare(current.end) : undefined
+        next?.catch(() => {})
+        offset = (JSON.parse(Buffer.from(await sending).toString()) as { size: number }).size
+        // The server stands elsewhere than this side counted (never, unless the upload was touched): start over from there.
+        if (offset !== current.end && offset < total) next = prepare(offset)
         options.onProgress?.({ bytes: offset, total })
       } while (offset < total)
       return upload
@@ -248,12 +268,23 @@ export class CloudServerClient {
     let offset = existing <= info.size ? existing : 0
     const handle = await open(partial, offset === 0 ? 'w' : 'r+')
     try {
-      while (offset < info.size) {
-        const bytes = await this.call('GET', `/v1/content?${query({ path, offset: String(offset), length: String(Math.min(this.#chunkSize, info.size - offset)) })}`, undefined, options.signal)
+      const read = (at: number): { at: number; call: Promise<Uint8Array> } => {
+        const call = this.call('GET', `/v1/content?${query({ path, offset: String(at), length: String(Math.min(this.#chunkSize, info.size - at)) })}`, undefined, options.signal)
+        call.catch(() => {})
+        return { at, call }
+      }
+      // Two calls in flight: the server reads and seals the next chunk while this side opens and writes one.
+      let current: { at: number; call: Promise<Uint8Array> } | undefined = offset < info.size ? read(offset) : undefined
+      while (current !== undefined) {
+        const end = current.at + Math.min(this.#chunkSize, info.size - current.at)
+        const following = end < info.size ? read(end) : undefined
+        const bytes = await current.call
         if (bytes.length === 0) throw errors.badRequest('the file shrank on the server during the download; download it again')
-        await handle.write(bytes, 0, bytes.length, offset)
-        offset += bytes.length
+        await handle.write(bytes, 0, bytes.length, current.at)
+        offset = current.at + bytes.length
         options.onProgress?.({ bytes: offset, total: info.size })
+        // A short chunk: the file changed meanwhile; the prefetched chunk is dropped and the rest read from here.
+        current = offset === end ? following : offset < info.size ? read(offset) : undefined
       }
       await handle.truncate(info.size)
       await handle.sync()

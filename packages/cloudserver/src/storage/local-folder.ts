@@ -9,7 +9,7 @@ import { copyFile, lstat, mkdir, open, readdir, readFile, rename, rm, stat, type
 import { basename, join } from 'node:path'
 import { namesStateFolder, STATE_DIR, type VersionStore } from '@cloudbox/cloudsync'
 import { errors } from '../errors.js'
-import { writeFileAtomically } from '@cloudbox/securestorage/durable-file'
+import { fsyncDirectory, writeFileAtomically } from '@cloudbox/securestorage/durable-file'
 import * as v from 'valibot'
 import type { ChangeOptions, EntryInfo, ShareInfo, StorageBackend, StorageUsage } from './storage-backend.js'
 import { cloudPath, SHARE_ID } from './paths.js'
@@ -142,8 +142,9 @@ export class LocalFolderStorage implements StorageBackend {
       throw error
     })
     try {
+      // Not synced chunk by chunk (that cost 9–30 ms of every 8 MiB here): the commit syncs
+      // the whole, and after a crash the upload resumes from the size the disk kept.
       await handle.write(bytes, 0, bytes.length, offset)
-      await handle.datasync()
     } finally {
       await handle.close()
     }
@@ -157,7 +158,15 @@ export class LocalFolderStorage implements StorageBackend {
     if (target === this.root) throw errors.unsafePath(path, 'the root is a folder')
     await this.#prepareTarget(target, path, options.overwrite)
     this.#keep(target, false, options.by)
+    // On disk before it takes the name, and the name on disk before the answer.
+    const handle = await open(staged, constants.O_RDONLY | constants.O_NOFOLLOW)
+    try {
+      await handle.datasync()
+    } finally {
+      await handle.close()
+    }
     await rename(staged, target)
+    await fsyncDirectory(join(target, '..'))
     return this.#info(target)
   }
 

@@ -1,15 +1,14 @@
 /**
  * End-to-end encryption of REST API calls, in the shape of Oblivious HTTP (RFC 9458):
  * each request is sealed to the server's X25519 key with HPKE (RFC 9180, base mode,
- * DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-128-GCM, by `@hpke/core`) and signed by
+ * DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-128-GCM; see hpke.ts) and signed by
  * the caller's Ed25519 identity inside the encryption; the response is sealed under a key
  * exported from that request's HPKE context, so only the caller can read it. A proxy,
  * a hub or a logging middlebox sees the sizes and nothing else: method, path and body
  * travel inside. Specified in PROTOCOL.md, section 7.
  */
-import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, type webcrypto } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto'
 import { closeSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs'
-import { Aes128Gcm, AeadId, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256, KdfId, KemId } from '@hpke/core'
 import * as v from 'valibot'
 import { ED25519_PUBLIC_KEY_LENGTH, ed25519PublicKeyToX25519, ed25519Verify, ready } from '../crypto.js'
 import { ApiRateLimitedError, ApiRequestExpiredError, ApiRequestInvalidError, ApiRequestReplayedError, ApiResponseInvalidError, InvalidPublicIdError, isEncryptedMessagingError, MessageTooLargeError } from '../errors.js'
@@ -17,6 +16,7 @@ import { x25519SecretOf, type Identity } from '../identity/identity.js'
 import { encodePublicId, parsePublicId } from '../identity/public-id.js'
 import type { Signer } from '../interfaces/key-agreement.js'
 import { bytesSchema, defineMessageCodec, textSchema, uintSchema } from '../wire/message-codec.js'
+import { exportSecret, setupRecipient, setupSender, type HpkeContext } from './hpke.js'
 
 export const API_ENVELOPE_VERSION = 1
 /** The media types of sealed requests and responses on the wire. */
@@ -35,9 +35,6 @@ const HEADER = Buffer.from([API_ENVELOPE_VERSION, 0x00, 0x20, 0x00, 0x01, 0x00, 
 const INFO_LABEL = Buffer.from('cloudbox/api/v1 request\0')
 const SIGNATURE_LABEL = Buffer.from('cloudbox/api/v1 signature\0')
 const RESPONSE_LABEL = Buffer.from('cloudbox/api/v1 response')
-
-const suite = new CipherSuite({ kem: new DhkemX25519HkdfSha256(), kdf: new HkdfSha256(), aead: new Aes128Gcm() })
-if (suite.kem.id !== KemId.DhkemX25519HkdfSha256 || suite.kdf.id !== KdfId.HkdfSha256 || suite.aead.id !== AeadId.Aes128Gcm) throw new Error('HPKE suite mismatch')
 
 const codec = defineMessageCodec({
   protocol: 'cloudbox-api',
@@ -114,13 +111,30 @@ const u32 = (value: number) => {
   return out
 }
 
+/**
+ * Work on a large body goes in slices of this size with a turn of the event loop between
+ * them, so a process that is sending one call (or receiving the next) is not held up by
+ * the sealing of another: the two overlap instead of waiting on each other.
+ */
+const SLICE = 1024 * 1024
+const breathe = () => new Promise<void>((resolve) => setImmediate(resolve))
+
+async function sha256(bytes: Uint8Array): Promise<Buffer> {
+  const hash = createHash('sha256')
+  for (let start = 0; start < bytes.length || start === 0; start += SLICE) {
+    if (start > 0) await breathe()
+    hash.update(bytes.subarray(start, start + SLICE))
+  }
+  return hash.digest()
+}
+
 /** What the client signs: the encapsulation, the server, and every field of the request. */
-function signedBytes(enc: Uint8Array, serverKey: Uint8Array, request: { method: string; path: string; time: number; nonce: Uint8Array; client: Uint8Array; body: Uint8Array }): Buffer {
+async function signedBytes(enc: Uint8Array, serverKey: Uint8Array, request: { method: string; path: string; time: number; nonce: Uint8Array; client: Uint8Array; body: Uint8Array }): Promise<Buffer> {
   const method = Buffer.from(request.method)
   const path = Buffer.from(request.path)
   return Buffer.concat([
     SIGNATURE_LABEL, HEADER, enc, serverKey, u64(request.time), request.nonce, request.client,
-    u32(method.length), method, u32(path.length), path, createHash('sha256').update(request.body).digest(),
+    u32(method.length), method, u32(path.length), path, await sha256(request.body),
   ])
 }
 
@@ -135,12 +149,69 @@ function responseKey(secret: Uint8Array, enc: Uint8Array, responseNonce: Uint8Ar
   }
 }
 
-async function exportSecret(context: { export(label: ArrayBuffer, length: number): Promise<ArrayBuffer> }): Promise<Uint8Array> {
-  return new Uint8Array(await context.export(new Uint8Array(RESPONSE_LABEL).buffer, 16))
+const EMPTY = new Uint8Array(0)
+
+/** A CBOR byte-string header (major type 2, shortest form) for `length` bytes. */
+function bytesHeader(length: number): Buffer {
+  if (length < 24) return Buffer.from([0x40 | length])
+  if (length < 0x100) return Buffer.from([0x58, length])
+  const out = Buffer.alloc(length < 0x10000 ? 3 : 5)
+  out[0] = length < 0x10000 ? 0x59 : 0x5a
+  if (length < 0x10000) out.writeUInt16BE(length, 1)
+  else out.writeUInt32BE(length, 1)
+  return out
 }
 
-// A copy that owns its whole buffer (Buffer#slice would be a view of a larger one).
-const toArrayBuffer = (bytes: Uint8Array): ArrayBuffer => new Uint8Array(bytes).buffer as ArrayBuffer
+/**
+ * A message whose `body` field is `body`, as pieces that reference it rather than copy it:
+ * the codec encodes (and checks) the message with an empty body, which is cut where that
+ * empty byte string sits (`at` bytes before the end) for the real one's header and bytes.
+ */
+function withBody(skeleton: Uint8Array, at: number, body: Uint8Array): Uint8Array[] {
+  const cut = skeleton.length - at - 1
+  if (skeleton[cut] !== 0x40) throw new Error('The API envelope\'s CBOR layout changed; the body cannot be placed.')
+  return [skeleton.subarray(0, cut), bytesHeader(body.length), body, skeleton.subarray(cut + 1)]
+}
+
+// The request's last field is its signature: a 10-byte key ("signature") and a 66-byte value.
+const SIGNATURE_FIELD_LENGTH = 10 + 2 + SIGNATURE_LENGTH
+
+/** `prefix`, then `pieces` encrypted with AES-128-GCM, then the tag: one buffer, one copy of the body. */
+async function encrypt(key: Uint8Array, nonce: Uint8Array, prefix: readonly Uint8Array[], pieces: readonly Uint8Array[]): Promise<Buffer> {
+  const length = [...prefix, ...pieces].reduce((sum, piece) => sum + piece.length, TAG_LENGTH)
+  const out = Buffer.allocUnsafe(length)
+  let at = 0
+  for (const piece of prefix) {
+    out.set(piece, at)
+    at += piece.length
+  }
+  const cipher = createCipheriv('aes-128-gcm', key, nonce)
+  for (const piece of pieces) {
+    for (let start = 0; start < piece.length; start += SLICE) {
+      if (start > 0) await breathe()
+      const sealed = cipher.update(piece.subarray(start, start + SLICE))
+      out.set(sealed, at)
+      at += sealed.length
+    }
+  }
+  at += cipher.final().copy(out, at)
+  cipher.getAuthTag().copy(out, at)
+  return out
+}
+
+/** The plaintext of `ciphertext ‖ tag`, or undefined when it was altered. */
+function decrypt(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array): Buffer | undefined {
+  if (sealed.length < TAG_LENGTH) return undefined
+  try {
+    const decipher = createDecipheriv('aes-128-gcm', key, nonce)
+    decipher.setAuthTag(sealed.subarray(sealed.length - TAG_LENGTH))
+    const plain = decipher.update(sealed.subarray(0, sealed.length - TAG_LENGTH))
+    decipher.final()
+    return plain
+  } catch {
+    return undefined
+  }
+}
 
 /**
  * Seals a request for the server `server` (its `cb1…` ID or Ed25519 key), signed by `caller`.
@@ -152,35 +223,28 @@ export async function sealApiRequest(caller: Signer, server: string | Uint8Array
   const serverKey = typeof server === 'string' ? parsePublicId(server) : server
   const x25519 = serverKey.length === ED25519_PUBLIC_KEY_LENGTH ? ed25519PublicKeyToX25519(serverKey) : undefined
   if (x25519 === undefined) throw new InvalidPublicIdError('The server key is not a valid Ed25519 public key; use the ID from its pairing URI.')
-  const recipientPublicKey = await suite.kem.deserializePublicKey(toArrayBuffer(x25519))
-  const context = await suite.createSenderContext({ recipientPublicKey, info: toArrayBuffer(requestInfo(serverKey)) })
-  const enc = new Uint8Array(context.enc)
+  const context = setupSender(x25519, requestInfo(serverKey))
+  if (context === undefined) throw new InvalidPublicIdError('The server key is not a valid Ed25519 public key; use the ID from its pairing URI.')
+  const enc = context.enc
+  const body = request.body ?? EMPTY
   const fields = {
     method: request.method,
     path: request.path,
     time: options.now ?? Date.now(),
     nonce: randomBytes(NONCE_LENGTH),
     client: caller.publicKey,
-    body: request.body ?? new Uint8Array(0),
   }
-  const signature = caller.sign(signedBytes(enc, serverKey, fields))
-  const plaintext = codec.encode('request', { ...fields, signature })
-  const ciphertext = new Uint8Array(await context.seal(plaintext))
-  const secret = await exportSecret(context)
+  const signature = caller.sign(await signedBytes(enc, serverKey, { ...fields, body }))
+  const plaintext = withBody(codec.encode('request', { ...fields, body: EMPTY, signature }), SIGNATURE_FIELD_LENGTH, body)
+  const message = await encrypt(context.key, context.nonce, [HEADER, enc], plaintext)
+  const secret = exportSecret(context, RESPONSE_LABEL, 16)
   return {
-    message: Buffer.concat([HEADER, enc, ciphertext]),
-    async openResponse(message: Uint8Array): Promise<ApiResponse> {
-      if (message.length < RESPONSE_NONCE_LENGTH + TAG_LENGTH) throw new ApiResponseInvalidError()
-      const responseNonce = message.subarray(0, RESPONSE_NONCE_LENGTH)
-      const { key, nonce } = responseKey(secret, enc, responseNonce)
-      let plain: Buffer
-      try {
-        const decipher = createDecipheriv('aes-128-gcm', key, nonce)
-        decipher.setAuthTag(message.subarray(message.length - TAG_LENGTH))
-        plain = Buffer.concat([decipher.update(message.subarray(RESPONSE_NONCE_LENGTH, message.length - TAG_LENGTH)), decipher.final()])
-      } catch (error) {
-        throw new ApiResponseInvalidError(undefined, { cause: error })
-      }
+    message,
+    async openResponse(answer: Uint8Array): Promise<ApiResponse> {
+      if (answer.length < RESPONSE_NONCE_LENGTH + TAG_LENGTH) throw new ApiResponseInvalidError()
+      const { key, nonce } = responseKey(secret, enc, answer.subarray(0, RESPONSE_NONCE_LENGTH))
+      const plain = decrypt(key, nonce, answer.subarray(RESPONSE_NONCE_LENGTH))
+      if (plain === undefined) throw new ApiResponseInvalidError()
       let decoded: ReturnType<typeof codec.decode>
       try {
         decoded = codec.decode(plain)
@@ -226,7 +290,6 @@ export class ApiRequestOpener {
   readonly #perClient = new Map<string, number>()
   readonly #now: () => number
   readonly #admit: ApiRequestOpenerOptions['admit']
-  #recipientKey: Promise<webcrypto.CryptoKeyPair> | undefined
   /** Nonces seen (hex of client ‖ nonce) → the request's time and when it arrived; in order of arrival. */
   readonly #seen = new Map<string, { time: number; arrived: number }>()
   /** Requests older than this are refused because their nonces may have been forgotten. */
@@ -269,15 +332,10 @@ export class ApiRequestOpener {
     }
     const enc = new Uint8Array(message.subarray(HEADER.length, HEADER.length + ENC_LENGTH))
     const serverKey = this.#identity.publicKey
-    let plaintext: Uint8Array
-    let secret: Uint8Array
-    try {
-      const context = await suite.createRecipientContext({ recipientKey: await this.#key(), enc: toArrayBuffer(enc), info: toArrayBuffer(requestInfo(serverKey)) })
-      plaintext = new Uint8Array(await context.open(message.subarray(HEADER.length + ENC_LENGTH)))
-      secret = await exportSecret(context)
-    } catch (error) {
-      throw new ApiRequestInvalidError(undefined, { cause: error })
-    }
+    const context = this.#context(enc)
+    const plaintext = context === undefined ? undefined : decrypt(context.key, context.nonce, message.subarray(HEADER.length + ENC_LENGTH))
+    if (context === undefined || plaintext === undefined) throw new ApiRequestInvalidError()
+    const secret = exportSecret(context, RESPONSE_LABEL, 16)
     let decoded: ReturnType<typeof codec.decode>
     try {
       decoded = codec.decode(plaintext)
@@ -286,7 +344,7 @@ export class ApiRequestOpener {
     }
     if (decoded.kind !== 'request') throw new ApiRequestInvalidError()
     const request = decoded.body
-    if (!ed25519Verify(request.client, signedBytes(enc, serverKey, request), request.signature)) throw new ApiRequestInvalidError()
+    if (!ed25519Verify(request.client, await signedBytes(enc, serverKey, request), request.signature)) throw new ApiRequestInvalidError()
     const client = encodePublicId(request.client)
     this.#checkTime(request.time)
     const admitted = this.#admit === undefined ? true : await this.#admit(client)
@@ -303,24 +361,19 @@ export class ApiRequestOpener {
       time: request.time,
       async respond(response: ApiResponse): Promise<Uint8Array> {
         if (response.body.length > API_MAX_BODY) throw new MessageTooLargeError('An API response body is at most 16 MiB; answer in several responses.')
-        const plain = codec.encode('response', { status: response.status, body: response.body })
+        // The body is the response's last field: its empty stand-in is the skeleton's last byte.
+        const plain = withBody(codec.encode('response', { status: response.status, body: EMPTY }), 0, response.body)
         const responseNonce = randomBytes(RESPONSE_NONCE_LENGTH)
         const { key, nonce } = responseKey(secret, enc, responseNonce)
-        const cipher = createCipheriv('aes-128-gcm', key, nonce)
-        return Buffer.concat([responseNonce, cipher.update(plain), cipher.final(), cipher.getAuthTag()])
+        return await encrypt(key, nonce, [responseNonce], plain)
       },
     }
   }
 
-  #key(): Promise<webcrypto.CryptoKeyPair> {
+  #context(enc: Uint8Array): HpkeContext | undefined {
     const secret = x25519SecretOf.get(this.#identity)
     if (secret === undefined) throw new ApiRequestInvalidError('This server identity cannot open API requests.')
-    // Imported once; the pair, because the KEM context needs the public half too.
-    this.#recipientKey ??= (async () => ({
-      privateKey: await suite.kem.importKey('raw', toArrayBuffer(secret), false),
-      publicKey: await suite.kem.deserializePublicKey(toArrayBuffer(this.#identity.x25519PublicKey)),
-    }))()
-    return this.#recipientKey
+    return setupRecipient(enc, secret, this.#identity.x25519PublicKey, requestInfo(this.#identity.publicKey))
   }
 
   #checkTime(time: number): void {

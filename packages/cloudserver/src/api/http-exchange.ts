@@ -1,0 +1,67 @@
+/**
+ * One sealed call over HTTP(S): the request written as it is (no copy through a web
+ * stream, as `fetch` makes two of a 16 MiB body) on Node's keep-alive agent, and the
+ * answer read into one buffer of its declared length.
+ */
+import { request as httpRequest, type IncomingMessage } from 'node:http'
+import { request as httpsRequest } from 'node:https'
+import { API_MAX_BODY } from '@cloudbox/encrypted-messaging'
+
+/** More than any sealed answer or JSON refusal can be: a longer body is not read. */
+const MAX_ANSWER = API_MAX_BODY + 64 * 1024
+
+export interface HttpAnswer {
+  status: number
+  contentType: string | undefined
+  body: Buffer
+}
+
+/**
+ * POSTs `body` to `url`. Rejects with the network's error (or an AbortError on `signal`),
+ * or with a RangeError for an answer longer than any the API sends.
+ */
+export function postBytes(url: string, contentType: string, body: Uint8Array, signal?: AbortSignal): Promise<HttpAnswer> {
+  const target = new URL(url)
+  const send = target.protocol === 'https:' ? httpsRequest : httpRequest
+  return new Promise<HttpAnswer>((resolve, reject) => {
+    const request = send(target, {
+      method: 'POST',
+      headers: { 'content-type': contentType, 'content-length': body.length },
+      ...(signal === undefined ? {} : { signal }),
+    })
+    request.once('error', reject)
+    request.once('response', (response: IncomingMessage) => {
+      readAnswer(response).then(resolve, (error: Error) => {
+        request.destroy()
+        reject(error)
+      })
+    })
+    request.end(body)
+  })
+}
+
+function readAnswer(response: IncomingMessage): Promise<HttpAnswer> {
+  return new Promise<HttpAnswer>((resolve, reject) => {
+    const declared = Number(response.headers['content-length'])
+    const known = Number.isSafeInteger(declared) && declared >= 0
+    if (known && declared > MAX_ANSWER) return reject(new RangeError(`The answer of ${declared} bytes is larger than any the API sends.`))
+    // With a declared length, one buffer is filled in place; otherwise the pieces are joined.
+    const whole = known ? Buffer.allocUnsafe(declared) : undefined
+    const pieces: Buffer[] = []
+    let length = 0
+    response.on('data', (piece: Buffer) => {
+      if (length + piece.length > (known ? declared : MAX_ANSWER)) {
+        response.destroy()
+        return reject(new RangeError('The answer is longer than it declared or than any the API sends.'))
+      }
+      if (whole !== undefined) piece.copy(whole, length)
+      else pieces.push(piece)
+      length += piece.length
+    })
+    response.once('error', reject)
+    response.once('end', () => {
+      if (whole !== undefined && length !== declared) return reject(new Error('The answer ended before its declared length.'))
+      resolve({ status: response.statusCode ?? 0, contentType: response.headers['content-type'], body: whole ?? Buffer.concat(pieces, length) })
+    })
+  })
+}
