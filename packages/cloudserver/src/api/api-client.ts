@@ -68,7 +68,7 @@ export class CloudServerClient {
     const url = this.options.url.replace(/\/$/, '') + API_PATH
     let response: HttpAnswer
     try {
-      response = await postBytes(url, API_REQUEST_MEDIA_TYPE, sealed.message, signal)
+      response = await postBytes(url, API_REQUEST_MEDIA_TYPE, sealed.parts, signal)
     } catch (error) {
       if ((error as Error).name === 'AbortError') throw error
       throw errors.unreachable(url, error)
@@ -163,27 +163,60 @@ export class CloudServerClient {
     const handle = await open(localPath, 'r')
     try {
       const total = (await handle.stat()).size
-      const status = await this.#json<{ size: number | null }>('GET', `/v1/uploads?${query({ upload })}`)
-      let offset = status.size ?? 0
+      const standing = async () => (await this.#json<{ size: number | null }>('GET', `/v1/uploads?${query({ upload })}`)).size
+      const size = await standing()
+      let offset = size ?? 0
       if (offset > total) throw errors.badRequest('the upload on the server is longer than the local file; start a new upload')
-      const buffer = Buffer.allocUnsafe(this.#chunkSize)
-      // The chunk at `at`, read and sealed (the sealed message is a copy: the buffer is free again).
-      const prepare = async (at: number): Promise<{ end: number; sealed: SealedApiRequest }> => {
-        const { bytesRead } = await handle.read(buffer, 0, Math.min(this.#chunkSize, total - at), at)
-        return { end: at + bytesRead, sealed: await this.#seal('POST', `/v1/uploads?${query({ upload, offset: String(at), total: String(total) })}`, buffer.subarray(0, bytesRead)) }
+      const chunkAt = (at: number, bytes: Uint8Array) => this.#seal('POST', `/v1/uploads?${query({ upload, offset: String(at), total: String(total) })}`, bytes)
+      // An empty file is one empty chunk (unless it is staged already).
+      if (total === 0) {
+        if (size === null) await this.#exchange(await chunkAt(0, new Uint8Array(0)), options.signal)
+        return upload
       }
-      let next: ReturnType<typeof prepare> | undefined = prepare(offset)
-      do {
-        const current: { end: number; sealed: SealedApiRequest } = await next!
-        const sending = this.#exchange(current.sealed, options.signal)
-        // While this chunk travels and the server stores it, the next one is read and sealed.
-        next = current.end < total ? prepare(current.end) : undefined
+      const buffer = Buffer.allocUnsafe(this.#chunkSize)
+      type Prepared = { end: number; sealed: SealedApiRequest }
+      // Reads and seals the chunk at `at` (the sealed message is a copy: the buffer is free again).
+      const prepare = async (at: number): Promise<Prepared> => {
+        const { bytesRead } = await handle.read(buffer, 0, Math.min(this.#chunkSize, total - at), at)
+        return { end: at + bytesRead, sealed: await chunkAt(at, buffer.subarray(0, bytesRead)) }
+      }
+      const ahead = (at: number) => {
+        const next = at < total ? prepare(at) : undefined
         next?.catch(() => {})
-        offset = (JSON.parse(Buffer.from(await sending).toString()) as { size: number }).size
-        // The server stands elsewhere than this side counted (never, unless the upload was touched): start over from there.
-        if (offset !== current.end && offset < total) next = prepare(offset)
+        return next
+      }
+      // Two chunks in flight and a third sealed: the server opens one while it stores the
+      // one before, and this side has the next ready when an answer comes. The server stores
+      // them in the order they reach it; one that overtook the other is refused, and sent again.
+      const window: { end: number; answer: Promise<number> }[] = []
+      let prepared = ahead(offset)
+      let restarts = 0
+      const restart = async () => {
+        await Promise.allSettled([prepared, ...window.splice(0).map((each) => each.answer)])
+        if (++restarts > 3) throw errors.badRequest('the server kept refusing the chunks\' order; try the upload again')
+        offset = (await standing()) ?? 0
+        prepared = ahead(offset)
+      }
+      while (offset < total) {
+        while (window.length < 2 && prepared !== undefined) {
+          const chunk = await prepared
+          const answer = this.#exchange(chunk.sealed, options.signal).then((bytes) => (JSON.parse(Buffer.from(bytes).toString()) as { size: number }).size)
+          answer.catch(() => {})
+          window.push({ end: chunk.end, answer })
+          prepared = ahead(chunk.end)
+        }
+        const first = window.shift()!
+        try {
+          offset = await first.answer
+        } catch (error) {
+          if (!(error instanceof CloudServerError && error.code === 'ERR_UPLOAD_OFFSET')) throw error
+          await restart()
+          continue
+        }
         options.onProgress?.({ bytes: offset, total })
-      } while (offset < total)
+        // The server stands elsewhere than this side counted: go on from where it stands.
+        if (offset !== first.end) await restart()
+      }
       return upload
     } finally {
       await handle.close()
@@ -267,28 +300,38 @@ export class CloudServerClient {
     const existing = (await stat(partial).catch(() => undefined))?.size ?? 0
     let offset = existing <= info.size ? existing : 0
     const handle = await open(partial, offset === 0 ? 'w' : 'r+')
+    let writing: Promise<unknown> = Promise.resolve()
     try {
+      const length = (at: number) => Math.min(this.#chunkSize, info.size - at)
       const read = (at: number): { at: number; call: Promise<Uint8Array> } => {
-        const call = this.call('GET', `/v1/content?${query({ path, offset: String(at), length: String(Math.min(this.#chunkSize, info.size - at)) })}`, undefined, options.signal)
+        const call = this.call('GET', `/v1/content?${query({ path, offset: String(at), length: String(length(at)) })}`, undefined, options.signal)
         call.catch(() => {})
         return { at, call }
       }
-      // Two calls in flight: the server reads and seals the next chunk while this side opens and writes one.
-      let current: { at: number; call: Promise<Uint8Array> } | undefined = offset < info.size ? read(offset) : undefined
-      while (current !== undefined) {
-        const end = current.at + Math.min(this.#chunkSize, info.size - current.at)
-        const following = end < info.size ? read(end) : undefined
-        const bytes = await current.call
-        if (bytes.length === 0) throw errors.badRequest('the file shrank on the server during the download; download it again')
-        await handle.write(bytes, 0, bytes.length, current.at)
-        offset = current.at + bytes.length
+      // Two calls in flight and the disk written behind them: the server reads and seals the
+      // next chunks while this side opens one and writes the one before.
+      const window: { at: number; call: Promise<Uint8Array> }[] = []
+      let requested = offset
+      while (offset < info.size) {
+        while (window.length < 2 && requested < info.size) {
+          window.push(read(requested))
+          requested += length(requested)
+        }
+        const first = window.shift()!
+        const bytes = await first.call
+        // A chunk shorter than asked: the file changed meanwhile, and the chunks around it may be of two versions.
+        if (bytes.length !== length(first.at)) throw errors.badRequest('the file changed on the server during the download; download it again')
+        await writing
+        writing = handle.write(bytes, 0, bytes.length, first.at)
+        writing.catch(() => {})
+        offset = first.at + bytes.length
         options.onProgress?.({ bytes: offset, total: info.size })
-        // A short chunk: the file changed meanwhile; the prefetched chunk is dropped and the rest read from here.
-        current = offset === end ? following : offset < info.size ? read(offset) : undefined
       }
+      await writing
       await handle.truncate(info.size)
       await handle.sync()
     } finally {
+      await writing.catch(() => {})
       await handle.close()
     }
     await rename(partial, localPath)

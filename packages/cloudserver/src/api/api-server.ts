@@ -149,7 +149,14 @@ export class CloudServer {
       if (!Buffer.isBuffer(body)) return reply.code(415).send({ code: 'ERR_BAD_REQUEST', message: `Send a sealed request as ${API_REQUEST_MEDIA_TYPE}.` })
       const { status, sealed, error } = await this.handle(body)
       if (sealed === undefined) return reply.code(status).send(error)
-      return reply.code(200).type(API_RESPONSE_MEDIA_TYPE).send(Buffer.from(sealed))
+      // Written piece by piece: a 16 MiB answer is not joined into one buffer first.
+      reply.hijack()
+      reply.raw.writeHead(200, { 'content-type': API_RESPONSE_MEDIA_TYPE, 'content-length': sealed.reduce((sum, part) => sum + part.length, 0) })
+      reply.raw.cork()
+      for (const part of sealed) reply.raw.write(part)
+      reply.raw.uncork()
+      reply.raw.end()
+      return reply
     })
     try {
       await outer.listen({ host, port: this.options.port ?? 0 })
@@ -178,7 +185,7 @@ export class CloudServer {
     // Calls through the box's hub registration (`<hub>/n/<id>/api/v1/api`) land here too.
     this.#box.serveApiThroughHub(async (message) => {
       const { status, sealed, error } = await this.handle(message)
-      return { status, ...(sealed === undefined ? {} : { sealed }), ...(error === undefined ? {} : { error }) }
+      return { status, ...(sealed === undefined ? {} : { sealed: Buffer.concat(sealed) }), ...(error === undefined ? {} : { error }) }
     })
     // Files that arrive by sync get their thumbnail right away.
     this.#unsubscribe = this.#box.status.on((event) => {
@@ -209,10 +216,11 @@ export class CloudServer {
 
   /**
    * One sealed request in, one sealed response out: the transport-independent core (the
-   * hub's exposure calls it too). `sealed` is undefined when the request could not be
-   * opened; then `status` and `error` are what to answer in clear.
+   * hub's exposure calls it too). `sealed` is the sealed answer in pieces to send one after
+   * another; it is undefined when the request could not be opened, and then `status` and
+   * `error` are what to answer in clear.
    */
-  async handle(message: Uint8Array): Promise<{ status: number; sealed?: Uint8Array; error?: { code: string; message: string } }> {
+  async handle(message: Uint8Array): Promise<{ status: number; sealed?: readonly Uint8Array[]; error?: { code: string; message: string } }> {
     let request: OpenedApiRequest
     try {
       request = await this.#opener.open(message)
@@ -224,7 +232,7 @@ export class CloudServer {
       return { status: 500, error: { code: 'ERR_INTERNAL', message: 'The server failed to open the request.' } }
     }
     const answer = await this.#dispatch(request)
-    return { status: 200, sealed: await request.respond(answer) }
+    return { status: 200, sealed: await request.respondInParts(answer) }
   }
 
   async #dispatch(request: OpenedApiRequest): Promise<{ status: number; body: Uint8Array }> {
@@ -257,7 +265,20 @@ export class CloudServer {
 
   async #buildInner(): Promise<FastifyInstance> {
     const inner = Fastify({ logger: false, bodyLimit: API_MAX_BODY })
-    inner.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_request, body, done) => done(null, body))
+    // Upload chunks as they come: the one buffer of an injected body, not a copy of it (fastify's buffer parser always copies).
+    inner.addContentTypeParser('application/octet-stream', (_request, payload, done) => {
+      const pieces: Buffer[] = []
+      let length = 0
+      payload.on('data', (piece: Buffer) => {
+        length += piece.length
+        if (length <= API_MAX_BODY) pieces.push(piece)
+      })
+      payload.once('error', (error) => done(error, undefined))
+      payload.once('end', () => {
+        if (length > API_MAX_BODY) return done(Object.assign(new Error('The upload chunk is larger than 16 MiB.'), { statusCode: 413 }), undefined)
+        done(null, pieces.length === 1 ? pieces[0] : Buffer.concat(pieces, length))
+      })
+    })
     inner.setErrorHandler((error: FastifyError | CloudServerError, _request, reply) => {
       if (isCloudServerError(error)) {
         return reply.code(error.status).send({ code: error.code, message: error.message, ...(error.expectedOffset === undefined ? {} : { expectedOffset: error.expectedOffset }) })

@@ -17,16 +17,17 @@ export interface HttpAnswer {
 }
 
 /**
- * POSTs `body` to `url`. Rejects with the network's error (or an AbortError on `signal`),
- * or with a RangeError for an answer longer than any the API sends.
+ * POSTs `parts` (one body, in pieces written one after another) to `url`. Rejects with the
+ * network's error (or an AbortError on `signal`), or with a RangeError for an answer
+ * longer than any the API sends.
  */
-export function postBytes(url: string, contentType: string, body: Uint8Array, signal?: AbortSignal): Promise<HttpAnswer> {
+export function postBytes(url: string, contentType: string, parts: readonly Uint8Array[], signal?: AbortSignal): Promise<HttpAnswer> {
   const target = new URL(url)
   const send = target.protocol === 'https:' ? httpsRequest : httpRequest
   return new Promise<HttpAnswer>((resolve, reject) => {
     const request = send(target, {
       method: 'POST',
-      headers: { 'content-type': contentType, 'content-length': body.length },
+      headers: { 'content-type': contentType, 'content-length': parts.reduce((sum, part) => sum + part.length, 0) },
       ...(signal === undefined ? {} : { signal }),
     })
     request.once('error', reject)
@@ -36,7 +37,10 @@ export function postBytes(url: string, contentType: string, body: Uint8Array, si
         reject(error)
       })
     })
-    request.end(body)
+    request.cork()
+    for (const part of parts) request.write(part)
+    request.uncork()
+    request.end()
   })
 }
 

@@ -92,11 +92,18 @@ export interface OpenedApiRequest {
   admitted: boolean
   /** Seals the answer so that only this request's sender can open it. */
   respond(response: ApiResponse): Promise<Uint8Array>
+  /** The same as `respond`, in pieces for a transport that writes a list (a large body is not copied again). */
+  respondInParts(response: ApiResponse): Promise<Uint8Array[]>
 }
 
 /** A sealed request, and how to open its answer. */
 export interface SealedApiRequest {
-  message: Uint8Array
+  /** The sealed request, as one buffer (joined from `parts` the first time it is read). */
+  readonly message: Uint8Array
+  /** The same bytes in pieces, for a transport that writes a list (a large body is not copied again). */
+  readonly parts: readonly Uint8Array[]
+  /** Its length in bytes. */
+  readonly length: number
   openResponse(message: Uint8Array): Promise<ApiResponse>
 }
 
@@ -176,27 +183,27 @@ function withBody(skeleton: Uint8Array, at: number, body: Uint8Array): Uint8Arra
 // The request's last field is its signature: a 10-byte key ("signature") and a 66-byte value.
 const SIGNATURE_FIELD_LENGTH = 10 + 2 + SIGNATURE_LENGTH
 
-/** `prefix`, then `pieces` encrypted with AES-128-GCM, then the tag: one buffer, one copy of the body. */
-async function encrypt(key: Uint8Array, nonce: Uint8Array, prefix: readonly Uint8Array[], pieces: readonly Uint8Array[]): Promise<Buffer> {
-  const length = [...prefix, ...pieces].reduce((sum, piece) => sum + piece.length, TAG_LENGTH)
-  const out = Buffer.allocUnsafe(length)
-  let at = 0
-  for (const piece of prefix) {
-    out.set(piece, at)
-    at += piece.length
-  }
+/**
+ * `prefix`, then `pieces` encrypted with AES-128-GCM, then the tag, as a list of buffers:
+ * the ciphertext is not copied again into one (a transport writes the list as it is).
+ */
+async function encrypt(key: Uint8Array, nonce: Uint8Array, prefix: readonly Uint8Array[], pieces: readonly Uint8Array[]): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = [...prefix]
   const cipher = createCipheriv('aes-128-gcm', key, nonce)
   for (const piece of pieces) {
     for (let start = 0; start < piece.length; start += SLICE) {
       if (start > 0) await breathe()
-      const sealed = cipher.update(piece.subarray(start, start + SLICE))
-      out.set(sealed, at)
-      at += sealed.length
+      out.push(cipher.update(piece.subarray(start, start + SLICE)))
     }
   }
-  at += cipher.final().copy(out, at)
-  cipher.getAuthTag().copy(out, at)
+  out.push(Buffer.concat([cipher.final(), cipher.getAuthTag()]))
   return out
+}
+
+/** A sealed message as one buffer, joined once when someone asks for it. */
+function joinedOnce(parts: readonly Uint8Array[]): () => Uint8Array {
+  let joined: Uint8Array | undefined
+  return () => (joined ??= Buffer.concat(parts))
 }
 
 /** The plaintext of `ciphertext ‖ tag`, or undefined when it was altered. */
@@ -236,10 +243,15 @@ export async function sealApiRequest(caller: Signer, server: string | Uint8Array
   }
   const signature = caller.sign(await signedBytes(enc, serverKey, { ...fields, body }))
   const plaintext = withBody(codec.encode('request', { ...fields, body: EMPTY, signature }), SIGNATURE_FIELD_LENGTH, body)
-  const message = await encrypt(context.key, context.nonce, [HEADER, enc], plaintext)
+  const parts = await encrypt(context.key, context.nonce, [HEADER, enc], plaintext)
   const secret = exportSecret(context, RESPONSE_LABEL, 16)
+  const message = joinedOnce(parts)
   return {
-    message,
+    get message() {
+      return message()
+    },
+    parts,
+    length: parts.reduce((sum, part) => sum + part.length, 0),
     async openResponse(answer: Uint8Array): Promise<ApiResponse> {
       if (answer.length < RESPONSE_NONCE_LENGTH + TAG_LENGTH) throw new ApiResponseInvalidError()
       const { key, nonce } = responseKey(secret, enc, answer.subarray(0, RESPONSE_NONCE_LENGTH))
@@ -351,6 +363,14 @@ export class ApiRequestOpener {
     // Checked and remembered with no await between: two copies arriving together cannot both pass.
     this.#load()
     if (admitted) this.#remember(request.client, request.nonce, request.time)
+    const respondInParts = async (response: ApiResponse): Promise<Uint8Array[]> => {
+      if (response.body.length > API_MAX_BODY) throw new MessageTooLargeError('An API response body is at most 16 MiB; answer in several responses.')
+      // The body is the response's last field: its empty stand-in is the skeleton's last byte.
+      const plain = withBody(codec.encode('response', { status: response.status, body: EMPTY }), 0, response.body)
+      const responseNonce = randomBytes(RESPONSE_NONCE_LENGTH)
+      const { key, nonce } = responseKey(secret, enc, responseNonce)
+      return await encrypt(key, nonce, [responseNonce], plain)
+    }
     return {
       admitted,
       method: request.method,
@@ -359,14 +379,8 @@ export class ApiRequestOpener {
       client,
       clientKey: request.client,
       time: request.time,
-      async respond(response: ApiResponse): Promise<Uint8Array> {
-        if (response.body.length > API_MAX_BODY) throw new MessageTooLargeError('An API response body is at most 16 MiB; answer in several responses.')
-        // The body is the response's last field: its empty stand-in is the skeleton's last byte.
-        const plain = withBody(codec.encode('response', { status: response.status, body: EMPTY }), 0, response.body)
-        const responseNonce = randomBytes(RESPONSE_NONCE_LENGTH)
-        const { key, nonce } = responseKey(secret, enc, responseNonce)
-        return await encrypt(key, nonce, [responseNonce], plain)
-      },
+      respond: async (response: ApiResponse): Promise<Uint8Array> => Buffer.concat(await respondInParts(response)),
+      respondInParts,
     }
   }
 
