@@ -60,8 +60,8 @@ if (role === 'hub') {
 process.on('message', async (message) => {
   if (message.type !== 'stop') return
   // maxRSS is in KiB: the peak of this process over its whole life.
-  const peak = process.resourceUsage().maxRSS * 1024
+  const usage = process.resourceUsage()
   await stop()
-  send({ type: 'stopped', peak })
+  send({ type: 'stopped', peak: usage.maxRSS * 1024, usage })
   process.disconnect()
 })

@@ -50,6 +50,10 @@ export function exchangeApiCall(node: Socket, request: Uint8Array, timeoutMs: nu
     node.once('end', () => settle(new Error('the node went away')))
     node.once('close', () => settle(new Error('the node went away')))
     node.resume()
-    node.write(Buffer.concat([frameHeader(Opcode.BINARY, true, request.length), request]))
+    // Header and body written one after the other: the body is not copied into a frame.
+    node.cork()
+    node.write(frameHeader(Opcode.BINARY, true, request.length))
+    node.write(request)
+    node.uncork()
   })
 }

@@ -223,7 +223,9 @@ export class RouterHub {
         } catch {
           return reply.code(502).send({ code: 'ERR_BAD_MESSAGE', message: 'The node sent a malformed answer.' })
         }
-        if (decoded.sealed !== undefined) return reply.code(200).type(API_RESPONSE_MEDIA_TYPE).send(Buffer.from(decoded.sealed))
+        // A view of the node's answer, not a copy of it (decodeApiReply always gives one buffer).
+        const sealed = decoded.sealed as Uint8Array | undefined
+        if (sealed !== undefined) return reply.code(200).type(API_RESPONSE_MEDIA_TYPE).send(Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength))
         return reply.code(decoded.status).send(decoded.error)
       })
     })

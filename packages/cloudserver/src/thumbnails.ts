@@ -7,7 +7,6 @@
 import { createHash } from 'node:crypto'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { extname, join } from 'node:path'
-import sharp from 'sharp'
 import type { EntryInfo, StorageBackend } from './storage/storage-backend.js'
 
 export interface ThumbnailOptions {
@@ -104,7 +103,7 @@ export class Thumbnails {
     }
     try {
       const input = await this.#storage.read(entry.path, 0, entry.size)
-      let image = sharp(input, { limitInputPixels: this.#options.maxInputPixels, failOn: 'error', animated: false })
+      let image = (await loadSharp())(input, { limitInputPixels: this.#options.maxInputPixels, failOn: 'error', animated: false })
         .rotate() // honour EXIF orientation
         .resize(this.#options.size, this.#options.size, { fit: 'inside', withoutEnlargement: true })
         .timeout({ seconds: this.#options.timeoutSeconds })
@@ -130,3 +129,8 @@ export class Thumbnails {
     }
   }
 }
+
+// Loaded at the first thumbnail: libvips adds some 20 MiB to every process that imports this package.
+const importSharp = () => import('sharp')
+let sharpModule: ReturnType<typeof importSharp> | undefined
+const loadSharp = async () => (await (sharpModule ??= importSharp())).default

@@ -185,7 +185,7 @@ export class CloudServer {
     // Calls through the box's hub registration (`<hub>/n/<id>/api/v1/api`) land here too.
     this.#box.serveApiThroughHub(async (message) => {
       const { status, sealed, error } = await this.handle(message)
-      return { status, ...(sealed === undefined ? {} : { sealed: Buffer.concat(sealed) }), ...(error === undefined ? {} : { error }) }
+      return { status, ...(sealed === undefined ? {} : { sealed }), ...(error === undefined ? {} : { error }) }
     })
     // Files that arrive by sync get their thumbnail right away.
     this.#unsubscribe = this.#box.status.on((event) => {

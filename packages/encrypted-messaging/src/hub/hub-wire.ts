@@ -124,16 +124,22 @@ export const HUB_API_MAX_MESSAGE = 16 * 1024 * 1024 + 64 * 1024
  */
 export interface HubApiReply {
   status: number
-  sealed?: Uint8Array
+  /** The sealed response, in one buffer or in pieces (joined once, into the reply). */
+  sealed?: Uint8Array | readonly Uint8Array[]
   error?: { code: string; message: string }
 }
 
 export function encodeApiReply(reply: HubApiReply): Uint8Array {
-  const body = reply.sealed ?? new TextEncoder().encode(JSON.stringify(reply.error ?? { code: 'ERR_INTERNAL', message: 'No answer.' }))
-  const out = new Uint8Array(3 + body.length)
-  new DataView(out.buffer).setUint16(0, reply.sealed === undefined ? reply.status : 200)
-  out[2] = reply.sealed === undefined ? 1 : 0
-  out.set(body, 3)
+  const sealed = reply.sealed === undefined ? undefined : reply.sealed instanceof Uint8Array ? [reply.sealed] : reply.sealed
+  const body = sealed ?? [new TextEncoder().encode(JSON.stringify(reply.error ?? { code: 'ERR_INTERNAL', message: 'No answer.' }))]
+  const out = new Uint8Array(body.reduce((sum, part) => sum + part.length, 3))
+  new DataView(out.buffer).setUint16(0, sealed === undefined ? reply.status : 200)
+  out[2] = sealed === undefined ? 1 : 0
+  let at = 3
+  for (const part of body) {
+    out.set(part, at)
+    at += part.length
+  }
   return out
 }
 
