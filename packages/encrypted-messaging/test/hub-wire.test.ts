@@ -7,6 +7,8 @@ describe('hub wire: API replies', () => {
   it('round-trips a sealed answer and an error', () => {
     const sealed = new Uint8Array([1, 2, 3])
     expect(decodeApiReply(encodeApiReply({ status: 200, sealed }))).toEqual({ status: 200, sealed })
+    // A sealed answer in pieces is joined into the same reply.
+    expect(decodeApiReply(encodeApiReply({ status: 200, sealed: [sealed.subarray(0, 1), new Uint8Array(0), sealed.subarray(1)] }))).toEqual({ status: 200, sealed })
     expect(decodeApiReply(encodeApiReply({ status: 409, error: { code: 'ERR_API_REQUEST_REPLAYED', message: 'again' } }))).toEqual({ status: 409, error: { code: 'ERR_API_REQUEST_REPLAYED', message: 'again' } })
   })
 

@@ -18,6 +18,7 @@ import {
   signDocument,
   verifyDocument,
   type ApiMethod,
+  type ApiResponse,
   type KeyAgreement,
   type SealedApiRequest,
   type Signer,
@@ -26,6 +27,7 @@ import type { AdminOperation, CloudAdmin } from '@cloudbox/cloudbox'
 import { CloudServerError, errors } from '../errors.js'
 import type { EntryInfo, ShareInfo, StorageUsage } from '../storage/storage-backend.js'
 import { API_PATH } from './api-server.js'
+import { BufferPool } from './buffer-pool.js'
 import { postBytes, type HttpAnswer } from './http-exchange.js'
 
 export interface CloudServerClientOptions {
@@ -47,6 +49,8 @@ export interface TransferProgress {
 export class CloudServerClient {
   readonly options: CloudServerClientOptions
   readonly #chunkSize: number
+  /** Receive buffers of the calls in flight (a download keeps two). */
+  readonly #answers = new BufferPool(2)
 
   constructor(options: CloudServerClientOptions) {
     this.options = options
@@ -68,18 +72,24 @@ export class CloudServerClient {
     const url = this.options.url.replace(/\/$/, '') + API_PATH
     let response: HttpAnswer
     try {
-      response = await postBytes(url, API_REQUEST_MEDIA_TYPE, sealed.parts, signal)
+      response = await postBytes(url, API_REQUEST_MEDIA_TYPE, sealed.parts, { pool: this.#answers, ...(signal === undefined ? {} : { signal }) })
     } catch (error) {
       if ((error as Error).name === 'AbortError') throw error
       throw errors.unreachable(url, error)
     }
-    if (response.contentType !== API_RESPONSE_MEDIA_TYPE) {
-      // Refused before it could be opened (bad envelope, replay, clock): a clear JSON error.
-      const error = parseError(response.body)
-      if (error !== undefined) throw new CloudServerError(error.code, error.message, { status: response.status })
-      throw errors.unreachable(url)
+    let answer: ApiResponse
+    try {
+      if (response.contentType !== API_RESPONSE_MEDIA_TYPE) {
+        // Refused before it could be opened (bad envelope, replay, clock): a clear JSON error.
+        const error = parseError(response.body)
+        if (error !== undefined) throw new CloudServerError(error.code, error.message, { status: response.status })
+        throw errors.unreachable(url)
+      }
+      // The plaintext is a buffer of its own: the received bytes can take the next answer.
+      answer = await sealed.openResponse(response.body)
+    } finally {
+      this.#answers.release(response.body)
     }
-    const answer = await sealed.openResponse(response.body)
     if (answer.status >= 400) {
       const error = parseError(answer.body) ?? { code: 'ERR_INTERNAL', message: `The server answered ${answer.status}.` }
       throw new CloudServerError(error.code, error.message, { status: answer.status, ...(error.expectedOffset === undefined ? {} : { expectedOffset: error.expectedOffset }) })

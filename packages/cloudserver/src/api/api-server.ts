@@ -24,6 +24,7 @@ import { LocalFolderStorage } from '../storage/local-folder.js'
 import { Thumbnails, type ThumbnailOptions } from '../thumbnails.js'
 import type { StorageBackend } from '../storage/storage-backend.js'
 import { CALLER_HEADER, ROLE_HEADER, type ApiContext } from './api-context.js'
+import { BufferPool } from './buffer-pool.js'
 import { adminRoutes } from './routes/admin.js'
 import { filesRoutes } from './routes/files.js'
 import { sharesRoutes } from './routes/shares.js'
@@ -84,6 +85,8 @@ export class CloudServer {
   #unsubscribe: (() => void) | undefined
   readonly #log: NonNullable<CloudServerComponents['log']>
   readonly #opener: ApiRequestOpener
+  /** Receive buffers of sealed requests (a client keeps two in flight). */
+  readonly #bodies = new BufferPool(2)
   #outer: FastifyInstance | undefined
   #inner: FastifyInstance | undefined
   #url: string | undefined
@@ -143,11 +146,18 @@ export class CloudServer {
       this.#board = board
       this.#statusToken = token
     }
-    outer.addContentTypeParser(API_REQUEST_MEDIA_TYPE, { parseAs: 'buffer' }, (_request, body, done) => done(null, body))
+    // Read into a pooled buffer (fastify's buffer parser allocates a new one for every call): the sealed bytes are done with once opened.
+    outer.addContentTypeParser(API_REQUEST_MEDIA_TYPE, (request, payload, done) => readSealedBody(request.headers['content-length'], payload, this.#bodies, done))
     outer.post(API_PATH, async (request, reply) => {
       const body = request.body
       if (!Buffer.isBuffer(body)) return reply.code(415).send({ code: 'ERR_BAD_REQUEST', message: `Send a sealed request as ${API_REQUEST_MEDIA_TYPE}.` })
-      const { status, sealed, error } = await this.handle(body)
+      let answer: Awaited<ReturnType<CloudServer['handle']>>
+      try {
+        answer = await this.handle(body)
+      } finally {
+        this.#bodies.release(body)
+      }
+      const { status, sealed, error } = answer
       if (sealed === undefined) return reply.code(status).send(error)
       // Written piece by piece: a 16 MiB answer is not joined into one buffer first.
       reply.hijack()
@@ -304,6 +314,42 @@ export class CloudServer {
     await inner.ready()
     return inner
   }
+}
+
+const BAD_LENGTH = () => Object.assign(new Error('The request body does not match its declared length.'), { statusCode: 400 })
+const TOO_LARGE = () => Object.assign(new Error(`A sealed request is at most ${API_MAX_BODY + 64 * 1024} bytes.`), { statusCode: 413 })
+
+/** A sealed request's bytes: with a declared length, into a pooled buffer of that length; else joined (both within the limit). */
+function readSealedBody(declaredHeader: string | undefined, payload: NodeJS.ReadableStream, pool: BufferPool, done: (error: Error | null, body?: Buffer) => void): void {
+  const limit = API_MAX_BODY + 64 * 1024
+  const declared = declaredHeader === undefined ? undefined : Number(declaredHeader)
+  if (declared !== undefined && !(Number.isSafeInteger(declared) && declared >= 0)) return done(BAD_LENGTH())
+  if (declared !== undefined && declared > limit) return done(TOO_LARGE())
+  const whole = declared === undefined ? undefined : pool.acquire(declared)
+  const pieces: Buffer[] = []
+  let length = 0
+  let failed = false
+  const fail = (error: Error) => {
+    if (failed) return
+    failed = true
+    if (whole !== undefined) pool.release(whole)
+    payload.removeAllListeners('data')
+    payload.resume()
+    done(error)
+  }
+  payload.on('data', (piece: Buffer) => {
+    if (failed) return
+    if (length + piece.length > (declared ?? limit)) return fail(declared === undefined ? TOO_LARGE() : BAD_LENGTH())
+    if (whole !== undefined) piece.copy(whole, length)
+    else pieces.push(piece)
+    length += piece.length
+  })
+  payload.once('error', (error: Error) => fail(Object.assign(error, { statusCode: 400 })))
+  payload.once('end', () => {
+    if (failed) return
+    if (whole !== undefined && length !== declared) return fail(BAD_LENGTH())
+    done(null, whole ?? Buffer.concat(pieces, length))
+  })
 }
 
 function failure(error: CloudServerError): { status: number; body: Uint8Array } {

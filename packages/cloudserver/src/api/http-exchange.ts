@@ -6,6 +6,7 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import { API_MAX_BODY } from '@cloudbox/encrypted-messaging'
+import type { BufferPool } from './buffer-pool.js'
 
 /** More than any sealed answer or JSON refusal can be: a longer body is not read. */
 const MAX_ANSWER = API_MAX_BODY + 64 * 1024
@@ -13,15 +14,32 @@ const MAX_ANSWER = API_MAX_BODY + 64 * 1024
 export interface HttpAnswer {
   status: number
   contentType: string | undefined
+  /** From `pool` when one was given: release it once it is read. */
   body: Buffer
 }
+
+/** Answers smaller than this are not worth a pooled buffer. */
+const POOLED_FROM = 256 * 1024
 
 /**
  * POSTs `parts` (one body, in pieces written one after another) to `url`. Rejects with the
  * network's error (or an AbortError on `signal`), or with a RangeError for an answer
  * longer than any the API sends.
  */
-export function postBytes(url: string, contentType: string, parts: readonly Uint8Array[], signal?: AbortSignal): Promise<HttpAnswer> {
+export async function postBytes(url: string, contentType: string, parts: readonly Uint8Array[], options: { signal?: AbortSignal; pool?: BufferPool } = {}): Promise<HttpAnswer> {
+  try {
+    return await postOnce(url, contentType, parts, options)
+  } catch (error) {
+    // A kept-alive connection the server had just closed: the call never reached it, so
+    // the same bytes go once more on a new one (had it arrived, the copy would be refused
+    // as a replay, never run twice).
+    if (!(error as { reusedSocket?: boolean }).reusedSocket || (error as NodeJS.ErrnoException).code !== 'ECONNRESET') throw error
+    return await postOnce(url, contentType, parts, options)
+  }
+}
+
+function postOnce(url: string, contentType: string, parts: readonly Uint8Array[], options: { signal?: AbortSignal; pool?: BufferPool }): Promise<HttpAnswer> {
+  const { signal, pool } = options
   const target = new URL(url)
   const send = target.protocol === 'https:' ? httpsRequest : httpRequest
   return new Promise<HttpAnswer>((resolve, reject) => {
@@ -30,9 +48,11 @@ export function postBytes(url: string, contentType: string, parts: readonly Uint
       headers: { 'content-type': contentType, 'content-length': parts.reduce((sum, part) => sum + part.length, 0) },
       ...(signal === undefined ? {} : { signal }),
     })
-    request.once('error', reject)
+    let answered = false
+    request.once('error', (error) => reject(Object.assign(error, { reusedSocket: request.reusedSocket && !answered })))
     request.once('response', (response: IncomingMessage) => {
-      readAnswer(response).then(resolve, (error: Error) => {
+      answered = true
+      readAnswer(response, pool).then(resolve, (error: Error) => {
         request.destroy()
         reject(error)
       })
@@ -44,13 +64,13 @@ export function postBytes(url: string, contentType: string, parts: readonly Uint
   })
 }
 
-function readAnswer(response: IncomingMessage): Promise<HttpAnswer> {
+function readAnswer(response: IncomingMessage, pool: BufferPool | undefined): Promise<HttpAnswer> {
   return new Promise<HttpAnswer>((resolve, reject) => {
     const declared = Number(response.headers['content-length'])
     const known = Number.isSafeInteger(declared) && declared >= 0
     if (known && declared > MAX_ANSWER) return reject(new RangeError(`The answer of ${declared} bytes is larger than any the API sends.`))
     // With a declared length, one buffer is filled in place; otherwise the pieces are joined.
-    const whole = known ? Buffer.allocUnsafe(declared) : undefined
+    const whole = !known ? undefined : pool !== undefined && declared >= POOLED_FROM ? pool.acquire(declared) : Buffer.allocUnsafe(declared)
     const pieces: Buffer[] = []
     let length = 0
     response.on('data', (piece: Buffer) => {

@@ -41,7 +41,8 @@ export const uploadsRoutes: FastifyPluginAsync<ApiContext> = async (app, { box, 
   })
   app.post('/v1/uploads', async (request) => {
     const query = parse(v.object({ upload: uploadId, offset: count(Number.MAX_SAFE_INTEGER), total: v.optional(count(Number.MAX_SAFE_INTEGER)) }), request.query)
-    const body = request.body
+    // An empty chunk (an empty file) comes without a body at all.
+    const body = request.body ?? Buffer.alloc(0)
     if (!Buffer.isBuffer(body)) throw errors.badRequest('an upload chunk is sent as application/octet-stream')
     return alone(async () => {
       // The declared total refuses a file before any of it is stored; every chunk is
