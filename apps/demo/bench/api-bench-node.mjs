@@ -58,6 +58,7 @@ if (role === 'hub') {
 }
 
 process.on('message', async (message) => {
+  if (message.type === 'peak') send({ type: 'peak', peak: process.resourceUsage().maxRSS * 1024 })
   if (message.type !== 'stop') return
   // maxRSS is in KiB: the peak of this process over its whole life.
   const usage = process.resourceUsage()
