@@ -422,6 +422,8 @@ export class RouterHub {
       return new Error('NODE_OFFLINE')
     }
     const node = this.#nodes.get(nodeId)
+    // A node that said goodbye (its close frame is here, the close not yet done) is gone.
+    if (node !== undefined && node.socket.readyState !== node.socket.OPEN) return new Error('NODE_OFFLINE')
     const holder = node === undefined ? await this.#holder(nodeId) : undefined
     if (node === undefined && holder === undefined) return new Error('NODE_OFFLINE')
     if (node !== undefined && node.routes.size >= this.options.maxRoutesPerNode) return new Error('the node has too many routes open')
@@ -526,6 +528,10 @@ export class RouterHub {
     // Frames that arrive before the node accepts stay in the kernel buffer.
     client.pause()
     const node = this.#nodes.get(nodeId)
+    if (node !== undefined && node.socket.readyState !== node.socket.OPEN) {
+      this.metrics.routesRefused++
+      return closeConnection(client, HubCloseCodes.NODE_OFFLINE, 'that node is not connected to this hub')
+    }
     if (node === undefined) {
       void this.#holder(nodeId).then((holder) => {
         if (holder === undefined || client.destroyed) {

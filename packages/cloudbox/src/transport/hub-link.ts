@@ -57,6 +57,19 @@ export class HubLink {
 
   async stop(): Promise<void> {
     this.#abort.abort()
+    const socket = this.#socket
+    if (socket !== undefined && socket.readyState === socket.OPEN) {
+      // A goodbye the hub reads before this resolves: a call that arrives there right after
+      // is answered "offline" at once instead of waiting for a node that is gone.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 1000)
+        socket.once('close', () => {
+          clearTimeout(timer)
+          resolve()
+        })
+        socket.close(1000, 'stopping')
+      })
+    }
     this.#socket?.terminate()
     await this.#loop
   }
