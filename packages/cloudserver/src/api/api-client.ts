@@ -201,28 +201,39 @@ export class CloudServerClient {
       // Two chunks in flight and a third sealed: the server opens one while it stores the
       // one before, and this side has the next ready when an answer comes. The server stores
       // them in the order they reach it; one that overtook the other is refused, and sent again.
-      const window: { end: number; answer: Promise<number> }[] = []
+      const window: { start: number; end: number; answer: Promise<number> }[] = []
       let prepared = ahead(offset)
+      let sentEnd = offset
       let restarts = 0
+      let restartedAt = -1
       const restart = async () => {
         await Promise.allSettled([prepared, ...window.splice(0).map((each) => each.answer)])
-        if (++restarts > 3) throw errors.badRequest('the server kept refusing the chunks\' order; try the upload again')
+        // Only restarts that made no progress count: a long upload may be overtaken now and then.
+        restarts = offset > restartedAt ? 0 : restarts + 1
+        restartedAt = offset
+        if (restarts > 3) throw errors.badRequest('the server kept refusing the chunks\' order; try the upload again')
         offset = (await standing()) ?? 0
+        sentEnd = offset
         prepared = ahead(offset)
       }
       while (offset < total) {
         while (window.length < 2 && prepared !== undefined) {
           const chunk = await prepared
+          const start = sentEnd
           const answer = this.#exchange(chunk.sealed, options.signal).then((bytes) => (JSON.parse(Buffer.from(bytes).toString()) as { size: number }).size)
           answer.catch(() => {})
-          window.push({ end: chunk.end, answer })
+          window.push({ start, end: chunk.end, answer })
+          sentEnd = chunk.end
           prepared = ahead(chunk.end)
         }
         const first = window.shift()!
         try {
           offset = await first.answer
         } catch (error) {
-          if (!(error instanceof CloudServerError && error.code === 'ERR_UPLOAD_OFFSET')) throw error
+          // Refused for its place: it overtook the chunk before it (a small last chunk opens
+          // sooner), which the server had not stored yet, so it saw another offset or no upload.
+          const overtook = error instanceof CloudServerError && (error.code === 'ERR_UPLOAD_OFFSET' || (error.code === 'ERR_UNKNOWN_UPLOAD' && first.start > 0))
+          if (!overtook) throw error
           await restart()
           continue
         }

@@ -697,9 +697,12 @@ export class S3Storage implements StorageBackend {
     }.bind(this)
     await this.#put(key, Readable.from(read()), record.size)
     return this.#mutate((state) => {
-      if (state.uploads.get(upload) !== record) throw errors.unknownUpload()
+      // The same staged bytes as were stored above (compared by content: a reload of the
+      // index between the two makes new records of the same upload).
+      const current = state.uploads.get(upload)
+      if (current === undefined || current.size !== record.size || current.chunks.length !== record.chunks.length || current.chunks.some(([name], i) => name !== record.chunks[i]![0])) throw errors.unknownUpload()
       state.uploads.delete(upload)
-      this.#release(record.chunks)
+      this.#release(current.chunks)
       const info: ShareInfo = { ...share, size: record.size }
       state.shares.set(share.id, info)
       this.#touch()

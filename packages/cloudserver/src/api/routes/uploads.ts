@@ -5,7 +5,8 @@
  */
 import type { FastifyPluginAsync } from 'fastify'
 import * as v from 'valibot'
-import { errors } from '../../errors.js'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { errors, isCloudServerError } from '../../errors.js'
 import { callerOf, scopedUpload as scoped, type ApiContext } from '../api-context.js'
 import { count, parse, pathParam } from './params.js'
 
@@ -44,13 +45,25 @@ export const uploadsRoutes: FastifyPluginAsync<ApiContext> = async (app, { box, 
     // An empty chunk (an empty file) comes without a body at all.
     const body = request.body ?? Buffer.alloc(0)
     if (!Buffer.isBuffer(body)) throw errors.badRequest('an upload chunk is sent as application/octet-stream')
-    return alone(async () => {
-      // The declared total refuses a file before any of it is stored; every chunk is
-      // checked at its real size whatever was declared.
-      if (query.offset === 0 && query.total !== undefined) await checkQuota(Math.max(query.total, body.length))
-      await checkQuota(body.length)
-      return { size: await storage.uploadAppend(scoped(request, query.upload), query.offset, body) }
-    })
+    const key = scoped(request, query.upload)
+    const append = () =>
+      alone(async () => {
+        // The declared total refuses a file before any of it is stored; every chunk is
+        // checked at its real size whatever was declared.
+        if (query.offset === 0 && query.total !== undefined) await checkQuota(Math.max(query.total, body.length))
+        await checkQuota(body.length)
+        return { size: await storage.uploadAppend(key, query.offset, body) }
+      })
+    try {
+      return await append()
+    } catch (error) {
+      // A client keeps two chunks in flight, and the second can be opened first (a small
+      // last chunk): it waits a moment for the one before it to land, then goes in.
+      const early = isCloudServerError(error) && ((error.code === 'ERR_UNKNOWN_UPLOAD' && query.offset > 0) || (error.code === 'ERR_UPLOAD_OFFSET' && (error.expectedOffset ?? 0) < query.offset))
+      if (!early) throw error
+      for (let waited = 0; waited < 1000 && (await storage.uploadSize(key)) !== query.offset; waited += 25) await sleep(25)
+      return await append()
+    }
   })
   app.post('/v1/uploads/commit', async (request) => {
     const body = parse(v.strictObject({ upload: uploadId, path: pathParam, overwrite: v.optional(v.boolean(), false) }), request.body)
