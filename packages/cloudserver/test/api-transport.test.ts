@@ -13,7 +13,8 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CloudBox } from '@cloudbox/cloudbox'
 import { API_REQUEST_MEDIA_TYPE, Identity, sealApiRequest } from '@cloudbox/encrypted-messaging'
-import { CloudServer, CloudServerClient, isCloudServerError } from '../src/index.js'
+import { CloudServer, CloudServerClient } from '../src/index.js'
+import { codeOf } from './outcomes.js'
 
 const MiB = 1024 * 1024
 let root: string
@@ -34,16 +35,6 @@ function rawPost(url: string, headers: Record<string, string | number>, write: (
     out.on('error', (error: NodeJS.ErrnoException) => (error.code === 'ECONNRESET' || error.code === 'EPIPE' ? resolve({ status: 0, text: '' }) : reject(error)))
     write(out)
   })
-}
-
-async function codeOf(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise
-    return 'ok'
-  } catch (error) {
-    if (isCloudServerError(error)) return error.code
-    throw error
-  }
 }
 
 describe('API transport', () => {

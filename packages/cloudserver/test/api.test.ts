@@ -5,8 +5,9 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CloudBox } from '@cloudbox/cloudbox'
 import { API_REQUEST_MEDIA_TYPE, Identity, sealApiRequest } from '@cloudbox/encrypted-messaging'
-import { CloudServer, CloudServerClient, isCloudServerError } from '../src/index.js'
+import { CloudServer, CloudServerClient } from '../src/index.js'
 import { backendFixture, type BackendFixture } from './backends.js'
+import { codeOf } from './outcomes.js'
 
 let root: string
 let box: CloudBox
@@ -23,16 +24,6 @@ async function pairedDevice(pin = '2468-1357'): Promise<{ identity: Identity; cl
   await device.start()
   await device.pair(box.pairingUri(), pin)
   return { identity, device, client: new CloudServerClient({ url: server.url, server: box.id, identity, chunkSize: MiB }) }
-}
-
-async function codeOf(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise
-    return 'ok'
-  } catch (error) {
-    if (isCloudServerError(error)) return error.code
-    throw error
-  }
 }
 
 describe.each(['local', 's3'] as const)('encrypted REST API on the %s back end', (kind) => {
