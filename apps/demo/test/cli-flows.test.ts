@@ -378,6 +378,36 @@ describe('cloudbox serve, pair, sync and admin', () => {
     expect(await stop(server.child)).toBe(130)
   }, 120_000)
 
+  it('skips a name too long for the device with ERR_NAME_TOO_LONG, syncs the rest, and --once exits 3 naming it', async () => {
+    const homes = { server: join(dir, 'long-server-home'), device: join(dir, 'long-device-home') }
+    for (const home of Object.values(homes)) json(['init', '--home', home, '--storage', 'vault'])
+    // Each name is legal (250 bytes); the whole path fits under the server's short folder
+    // but not under the device's deep one (Linux refuses paths of 4,096 bytes or more).
+    const cloud = join(dir, 'long-cloud')
+    const deep = Array.from({ length: 15 }, (_, index) => `${index}`.padEnd(250, 'n')).join('/')
+    mkdirSync(join(cloud, deep), { recursive: true })
+    writeFileSync(join(cloud, deep, 'f.txt'), 'far down')
+    writeFileSync(join(cloud, 'short.txt'), 'near')
+    const folder = join(dir, 'd'.repeat(200), 'e'.repeat(200), 'Cloud')
+    expect(folder.length + 1 + deep.length).toBeGreaterThan(4096)
+    const server = await start(['serve', cloud, '--home', homes.server, '--listen', '127.0.0.1:0', '--pin', PIN], (line) => line.event === 'serving')
+    json(['pair', String(server.first.uri), '--pin', PIN, '--home', homes.device])
+    const synced = run(['sync', folder, '--once', '--home', homes.device])
+    expect(synced.status, synced.stderr).toBe(3)
+    expect(synced.stderr).toContain('ERR_FILES_NOT_SYNCED')
+    expect(synced.stderr).toContain('ERR_NAME_TOO_LONG')
+    expect(synced.stderr).toMatch(/shorter|Rename it/)
+    expect(synced.stderr).not.toContain('ENAMETOOLONG:')
+    expect(synced.stderr).not.toMatch(/check the server and the network/i)
+    expect(readFileSync(join(folder, 'short.txt'), 'utf8')).toBe('near')
+    // Nothing of it is deleted on the server, and a second run says the same, no worse.
+    expect(readFileSync(join(cloud, deep, 'f.txt'), 'utf8')).toBe('far down')
+    const again = run(['sync', folder, '--once', '--home', homes.device])
+    expect(again.status, again.stderr).toBe(3)
+    expect(readFileSync(join(cloud, deep, 'f.txt'), 'utf8')).toBe('far down')
+    expect(await stop(server.child)).toBe(130)
+  }, 120_000)
+
   it('syncs empty folders and symbolic links (as links, never followed) both ways', async () => {
     const homes = { server: join(dir, 'links-server-home'), device: join(dir, 'links-device-home') }
     for (const home of Object.values(homes)) json(['init', '--home', home, '--storage', 'vault'])
