@@ -12,6 +12,10 @@ import { frameHeader, MaskedFrameParser, Opcode } from './websocket-frames.js'
 /** Sends `request` to the node and resolves with its whole reply message. */
 export function exchangeApiCall(node: Socket, request: Uint8Array, timeoutMs: number): Promise<Buffer> {
   return new Promise<Buffer>((resolve, reject) => {
+    // An answer in one frame (as nodes send it) is filled into one buffer of its length as
+    // it arrives, so the socket's read chunks are let go at once; fragments are joined.
+    let whole: Buffer | undefined
+    let filled = 0
     const parts: Buffer[] = []
     let size = 0
     let final = false
@@ -22,18 +26,23 @@ export function exchangeApiCall(node: Socket, request: Uint8Array, timeoutMs: nu
       clearTimeout(timer)
       closeConnection(node, 1000, '')
       if (error !== undefined) reject(error)
-      else resolve(Buffer.concat(parts))
+      else resolve(whole ?? Buffer.concat(parts))
     }
     const timer = setTimeout(() => settle(new Error('the node did not answer in time')), timeoutMs)
     const parser = new MaskedFrameParser(
       {
         frameStart: (_opcode, fin, length) => {
           final = fin
+          const first = size === 0 && parts.length === 0 && whole === undefined
           size += length
-          if (size > HUB_API_MAX_MESSAGE) settle(new Error('the node\'s answer is too large'))
+          if (size > HUB_API_MAX_MESSAGE) return settle(new Error('the node\'s answer is too large'))
+          if (first && fin) whole = Buffer.allocUnsafe(length)
         },
-        // Views of the read chunks; nothing reuses them.
-        payload: (piece) => parts.push(piece),
+        payload: (piece) => {
+          if (whole !== undefined) filled += piece.copy(whole, filled)
+          // Views of the read chunks; nothing reuses them.
+          else parts.push(piece)
+        },
         // A message ends with its final frame (the parser checked the fragments' order).
         frameEnd: () => final && settle(undefined),
         control: (opcode, payload) => {

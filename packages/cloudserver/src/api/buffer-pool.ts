@@ -5,6 +5,8 @@
  * (a full mark-compact each) and kept tens of MiB of dead buffers resident between them.
  */
 const GRAIN = 1024 * 1024
+/** Smaller buffers are not worth pooling: they come from Node's own allocator. */
+const POOLED_FROM = 256 * 1024
 
 export class BufferPool {
   readonly #free: Buffer[] = []
@@ -17,6 +19,7 @@ export class BufferPool {
 
   /** A buffer of exactly `length` bytes (a view of a pooled one); give it back with `release`. */
   acquire(length: number): Buffer {
+    if (length < POOLED_FROM) return Buffer.allocUnsafe(length)
     const index = this.#free.findIndex((each) => each.length >= length)
     const base = index === -1 ? Buffer.allocUnsafeSlow(Math.ceil(Math.max(length, 1) / GRAIN) * GRAIN) : this.#free.splice(index, 1)[0]!
     return base.subarray(0, length)
@@ -24,6 +27,7 @@ export class BufferPool {
 
   /** Returns a buffer from `acquire`; nothing may use it afterwards. */
   release(view: Uint8Array): void {
+    if (view.byteLength < POOLED_FROM) return
     const base = Buffer.from(view.buffer, 0, view.buffer.byteLength)
     if (this.#free.length < this.#keep && base.length >= GRAIN) this.#free.push(base)
   }

@@ -18,9 +18,6 @@ export interface HttpAnswer {
   body: Buffer
 }
 
-/** Answers smaller than this are not worth a pooled buffer. */
-const POOLED_FROM = 256 * 1024
-
 /**
  * POSTs `parts` (one body, in pieces written one after another) to `url`. Rejects with the
  * network's error (or an AbortError on `signal`), or with a RangeError for an answer
@@ -70,7 +67,7 @@ function readAnswer(response: IncomingMessage, pool: BufferPool | undefined): Pr
     const known = Number.isSafeInteger(declared) && declared >= 0
     if (known && declared > MAX_ANSWER) return reject(new RangeError(`The answer of ${declared} bytes is larger than any the API sends.`))
     // With a declared length, one buffer is filled in place; otherwise the pieces are joined.
-    const whole = !known ? undefined : pool !== undefined && declared >= POOLED_FROM ? pool.acquire(declared) : Buffer.allocUnsafe(declared)
+    const whole = !known ? undefined : pool !== undefined ? pool.acquire(declared) : Buffer.allocUnsafe(declared)
     const pieces: Buffer[] = []
     let length = 0
     response.on('data', (piece: Buffer) => {

@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest'
+import { BufferPool } from '../src/api/buffer-pool.js'
+
+describe('BufferPool', () => {
+  it('reuses a released large buffer for the next call, exactly as long as asked', () => {
+    const pool = new BufferPool(1)
+    const first = pool.acquire(8 * 1024 * 1024 + 5)
+    expect(first.length).toBe(8 * 1024 * 1024 + 5)
+    pool.release(first)
+    const second = pool.acquire(3 * 1024 * 1024)
+    expect(second.length).toBe(3 * 1024 * 1024)
+    expect(second.buffer).toBe(first.buffer)
+    // Taken: the next one is new memory.
+    expect(pool.acquire(3 * 1024 * 1024).buffer).not.toBe(first.buffer)
+  })
+
+  it('keeps no more buffers than asked, and never pools small ones (a small call does not hold 1 MiB)', () => {
+    const pool = new BufferPool(1)
+    const a = pool.acquire(2 * 1024 * 1024)
+    const b = pool.acquire(2 * 1024 * 1024)
+    pool.release(a)
+    pool.release(b)
+    expect(pool.acquire(2 * 1024 * 1024).buffer).toBe(a.buffer)
+    expect(pool.acquire(2 * 1024 * 1024).buffer).not.toBe(b.buffer)
+    const small = pool.acquire(1000)
+    expect(small.buffer.byteLength).toBeLessThan(1024 * 1024)
+    pool.release(small)
+    const large = pool.acquire(4 * 1024 * 1024)
+    pool.release(large)
+    // A small call leaves the pooled large buffer for the large call that follows.
+    expect(pool.acquire(500).buffer).not.toBe(large.buffer)
+    expect(pool.acquire(4 * 1024 * 1024).buffer).toBe(large.buffer)
+  })
+})
