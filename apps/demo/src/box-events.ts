@@ -32,8 +32,8 @@ export function describeEvent(event: CloudBoxEvent): string | undefined {
       if (sync.type === 'file' && sync.action === 'deleted') return `✗ ${sync.path} deleted`
       if (sync.type === 'conflict') return `conflict on ${sync.path}: kept the ${sync.kept} version, the other is ${sync.copy}`
       if (sync.type === 'error') return `sync error${sync.path ? ` on ${sync.path}` : ''}: ${sync.error.message} (${sync.error.code})`
-      if (sync.type === 'peer-error') return `the peer reported: ${sync.message}`
-      if (sync.type === 'delete-guard') return `held back deleting ${sync.paths.length} files (more than the guard allows)`
+      if (sync.type === 'peer-error') return `device ${short(sync.device)} reported: ${sync.message} (${sync.code})`
+      if (sync.type === 'delete-guard') return `held back deleting ${sync.paths.length} files (more than the guard allows): run sync with --confirm-deletes to delete them everywhere, or --restore-deleted to bring them back (the status page has both buttons)`
       if (sync.type === 'peer' && sync.state === 'in-sync') return `in sync with ${short(sync.device)}`
       return undefined
     }

@@ -91,6 +91,18 @@ export function checkedFolder(dir: string, home: string, command: 'sync' | 'serv
   return folder
 }
 
+/**
+ * Refuses a new home inside a synced or served folder: its vault and identity would go to
+ * every device (a folder's check sees homes below it on its first use only).
+ * @throws {CliError} ERR_NESTED_FOLDER.
+ */
+export function checkHomePlace(home: string): void {
+  for (let parent = real(home); ; parent = dirname(parent)) {
+    if (existsSync(join(parent, INDEX))) throw nested(`${home} is inside ${parent}, which is synced or served: a home there would copy its vault and identity to every device. Choose a --home outside it.`)
+    if (dirname(parent) === parent) return
+  }
+}
+
 /** Creates the folder to sync or serve (and missing parents), with a plain error where it cannot be made. */
 export function makeFolder(folder: string, command: 'sync' | 'serve'): boolean {
   if (existsSync(folder)) return false

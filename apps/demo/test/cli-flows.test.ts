@@ -2,7 +2,8 @@
  * The program's server and device flows on real processes: a hub, a server, and devices
  * that pair, sync once, and are administered while the server runs.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createConnection } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -15,6 +16,8 @@ const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url))
 const PIN = '2468-1357'
 let dir: string
 const children: ChildProcess[] = []
+/** Small file systems mounted by a test, unmounted before the temp folder goes. */
+const unmounts: string[] = []
 
 const env = (): NodeJS.ProcessEnv => ({ ...process.env, CLOUDBOX_HOME: '', NO_COLOR: '1', CLOUDBOX_PASSPHRASE: 'correct horse battery staple', DBUS_SESSION_BUS_ADDRESS: '' })
 
@@ -32,7 +35,7 @@ function json(args: string[]): Record<string, unknown> {
 }
 
 /** Starts a long-running command and waits for its first JSON line matching `ready`. */
-async function start(args: string[], ready: (line: Record<string, unknown>) => boolean): Promise<{ child: ChildProcess; first: Record<string, unknown>; lines: Record<string, unknown>[] }> {
+async function start(args: string[], ready: (line: Record<string, unknown>) => boolean): Promise<{ child: ChildProcess; first: Record<string, unknown>; lines: Record<string, unknown>[]; stderr: () => string }> {
   const child = spawn(process.execPath, [cli, ...args, '--json'], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] })
   children.push(child)
   const lines: Record<string, unknown>[] = []
@@ -56,7 +59,16 @@ async function start(args: string[], ready: (line: Record<string, unknown>) => b
     })
     child.once('exit', (code) => reject(new Error(`${args[0]} exited with ${code}: ${stderr}`)))
   })
-  return { child, first, lines }
+  return { child, first, lines, stderr: () => stderr }
+}
+
+/** Polls `condition` every 100 ms for up to 15 s. */
+async function waitFor(condition: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
 }
 
 /** One raw request on a home's control socket, as a script would send it. */
@@ -97,6 +109,7 @@ beforeAll(() => {
 
 afterAll(async () => {
   for (const child of children) await stop(child)
+  for (const path of unmounts) spawnSync('umount', ['-l', path])
   rmSync(dir, { recursive: true, force: true })
 })
 
@@ -273,6 +286,19 @@ describe('cloudbox serve, pair, sync and admin', () => {
     expect(both.status).toBe(2)
     expect(both.stderr).toContain('not both')
 
+    // The cloud's own guard holds (files vanished from the server's folder): the device's
+    // --once does not call the folders the same either.
+    const more = Array.from({ length: 20 }, (_, i) => `more-${i}.txt`)
+    for (const name of more) writeFileSync(join(folder, name), `more ${name}\n`)
+    json(['sync', folder, '--once', '--home', homes.device])
+    for (const name of more.slice(0, 16)) rmSync(join(cloud, name))
+    await waitFor(() => server.lines.some((line) => (line.event as { type?: string } | undefined)?.type === 'delete-guard'), 'the server\'s guard to hold')
+    const cloudHeld = run(['sync', folder, '--once', '--home', homes.device])
+    expect(cloudHeld.status, cloudHeld.stderr).toBe(4)
+    expect(cloudHeld.stderr).toContain('ERR_DELETES_HELD')
+    expect(cloudHeld.stderr).toContain('The cloud holds deletions')
+    expect(more.every((name) => existsSync(join(folder, name)))).toBe(true)
+
     // Folders that must not be synced are refused before anything starts.
     const empty = run(['sync', '', '--once', '--home', homes.device])
     expect(empty.status).toBe(2)
@@ -292,6 +318,11 @@ describe('cloudbox serve, pair, sync and admin', () => {
     writeFileSync(join(dir, 'a-file'), 'not a folder')
     expect(run(['sync', join(dir, 'a-file'), '--once', '--home', homes.device]).stderr).toContain('ERR_NOT_A_FOLDER')
     rmSync(inside, { recursive: true })
+    // A home made later inside the synced folder is refused as well (the folder's own walk ran on its first use only).
+    const lateHome = run(['init', '--home', join(folder, 'later-home'), '--storage', 'vault'])
+    expect(lateHome.status).toBe(1)
+    expect(lateHome.stderr).toContain('ERR_NESTED_FOLDER')
+    expect(existsSync(join(folder, 'later-home', 'identity.json'))).toBe(false)
 
     // One process per folder: a second sync on it is refused, naming the first.
     const running = await start(['sync', folder, '--home', homes.device], (line) => line.type === 'connection' && line.state === 'connected')
@@ -355,6 +386,12 @@ describe('cloudbox serve, pair, sync and admin', () => {
     expect(first.stderr).toContain('ERR_FILE_UNWRITABLE')
     expect(first.stderr).toContain('readonly-here/from-cloud.txt')
     expect(first.stderr).not.toContain('EACCES:')
+    // The server's owner hears of it too: the device told the server which file cannot leave it.
+    const peerError = (line: Record<string, unknown>) => {
+      const event = line.event as { type?: string; code?: string; path?: string } | undefined
+      return line.type === 'sync' && event?.type === 'peer-error' && event.code === 'ERR_FILE_UNREADABLE' && event.path === 'secret.txt'
+    }
+    await waitFor(() => server.lines.some(peerError), 'the server to hear of the unreadable file')
     // Everything else arrived.
     expect(readFileSync(join(cloud, 'ok-1.txt'), 'utf8')).toBe('one')
     expect(readFileSync(join(cloud, 'ok-2.txt'), 'utf8')).toBe('two')
@@ -406,6 +443,55 @@ describe('cloudbox serve, pair, sync and admin', () => {
     expect(again.status, again.stderr).toBe(3)
     expect(readFileSync(join(cloud, deep, 'f.txt'), 'utf8')).toBe('far down')
     expect(await stop(server.child)).toBe(130)
+  }, 120_000)
+
+  const canMount = process.getuid?.() === 0 && spawnSync('mount', ['--version']).status === 0
+  it.runIf(canMount)('a full disk on either side ends sync --once at once with ERR_DISK_FULL and what to do, damaging nothing', async () => {
+    const homes = { server: join(dir, 'full-server-home'), device: join(dir, 'full-device-home') }
+    for (const home of Object.values(homes)) json(['init', '--home', home, '--storage', 'vault'])
+    const mountSmall = (path: string) => {
+      mkdirSync(path, { recursive: true })
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', path])
+      unmounts.push(path)
+    }
+    const big = randomBytes(6 * 1024 * 1024)
+    // The device's disk is full: the cloud's large file cannot arrive.
+    const cloud = join(dir, 'full-cloud')
+    mkdirSync(cloud)
+    writeFileSync(join(cloud, 'big.bin'), big)
+    const server = await start(['serve', cloud, '--home', homes.server, '--listen', '127.0.0.1:0', '--pin', PIN], (line) => line.event === 'serving')
+    json(['pair', String(server.first.uri), '--pin', PIN, '--home', homes.device])
+    const small = join(dir, 'full-small-disk')
+    mountSmall(small)
+    const began = Date.now()
+    const here = run(['sync', join(small, 'Cloud'), '--once', '--home', homes.device])
+    expect(here.status, here.stderr).toBe(1)
+    expect(here.stderr).toContain('ERR_DISK_FULL')
+    expect(here.stderr).toMatch(/free some space and run sync again/i)
+    expect(here.stderr).not.toMatch(/ERR_TIMEOUT|check the server and the network|ENOSPC:/)
+    expect(Date.now() - began).toBeLessThan(30_000)
+    // Never a partial file in view.
+    expect(existsSync(join(small, 'Cloud', 'big.bin'))).toBe(false)
+    expect(await stop(server.child)).toBe(130)
+
+    // The cloud's disk is full: the device's large file cannot reach it.
+    const fullCloud = join(dir, 'full-cloud-disk')
+    mountSmall(fullCloud)
+    const again = await start(['serve', join(fullCloud, 'cloud'), '--home', homes.server, '--listen', '127.0.0.1:0', '--pin', PIN], (line) => line.event === 'serving')
+    rmSync(homes.device, { recursive: true })
+    json(['init', '--home', homes.device, '--storage', 'vault'])
+    json(['pair', String(again.first.uri), '--pin', PIN, '--home', homes.device])
+    const laptop = join(dir, 'full-laptop')
+    mkdirSync(laptop)
+    writeFileSync(join(laptop, 'big.bin'), big)
+    const there = run(['sync', laptop, '--once', '--home', homes.device])
+    expect(there.status, there.stderr).toBe(1)
+    expect(there.stderr).toContain('ERR_DISK_FULL')
+    expect(there.stderr).toMatch(/cloud's disk is full/)
+    expect(there.stderr).not.toMatch(/ERR_TIMEOUT|check the server and the network/)
+    expect(readFileSync(join(laptop, 'big.bin')).equals(big)).toBe(true)
+    expect(existsSync(join(fullCloud, 'cloud', 'big.bin'))).toBe(false)
+    expect(await stop(again.child)).toBe(130)
   }, 120_000)
 
   it('syncs empty folders and symbolic links (as links, never followed) both ways', async () => {

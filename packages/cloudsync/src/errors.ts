@@ -167,7 +167,7 @@ export class NoPeerError extends SyncError {
 }
 
 export class MassDeleteError extends SyncError {
-  constructor(message = 'A scan would delete more files than allowed at once; deletions are paused. Confirm them with confirmDeletes() if they are intended.', options?: { cause?: unknown; path?: string }) {
+  constructor(message = 'A scan would delete more files than allowed at once; deletions are held until they are confirmed (cloudbox sync DIR --confirm-deletes, or confirmDeletes()) or the files are brought back from a peer (--restore-deleted, or restoreHeldDeletes()).', options?: { cause?: unknown; path?: string }) {
     super(ErrorCodes.MASS_DELETE, message, options)
   }
 }

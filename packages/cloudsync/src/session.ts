@@ -179,6 +179,12 @@ export class SyncSession {
     this.#send(kind, body).catch(() => {})
   }
 
+  /** Tells the peer of a file here that does not sync (its owner sees it, as `peer-error`). */
+  reportError(error: SyncError): void {
+    if (this.#closing) return
+    this.#post('error', { code: error.code, message: error.message.slice(0, 1000), ...(error.path === undefined ? {} : { path: error.path.slice(0, 4096).replace(/\u0000/g, '') }) })
+  }
+
   async close(reason?: Error): Promise<void> {
     this.#closing = true
     await this.#channel.close(reason).catch(() => {})
@@ -425,16 +431,20 @@ export class SyncSession {
         const error = fileSystemRefusal(raw, record.path) ?? raw
         this.#failedThisPass = true
         this.#lowestRefused = Math.min(this.#lowestRefused ?? Infinity, record.sequence)
+        let told: SyncError | undefined
         if (isDiskFull(error)) {
           again.push(record)
           // Stop the pass: nothing more can be written; partial files stay to resume from.
-          if (!diskFull) host.emitError(isSyncError(error) ? error : new DiskFullError(undefined, { path: record.path, cause: error }))
+          if (!diskFull) {
+            told = isSyncError(error) ? error : new DiskFullError(undefined, { path: record.path, cause: error })
+            host.emitError(told)
+          }
           diskFull = true
-        } else if (isSyncError(error)) host.emitError(error)
+        } else if (isSyncError(error)) host.emitError((told = error))
         else if (!this.#closing) host.emitError(new SyncError('ERR_SYNC_PROTOCOL', `Could not apply ${record.path}: ${(error as Error).message}`, { path: record.path, cause: error }))
         // Tell the peer too, so its owner sees why the file did not arrive.
-        if (isSyncError(error) && !this.#closing) {
-          await this.#send('error', { code: error.code, message: error.message.slice(0, 1000), path: record.path.slice(0, 4096).replace(/\u0000/g, '') }).catch(() => {})
+        if (told !== undefined && !this.#closing) {
+          await this.#send('error', { code: told.code, message: told.message.slice(0, 1000), path: record.path.slice(0, 4096).replace(/\u0000/g, '') }).catch(() => {})
         }
       }
     }

@@ -44,6 +44,9 @@ export interface SyncEngineOptions {
   readonly versions?: { readonly policy?: VersionPolicy; readonly maxDiskShare?: number }
 }
 
+/** Unreadable files each peer is told of at most (the local status lists them all). */
+const MAX_TOLD_PEERS = 100
+
 /** Who is at the other end of a session. */
 export interface ConnectOptions {
   /**
@@ -92,6 +95,8 @@ export class SyncEngine {
   /** Missing files whose deletion the mass-delete guard holds back. */
   #held: readonly string[] = []
   #unreadable: readonly string[] = []
+  /** Unreadable files the peers were told of, by path. */
+  readonly #toldPeers = new Map<string, SyncError>()
   #rules: IgnoreRules | undefined
   #scanner: FolderScanner | undefined
   readonly #scans = new Mutex()
@@ -202,7 +207,10 @@ export class SyncEngine {
         ...(this.options.maxDeleteShare === undefined ? {} : { maxDeleteShare: this.options.maxDeleteShare }),
         signal: this.#abort.signal,
         onCommitted: () => this.#announceAll(),
-        onFileError: (error) => this.#emitError(error),
+        onFileError: (error) => {
+          this.#emitError(error)
+          this.#tellPeers(error)
+        },
       })
       await this.scan()
       let native = false
@@ -333,13 +341,21 @@ export class SyncEngine {
   }
 
   #reportScan(result: ScanResult, full = true): void {
-    if (full) this.#unreadable = result.unreadable
+    if (full) {
+      this.#unreadable = result.unreadable
+      // Readable again: a later failure of the same file is news for the peers again.
+      const still = new Set(result.unreadable)
+      for (const path of this.#toldPeers.keys()) if (!still.has(path)) this.#toldPeers.delete(path)
+    }
     else if (result.unreadable.length > 0) this.#unreadable = [...new Set([...this.#unreadable, ...result.unreadable])]
     this.status.emit({ type: 'scan', scannedFiles: result.scannedFiles, hashedFiles: result.hashedFiles, hashedBytes: result.hashedBytes, changed: result.changed.length, deleted: result.deleted.length })
     if (result.pausedDeletes.length > 0) {
       this.#held = [...new Set([...this.#held, ...result.pausedDeletes])]
       this.status.emit({ type: 'delete-guard', paths: result.pausedDeletes })
-      this.status.emit({ type: 'error', error: new MassDeleteError(`A scan would delete ${this.#held.length} files at once; deletions are held. Call confirmDeletes() if this is intended, or restoreHeldDeletes() to bring the files back from a peer.`) })
+      const held = this.#heldError()
+      this.status.emit({ type: 'error', error: held })
+      // The peers' --once must not call the folders equal while files are missing here.
+      for (const session of this.#sessions) session.reportError(held)
       this.#setState('paused')
     } else {
       if (full) this.#held = []
@@ -371,6 +387,9 @@ export class SyncEngine {
     if (options.peer === this.deviceId) throw new RangeError('connect(): the peer cannot be this device')
     const session = new SyncSession(this.#host(index), channel, options.peer)
     this.#sessions.add(session)
+    // The peer's owner sees which of this device's files cannot leave it, and why.
+    for (const error of this.#toldPeers.values()) session.reportError(error)
+    if (this.#held.length > 0) session.reportError(this.#heldError())
     this.#setState(this.#held.length > 0 ? 'paused' : 'syncing')
     void session.closed.then(() => {
       this.#sessions.delete(session)
@@ -415,6 +434,18 @@ export class SyncEngine {
       if (this.#paths.get(path) === settled) this.#paths.delete(path)
     })
     return next
+  }
+
+  #heldError(): MassDeleteError {
+    return new MassDeleteError(`A scan would delete ${this.#held.length} files at once; deletions are held until you choose: let them go everywhere (cloudbox sync DIR --confirm-deletes, the status page's button, or confirmDeletes()), or bring the files back from the cloud (--restore-deleted, or restoreHeldDeletes()).`)
+  }
+
+  /** A file here that cannot be read: each peer hears of it once (until it is readable again). */
+  #tellPeers(error: SyncError): void {
+    const path = error.path
+    if (path === undefined || this.#toldPeers.has(path) || this.#toldPeers.size >= MAX_TOLD_PEERS) return
+    this.#toldPeers.set(path, error)
+    for (const session of this.#sessions) session.reportError(error)
   }
 
   #emitError(error: SyncError): void {

@@ -31,7 +31,7 @@ function parseBytes(text: string): number {
 /** The lines `cloudbox status` prints for one running sync. */
 function describeSync(status: SyncStatus): string[] {
   const { download, upload } = status.pending
-  const state = status.connection !== 'connected' ? (status.connection === 'connecting' ? 'connecting to the cloud' : 'not connected (retrying)') : status.heldDeletes > 0 ? 'connected, deletions held' : status.inSync ? 'connected, in sync' : 'connected, syncing'
+  const state = status.connection !== 'connected' ? (status.connection === 'connecting' ? 'connecting to the cloud' : 'not connected (retrying)') : status.heldDeletes > 0 ? 'connected, deletions held' : !status.inSync ? 'connected, syncing' : status.unreadable.length > 0 ? `connected, in sync except ${status.unreadable.length} ${status.unreadable.length === 1 ? 'file' : 'files'} that cannot be read here` : 'connected, in sync'
   const lines = [`  sync ${status.folder} (PID ${status.pid}): ${state}${status.lastInSyncAt === null ? '' : `; last in sync ${when(status.lastInSyncAt)}`}`]
   if (download.files > 0 || upload.files > 0) lines.push(`    pending: ${download.files} files (${formatBytes(download.bytes)}) to download, ${upload.files} files (${formatBytes(upload.bytes)}) for the cloud to apply`)
   if (status.heldDeletes > 0) lines.push(`    deletions held: ${status.heldDeletes} files (choose: cloudbox sync ${status.folder} --confirm-deletes, or --restore-deleted)`)

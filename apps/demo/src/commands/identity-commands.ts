@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { Identity } from '@cloudbox/encrypted-messaging'
 import type { Command } from 'commander'
 import { fileNotFoundError, identityExistsError, usageError } from '../errors.js'
+import { checkHomePlace } from '../folder-safety.js'
 import { hasIdentity, loadIdentity, readMetadata, resolveHome, saveIdentity, type StorageChoice } from '../home.js'
 import { createOutput, type Output } from '../output.js'
 import { globalOptions } from '../program.js'
@@ -22,6 +23,7 @@ function phraseLines(recoveryPhrase: string): string[] {
  */
 export async function identityOrFirstRun(home: string, output: Output): Promise<Identity> {
   if (hasIdentity(home) || process.stdin.isTTY !== true || process.stderr.isTTY !== true || output.json) return loadIdentity(home, output)
+  checkHomePlace(home)
   process.stderr.write(`No identity in ${home} yet: making one (as cloudbox init does).\n`)
   const { identity, recoveryPhrase } = Identity.generate()
   const metadata = await saveIdentity(home, identity, 'auto', output)
@@ -41,6 +43,7 @@ export function registerIdentityCommands(program: Command): void {
       const { home, output } = globalOptions(command)
       if (!['auto', 'keyring', 'vault'].includes(options.storage)) throw usageError('--storage is one of auto, keyring, vault')
       if (hasIdentity(home) && options.force !== true) throw identityExistsError(home)
+      checkHomePlace(home)
       let identity: Identity
       let recoveryPhrase: string | undefined
       if (options.mnemonicFile !== undefined) {

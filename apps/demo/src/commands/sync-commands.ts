@@ -273,7 +273,19 @@ function onceOutcome(box: CloudBox, timeoutMs: number, signal: AbortSignal): { p
     const timer = setTimeout(() => finish(new CliError('ERR_TIMEOUT', `Not in sync after ${timeoutMs / 1000} s; check the server and the network, or raise --timeout.`)), timeoutMs)
     const unsubscribe = box.status.on((event: CloudBoxEvent) => {
       if (event.type === 'sync' && event.event.type === 'error' && event.event.path !== undefined && PER_FILE_CODES.has(event.event.error.code)) refused.set(event.event.path, event.event.error.code)
-      if (refused.size > 0 && event.type === 'sync' && ['error', 'file', 'progress', 'peer'].includes(event.event.type)) {
+      // The cloud refused one of this device's files: it will not sync this run either.
+      if (event.type === 'sync' && event.event.type === 'peer-error' && event.event.path !== undefined && (PER_FILE_CODES.has(event.event.code) || event.event.code === 'ERR_FILE_UNREADABLE')) refused.set(event.event.path, `${event.event.code} on the cloud`)
+      if (event.type === 'sync' && event.event.type === 'peer-error' && event.event.code === 'ERR_MASS_DELETE') {
+        return finish(new CliError('ERR_DELETES_HELD', `The cloud holds deletions of its own (${event.event.message}): the folders are not the same until its owner chooses, on the server's status page or with its program. Nothing was deleted here.`, { exitCode: ExitCode.deletesHeld }))
+      }
+      // A full disk stops every download (here) or upload (there): waiting would only time out.
+      if (event.type === 'sync' && event.event.type === 'error' && event.event.error.code === 'ERR_DISK_FULL') {
+        return finish(new CliError('ERR_DISK_FULL', `The disk holding this folder is full, so the cloud's files cannot all arrive (${event.event.error.message}). Nothing was damaged and what arrived is kept: free some space and run sync again.`))
+      }
+      if (event.type === 'sync' && event.event.type === 'peer-error' && event.event.code === 'ERR_DISK_FULL') {
+        return finish(new CliError('ERR_DISK_FULL', `The cloud's disk is full, so this device's changes cannot all reach it (${event.event.message}). Nothing was damaged: ask the server's owner to free some space, then run sync again.`))
+      }
+      if (refused.size > 0 && event.type === 'sync' && ['error', 'peer-error', 'file', 'progress', 'peer'].includes(event.event.type)) {
         clearTimeout(settle)
         settle = setTimeout(() => finish(notSynced()), REFUSED_SETTLE_MS)
       }
