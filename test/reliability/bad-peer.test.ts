@@ -170,5 +170,24 @@ describe('a bad peer, undone with cloudbox restore', () => {
     expect(unknown.stderr).toContain('ERR_VERSION_NOT_FOUND')
     const exists = run(['restore', join(folders.desktop, 'docs', 'note-1.txt'), '-o', out])
     expect(exists.stderr).toContain('ERR_OUTPUT_EXISTS')
+
+    // The policy is the folder's choice: simple:1 keeps the newest only, off keeps none.
+    const bad = run(['sync', folders.desktop, '--once', '--versions', 'forever', '--home', homes.desktop])
+    expect(bad.status).toBe(2)
+    expect(bad.stderr).toContain('ERR_USAGE')
+    const kept = (path: string) => (json(['versions', join(folders.desktop, path)]) as { versions: { size: number }[] }).versions
+    for (const round of [1, 2, 3]) {
+      writeFileSync(join(folders.laptop, 'docs', 'note-2.txt'), `round ${round}\n`)
+      json(['sync', folders.laptop, '--once', '--home', homes.laptop])
+      json(['sync', folders.desktop, '--once', '--versions', 'simple:1', '--home', homes.desktop])
+    }
+    expect(readFileSync(join(folders.desktop, 'docs', 'note-2.txt'), 'utf8')).toBe('round 3\n')
+    expect(kept('docs/note-2.txt')).toMatchObject([{ size: 'round 2\n'.length }])
+    const before = kept('docs/note-4.txt').length
+    writeFileSync(join(folders.laptop, 'docs', 'note-4.txt'), 'not kept\n')
+    json(['sync', folders.laptop, '--once', '--home', homes.laptop])
+    json(['sync', folders.desktop, '--once', '--versions', 'off', '--home', homes.desktop])
+    expect(readFileSync(join(folders.desktop, 'docs', 'note-4.txt'), 'utf8')).toBe('not kept\n')
+    expect(kept('docs/note-4.txt')).toHaveLength(before)
   })
 })
