@@ -71,6 +71,21 @@ describe('live changes, status and limits', () => {
     expect(seen.some((event) => event.type === 'progress' && event.path === 'live.txt' && event.totalBytes > 0)).toBe(true)
   })
 
+  it('a .cloudbox folder at any depth (another synced folder\'s state, a copied home) never leaves the device', async () => {
+    const { a, b } = await engines({}, (folder) => {
+      mkdirSync(join(folder, 'projects', 'old-sync', '.cloudbox'), { recursive: true })
+      writeFileSync(join(folder, 'projects', 'old-sync', '.cloudbox', 'index.sqlite'), 'state of another folder')
+      mkdirSync(join(folder, 'deep', 'er', '.CloudBox'), { recursive: true })
+      writeFileSync(join(folder, 'deep', 'er', '.CloudBox', 'vault'), 'secret')
+      writeFileSync(join(folder, 'projects', 'old-sync', 'kept.txt'), 'an ordinary file')
+    })
+    link(a, b)
+    await until(() => existsSync(join(b.folder, 'projects', 'old-sync', 'kept.txt')), 10_000, 'the ordinary file')
+    await until(() => sameRoot(a, b), 10_000, 'the same root')
+    expect(existsSync(join(b.folder, 'projects', 'old-sync', '.cloudbox', 'index.sqlite'))).toBe(false)
+    expect(existsSync(join(b.folder, 'deep', 'er', '.CloudBox'))).toBe(false)
+  })
+
   it('names that differ only by case are refused with ERR_CASE_CLASH; the quota stops downloads with ERR_QUOTA_EXCEEDED', async () => {
     const { a, b } = await engines({}, (fa, fb) => {
       writeFileSync(join(fa, 'README.md'), 'upper')
