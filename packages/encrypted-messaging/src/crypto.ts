@@ -62,16 +62,27 @@ export function randomBytes(length: number): Uint8Array {
   return plain(nodeCrypto.randomBytes(length))
 }
 
-/** ChaCha20-Poly1305 (RFC 8439) encryption; returns ciphertext followed by the 16-byte tag. */
-export function chachaEncrypt(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, associatedData?: Uint8Array): Uint8Array {
+/**
+ * ChaCha20-Poly1305 (RFC 8439) encryption; returns ciphertext followed by the 16-byte tag.
+ * `plaintext` may be given in parts (their concatenation is encrypted): a frame's header
+ * byte and its data need not be joined first.
+ */
+export function chachaEncrypt(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array | readonly Uint8Array[], associatedData?: Uint8Array): Uint8Array {
+  const parts = plaintext instanceof Uint8Array ? [plaintext] : plaintext
+  let length = 0
+  for (const part of parts) length += part.length
   const cipher = nodeCrypto.createCipheriv('chacha20-poly1305', view(key), view(nonce), { authTagLength: AEAD_TAG_LENGTH })
-  if (associatedData !== undefined && associatedData.length > 0) cipher.setAAD(view(associatedData), { plaintextLength: plaintext.length })
-  const output = new Uint8Array(plaintext.length + AEAD_TAG_LENGTH)
-  const body = cipher.update(view(plaintext))
-  output.set(body, 0)
+  if (associatedData !== undefined && associatedData.length > 0) cipher.setAAD(view(associatedData), { plaintextLength: length })
+  const output = new Uint8Array(length + AEAD_TAG_LENGTH)
+  let offset = 0
+  for (const part of parts) {
+    const body = cipher.update(view(part))
+    output.set(body, offset)
+    offset += body.length
+  }
   const rest = cipher.final()
-  output.set(rest, body.length)
-  output.set(cipher.getAuthTag(), plaintext.length)
+  output.set(rest, offset)
+  output.set(cipher.getAuthTag(), length)
   return output
 }
 
@@ -82,16 +93,20 @@ export function chachaDecrypt(key: Uint8Array, nonce: Uint8Array, ciphertext: Ui
   const decipher = nodeCrypto.createDecipheriv('chacha20-poly1305', view(key), view(nonce), { authTagLength: AEAD_TAG_LENGTH })
   decipher.setAuthTag(view(ciphertext.subarray(bodyLength)))
   if (associatedData !== undefined && associatedData.length > 0) decipher.setAAD(view(associatedData), { plaintextLength: bodyLength })
-  const output = new Uint8Array(bodyLength)
+  // The stream cipher gives every byte from update(): its output is the plaintext, with no
+  // copy (this runs for every 64 KiB frame a session receives).
   const body = decipher.update(view(ciphertext.subarray(0, bodyLength)))
-  output.set(body, 0)
+  let rest: Buffer
   try {
-    const rest = decipher.final()
-    output.set(rest, body.length)
+    rest = decipher.final()
   } catch {
-    output.fill(0)
+    body.fill(0)
     return undefined
   }
+  if (rest.length === 0) return plain(body)
+  const output = new Uint8Array(bodyLength)
+  output.set(body, 0)
+  output.set(rest, body.length)
   return output
 }
 

@@ -32,6 +32,25 @@ describe('CipherState', () => {
     expect(cipher.nonce).toBe(2n ** 32n + 6n)
   })
 
+  it('encrypts a plaintext given in parts exactly as the joined one; a tampered byte or tag opens to nothing', () => {
+    const data = new Uint8Array(70_000).map((_, i) => (i * 31) % 251)
+    const ad = new Uint8Array([4, 2])
+    const joined = chachaEncrypt(key, nonce(9n), Buffer.concat([Uint8Array.of(1), data]), ad)
+    expect(chachaEncrypt(key, nonce(9n), [Uint8Array.of(1), data], ad)).toEqual(joined)
+    expect(chachaEncrypt(key, nonce(9n), [Uint8Array.of(1), data.subarray(0, 5), EMPTY, data.subarray(5)], ad)).toEqual(joined)
+    const opened = chachaDecrypt(key, nonce(9n), joined, ad)
+    expect(opened).toBeInstanceOf(Uint8Array)
+    expect(Buffer.from(opened as Uint8Array).equals(Buffer.concat([Uint8Array.of(1), data]))).toBe(true)
+    for (const at of [0, 1000, joined.length - 1]) {
+      const tampered = joined.slice()
+      tampered[at] = (tampered[at] as number) ^ 1
+      expect(chachaDecrypt(key, nonce(9n), tampered, ad)).toBeUndefined()
+    }
+    expect(chachaDecrypt(key, nonce(10n), joined, ad)).toBeUndefined()
+    const keyless = new CipherState()
+    expect(keyless.encryptWithAd(EMPTY, [Uint8Array.of(1), data])).toEqual(new Uint8Array(Buffer.concat([Uint8Array.of(1), data])))
+  })
+
   it('refuses the reserved nonce 2^64-1 with NonceExhaustedError, both ways', () => {
     const sender = new CipherState(key)
     const receiver = new CipherState(key)

@@ -23,9 +23,20 @@ export interface OpenedWebSocket {
   takeReceived(): Buffer[]
 }
 
+/**
+ * The client's frame mask, all zeros. Masking (RFC 6455 §5.3) keeps a script from choosing
+ * the bytes on the wire, to poison proxies' caches; every message here is a Noise frame
+ * (ciphertext no one can choose without the session key) or our own control message, so
+ * the random mask adds nothing, while it cost a copy and an XOR of every byte sent. The
+ * frames stay valid masked frames (with a zero key), and ws skips unmasking them.
+ */
+const zeroMask = (mask: Buffer): void => {
+  mask.fill(0)
+}
+
 export function openWebSocket(url: string, options: DialOptions = {}): Promise<OpenedWebSocket> {
   return new Promise((resolve, reject) => {
-    const socket = new WebSocket(url, { perMessageDeflate: false, maxPayload: options.maxPayload ?? MAX_WS_MESSAGE, handshakeTimeout: options.timeoutMs ?? 10_000, skipUTF8Validation: true })
+    const socket = new WebSocket(url, { perMessageDeflate: false, maxPayload: options.maxPayload ?? MAX_WS_MESSAGE, handshakeTimeout: options.timeoutMs ?? 10_000, skipUTF8Validation: true, generateMask: zeroMask })
     // ws emits a message that came in the same packet as the upgrade before our
     // continuation runs: collect until the caller listens.
     const received: Buffer[] = []

@@ -29,6 +29,8 @@ const INBOX_HIGH_WATER_BYTES = 4 * 1024 * 1024
 const FLAG_FINAL = 0
 const FLAG_MORE = 1
 const FLAG_CLOSE = 2
+/** Each flag as the one-byte start of a frame's plaintext (never written to). */
+const FLAG_BYTES = [Uint8Array.of(FLAG_FINAL), Uint8Array.of(FLAG_MORE), Uint8Array.of(FLAG_CLOSE)]
 const CLOSE_NORMAL = 0
 const CLOSE_REJECTED = 1
 const EMPTY = new Uint8Array(0)
@@ -123,11 +125,9 @@ export class NoiseTransportChannel implements SecureChannel {
   }
 
   #encryptFrame(flag: number, data: Uint8Array): Uint8Array {
-    const plaintext = new Uint8Array(data.length + 1)
-    plaintext[0] = flag
-    plaintext.set(data, 1)
+    // The flag byte and the data are encrypted as one plaintext without being joined first.
     // Throws NonceExhaustedError at 2^64-1 frames (unreachable in practice, but never a wrap).
-    const frame = this.#send.encryptWithAd(EMPTY, plaintext)
+    const frame = this.#send.encryptWithAd(EMPTY, [FLAG_BYTES[flag] as Uint8Array, data])
     if (++this.#sent % this.#rekeyInterval === 0) {
       this.#sent = 0
       this.#send.rekey()

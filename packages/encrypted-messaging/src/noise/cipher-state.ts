@@ -55,10 +55,10 @@ export class CipherState {
     if (this.#destroyed) throw new Error('This CipherState was destroyed')
   }
 
-  /** EncryptWithAd: ciphertext ‖ tag, or the plaintext itself while there is no key. */
-  encryptWithAd(ad: Uint8Array, plaintext: Uint8Array): Uint8Array {
+  /** EncryptWithAd: ciphertext ‖ tag, or the plaintext itself while there is no key. The plaintext may come in parts (encrypted as their concatenation). */
+  encryptWithAd(ad: Uint8Array, plaintext: Uint8Array | readonly Uint8Array[]): Uint8Array {
     this.#assertUsable()
-    if (this.#key === undefined) return plaintext
+    if (this.#key === undefined) return plaintext instanceof Uint8Array ? plaintext : new Uint8Array(Buffer.concat(plaintext))
     if (this.#nonce >= MAX_NONCE) throw new NonceExhaustedError()
     const ciphertext = chachaEncrypt(this.#key, nonceBytes(this.#nonce), plaintext, ad)
     this.#nonce++
