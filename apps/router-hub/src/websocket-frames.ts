@@ -173,7 +173,11 @@ export class MaskedFrameParser {
   }
 
   #unmask(piece: Buffer): void {
-    if (piece.length === 0) return
+    // CloudBox nodes send a zero mask (their payloads are ciphertext): nothing to undo.
+    if (piece.length === 0 || this.#mask.readUInt32BE(0) === 0) {
+      this.#offset += piece.length
+      return
+    }
     const shift = this.#offset & 3
     let mask = this.#mask
     if (shift !== 0) {
