@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { networkInterfaces, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -197,7 +198,7 @@ describe('the status page in headless Chromium', () => {
     await tab.close()
   })
 
-  it('lists what a device deleted among the kept versions and restores it with a click; held deletions come back with a click', { timeout: 90_000 }, async () => {
+  it('lists what a device deleted among the kept versions and restores it with a click; held deletions come back with one button, or go everywhere with the other', { timeout: 90_000 }, async () => {
     const tab = await browser.newPage({ viewport: { width: 1100, height: 1400 } })
     const problems: string[] = []
     tab.on('pageerror', (error) => problems.push(error.message))
@@ -236,6 +237,19 @@ describe('the status page in headless Chromium', () => {
     await tab.click('#held-restore')
     await tab.waitForFunction(() => / files brought back/.test((globalThis as unknown as Browser).document.getElementById('held-result')!.textContent ?? ''), undefined, { timeout: 30_000 })
     for (const name of names) expect(await onServer(name)).toBe(`content of ${name}`)
+    await tab.waitForSelector('#held[hidden]', { state: 'attached', timeout: 30_000 })
+
+    // Files vanish from the server again, meant this time: "Delete them everywhere" lets the deletions reach the device.
+    const gone = Array.from({ length: 12 }, (_, i) => `gone-${i}.txt`)
+    for (const name of gone) await writeFile(join(root, 'device', name), `soon gone ${name}`)
+    await until(async () => (await Promise.all(gone.map(onServer))).every((text, i) => text === `soon gone ${gone[i]}`), 'the gone-*.txt files on the server')
+    const again = (await readdir(join(root, 'cloud'), { recursive: true, withFileTypes: true })).filter((entry) => entry.isFile() && !join(entry.parentPath, entry.name).includes('.cloudbox'))
+    for (const entry of again) await rm(join(entry.parentPath, entry.name))
+    await box.engine!.scan()
+    await tab.waitForSelector('#held:not([hidden])', { timeout: 30_000 })
+    expect(gone.every((name) => existsSync(join(root, 'device', name)))).toBe(true)
+    await tab.click('#held-confirm')
+    await until(async () => gone.every((name) => !existsSync(join(root, 'device', name))), 'the confirmed deletions on the device')
     await tab.waitForSelector('#held[hidden]', { state: 'attached', timeout: 30_000 })
     expect(problems).toEqual([])
     await tab.close()
