@@ -97,6 +97,9 @@ interface Candidate {
  * is left for the next scan. Records are committed as files finish hashing, in batches,
  * so peers can start fetching a large file before the rest of the folder is scanned.
  */
+/** Local deletions within this long are judged together by the mass-delete guard. */
+const GUARD_WINDOW_MS = 60_000
+
 export class FolderScanner {
   readonly #root: string
   readonly #index: FolderIndex
@@ -104,6 +107,8 @@ export class FolderScanner {
   readonly #options: ScanOptions
   /** What this scan could not read (scans run one at a time). */
   #unreadable: string[] = []
+  /** Files this device's scans deleted lately: the guard counts them with the next ones. */
+  #recentDeletes: { at: number; files: number }[] = []
 
   constructor(root: string, index: FolderIndex, rules: () => IgnoreRules, options: ScanOptions) {
     this.#root = root
@@ -348,10 +353,16 @@ export class FolderScanner {
     commit()
     // The guard counts files (the live count is of files): folders and links go with them.
     const missingFiles = missing.filter((record) => record.kind === undefined).length
+    // Deletions of the last minute count too: a slow `rm -rf` reaches the watcher in many
+    // small batches, each under the share, which together empty the folder.
+    const now = Date.now()
+    this.#recentDeletes = options.confirmDeletes === true ? [] : this.#recentDeletes.filter((each) => now - each.at < GUARD_WINDOW_MS)
+    const recent = this.#recentDeletes.reduce((sum, each) => sum + each.files, 0)
     const guardTrips =
       options.confirmDeletes !== true &&
-      missingFiles >= (options.minGuardedDeletes ?? 10) &&
-      missingFiles > (options.maxDeleteShare ?? 0.5) * liveCount
+      missingFiles > 0 &&
+      missingFiles + recent >= (options.minGuardedDeletes ?? 10) &&
+      missingFiles + recent > (options.maxDeleteShare ?? 0.5) * (liveCount + recent)
     const deleted: string[] = []
     if (!guardTrips && missing.length > 0) {
       this.#index.transaction(() => {
@@ -364,6 +375,9 @@ export class FolderScanner {
         }
       })
       if (deleted.length > 0) options.onCommitted?.()
+      const gone = new Set(deleted)
+      const files = missing.filter((record) => record.kind === undefined && gone.has(record.path)).length
+      if (files > 0 && options.confirmDeletes !== true) this.#recentDeletes.push({ at: now, files })
     }
     return { scannedFiles, hashedFiles, hashedBytes, changed, deleted, pausedDeletes: guardTrips ? missing.map((record) => record.path) : [], unreadable: [...this.#unreadable] }
   }

@@ -168,6 +168,30 @@ describe('two engines over a memory pair', () => {
     expect(readdirSync(b.folder).filter((n) => n.endsWith('.txt'))).toHaveLength(4)
   })
 
+  it('holds a mass delete that arrives in small batches (a slow rm -rf): deletions of the last minute count together', async () => {
+    const { a, b } = await pair((fa) => {
+      for (let i = 0; i < 30; i++) writeFileSync(join(fa, `f${i}.txt`), `file ${i}`)
+    })
+    link(a, b)
+    await synced(a, b)
+    // Each batch alone is under the guard's share (and the first under its minimum).
+    for (let i = 0; i < 8; i++) rmSync(join(a.folder, `f${i}.txt`))
+    expect((await a.scan()).deleted).toHaveLength(8)
+    for (let i = 8; i < 16; i++) rmSync(join(a.folder, `f${i}.txt`))
+    const second = await a.scan()
+    expect(second.deleted).toEqual([])
+    expect(second.pausedDeletes).toHaveLength(8)
+    expect(a.state).toBe('paused')
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    expect(readdirSync(b.folder).filter((n) => n.endsWith('.txt'))).toHaveLength(22)
+    // Confirmed: they go, and the window starts again (the next small deletion is not held).
+    await a.confirmDeletes()
+    await synced(a, b)
+    expect(readdirSync(b.folder).filter((n) => n.endsWith('.txt'))).toHaveLength(14)
+    rmSync(join(a.folder, 'f16.txt'))
+    expect((await a.scan()).deleted).toEqual(['f16.txt'])
+  })
+
   it('resumes a transfer cut mid-file from the chunks already received', async () => {
     const data = randomBytes(3 * 1024 * 1024)
     const { a, b } = await pair((fa) => writeFileSync(join(fa, 'large.bin'), data))
