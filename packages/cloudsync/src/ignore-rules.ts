@@ -32,15 +32,41 @@ async function readRules(path: string): Promise<string | undefined> {
  * own, never synced, so no peer can change them).
  */
 export async function loadIgnoreRules(root: string): Promise<IgnoreRules> {
-  const rules: Ignore = ignore().add(BUILT_IN)
+  let own: Ignore | undefined
   for (const file of [IGNORE_FILE, LOCAL_IGNORE_FILE]) {
     const text = await readRules(join(root, file))
-    if (text !== undefined) rules.add(text)
+    if (text !== undefined) own = (own ?? ignore()).add(text)
   }
   return {
-    ignores: (path, isDirectory) => {
-      if (path.split('/').some(namesStateFolder)) return true
-      return rules.ignores(isDirectory ? `${path}/` : path)
-    },
+    ignores: (path, isDirectory) => builtInIgnores(path, isDirectory) || (own !== undefined && own.ignores(isDirectory ? `${path}/` : path)),
   }
 }
+
+// BUILT_IN as two expressions on one name (case-insensitive, as `ignore` matches): the
+// gitignore matcher tested each of the eleven rules on every path, 4.5 µs a file, a
+// quarter of a rescan of an unchanged folder.
+const BUILT_IN_NAME = new RegExp(`^(?:${escape(TEMP_PREFIX)}.*|.*\\.sync-tmp|~\\$.*|\\.~lock\\..*#|.*\\.swp|.*\\.swx|\\.ds_store|thumbs\\.db|desktop\\.ini)$`, 'is')
+const BUILT_IN_FOLDER = /^\.trash-.*$/is
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+}
+
+/**
+ * The built-in rules and the state folder, on each name of the path (a name matched by a
+ * rule hides everything below it, as in gitignore).
+ */
+function builtInIgnores(path: string, isDirectory: boolean): boolean {
+  const names = path.split('/')
+  const last = names.length - 1
+  if (names[0]?.toLowerCase() === LOCAL_IGNORE_FILE) return true
+  for (let i = 0; i <= last; i++) {
+    const name = names[i] as string
+    if (namesStateFolder(name) || BUILT_IN_NAME.test(name)) return true
+    if ((i < last || isDirectory) && BUILT_IN_FOLDER.test(name)) return true
+  }
+  return false
+}
+
+/** The built-in rules as gitignore text, for tests that hold `builtInIgnores` against the `ignore` matcher. */
+export const BUILT_IN_RULES: readonly string[] = BUILT_IN

@@ -10,6 +10,7 @@ export const LOCAL_IGNORE_FILE = '.cloudboxignore.local'
 const MAX_PATH_BYTES = 4096
 const MAX_SEGMENT_BYTES = 255
 // Names Windows reserves in every folder (with or without an extension).
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/
 const RESERVED = /^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$/i
 
 /**
@@ -60,6 +61,12 @@ export function foldName(name: string): string {
  * Such a folder at any depth is another engine's state.
  */
 export function namesStateFolder(name: string): boolean {
+  // Plain ASCII (nearly every name) folds to its lower case; every spelling is 8+ characters.
+  if (PRINTABLE_ASCII.test(name)) {
+    if (name.length < 8) return false
+    const lower = name.toLowerCase()
+    return lower === STATE_DIR || /^cloudb~\d+$/.test(lower) || /^cl[0-9a-f]{4}~\d+$/.test(lower)
+  }
   const folded = foldName(name)
   return folded === STATE_DIR || /^cloudb~\d+$/.test(folded) || /^cl[0-9a-f]{4}~\d+$/.test(folded)
 }
