@@ -432,7 +432,8 @@ export class FolderIndex {
       this.#root = undefined
       if (previous !== undefined && previous.deleted === 0) {
         if (previous.kind === 0) this.#live = { files: this.#live.files - 1, bytes: this.#live.bytes - previous.size }
-        if (previous.kind === 0 && previous.size >= CHUNK_ROWS_FROM) this.#statements.dropChunks.run(record.path)
+        // Also for small files: rows an older release made for them must not outlive their content.
+        this.#statements.dropChunks.run(record.path)
       }
       if (!record.deleted && record.kind === undefined) {
         this.#live = { files: this.#live.files + 1, bytes: this.#live.bytes + record.size }
