@@ -225,14 +225,18 @@ describe('the status page in headless Chromium', () => {
     // And back on the device, as a change the server made.
     await until(async () => (await readFile(join(root, 'device', 'keep-me.txt'), 'utf8').catch(() => '')) === 'precious words', 'keep-me.txt back on the device')
 
-    // Most of the server's files vanish at once (a disk unmounted under it): held, shown, brought back from the device.
+    // Files written on the device reach the server; then every file of the server vanishes at once (a disk unmounted under it), and the page shows them held.
+    const thenAllVanish = async (names: string[], text: (name: string) => string) => {
+      for (const name of names) await writeFile(join(root, 'device', name), text(name))
+      await until(async () => (await Promise.all(names.map(onServer))).every((each, i) => each === text(names[i]!)), `${names[0]}… on the server`)
+      const all = (await readdir(join(root, 'cloud'), { recursive: true, withFileTypes: true })).filter((entry) => entry.isFile() && !join(entry.parentPath, entry.name).includes('.cloudbox'))
+      for (const entry of all) await rm(join(entry.parentPath, entry.name))
+      await box.engine!.scan()
+      await tab.waitForSelector('#held:not([hidden])', { timeout: 30_000 })
+    }
+    // Held, shown, brought back from the device.
     const names = ['held-1.txt', 'held-2.txt', 'held-3.txt', 'held-4.txt', 'held-5.txt', 'held-6.txt', 'held-7.txt', 'held-8.txt']
-    for (const name of names) await writeFile(join(root, 'device', name), `content of ${name}`)
-    await until(async () => (await Promise.all(names.map(onServer))).every((text, i) => text === `content of ${names[i]}`), 'the held-*.txt files on the server')
-    const all = (await readdir(join(root, 'cloud'), { recursive: true, withFileTypes: true })).filter((entry) => entry.isFile() && !join(entry.parentPath, entry.name).includes('.cloudbox'))
-    for (const entry of all) await rm(join(entry.parentPath, entry.name))
-    await box.engine!.scan()
-    await tab.waitForSelector('#held:not([hidden])', { timeout: 30_000 })
+    await thenAllVanish(names, (name) => `content of ${name}`)
     expect(await tab.textContent('#held-text')).toMatch(/\d+ files vanished/)
     await tab.click('#held-restore')
     await tab.waitForFunction(() => / files brought back/.test((globalThis as unknown as Browser).document.getElementById('held-result')!.textContent ?? ''), undefined, { timeout: 30_000 })
@@ -241,12 +245,7 @@ describe('the status page in headless Chromium', () => {
 
     // Files vanish from the server again, meant this time: "Delete them everywhere" lets the deletions reach the device.
     const gone = Array.from({ length: 12 }, (_, i) => `gone-${i}.txt`)
-    for (const name of gone) await writeFile(join(root, 'device', name), `soon gone ${name}`)
-    await until(async () => (await Promise.all(gone.map(onServer))).every((text, i) => text === `soon gone ${gone[i]}`), 'the gone-*.txt files on the server')
-    const again = (await readdir(join(root, 'cloud'), { recursive: true, withFileTypes: true })).filter((entry) => entry.isFile() && !join(entry.parentPath, entry.name).includes('.cloudbox'))
-    for (const entry of again) await rm(join(entry.parentPath, entry.name))
-    await box.engine!.scan()
-    await tab.waitForSelector('#held:not([hidden])', { timeout: 30_000 })
+    await thenAllVanish(gone, (name) => `soon gone ${name}`)
     expect(gone.every((name) => existsSync(join(root, 'device', name)))).toBe(true)
     await tab.click('#held-confirm')
     await until(async () => gone.every((name) => !existsSync(join(root, 'device', name))), 'the confirmed deletions on the device')
