@@ -35,8 +35,8 @@ function json(args: string[]): Record<string, unknown> {
 }
 
 /** Starts a long-running command and waits for its first JSON line matching `ready`. */
-async function start(args: string[], ready: (line: Record<string, unknown>) => boolean): Promise<{ child: ChildProcess; first: Record<string, unknown>; lines: Record<string, unknown>[]; stderr: () => string }> {
-  const child = spawn(process.execPath, [cli, ...args, '--json'], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] })
+async function start(args: string[], ready: (line: Record<string, unknown>) => boolean, as?: { uid: number; gid: number }): Promise<{ child: ChildProcess; first: Record<string, unknown>; lines: Record<string, unknown>[]; stderr: () => string }> {
+  const child = spawn(process.execPath, [cli, ...args, '--json'], { env: env(), stdio: ['ignore', 'pipe', 'pipe'], ...(as === undefined ? {} : { ...as, cwd: '/' }) })
   children.push(child)
   const lines: Record<string, unknown>[] = []
   let stderr = ''
@@ -412,6 +412,42 @@ describe('cloudbox serve, pair, sync and admin', () => {
     expect(readFileSync(join(cloud, 'secret.txt'), 'utf8')).toBe('not for nobody')
     expect(readFileSync(join(cloud, 'locked', 'inner.txt'), 'utf8')).toBe('inside a closed folder')
     expect(readFileSync(join(folder, 'readonly-here', 'from-cloud.txt'), 'utf8')).toBe('for the device')
+    expect(await stop(server.child)).toBe(130)
+  }, 120_000)
+
+  it.runIf(process.getuid?.() === 0)('a file the server cannot read keeps a device\'s sync --once from saying in sync: exit 3 naming it', async () => {
+    const NOBODY = 65534
+    chmodSync(dir, 0o711)
+    const homes = { server: join(dir, 'blind-server-home'), device: join(dir, 'blind-device-home') }
+    const cloud = join(dir, 'blind-cloud')
+    mkdirSync(homes.server)
+    mkdirSync(cloud)
+    writeFileSync(join(cloud, 'shared.txt'), 'for everyone')
+    writeFileSync(join(cloud, 'locked.txt'), 'not for the server')
+    for (const path of [homes.server, cloud, join(cloud, 'shared.txt'), join(cloud, 'locked.txt')]) chownSync(path, NOBODY, NOBODY)
+    chmodSync(join(cloud, 'locked.txt'), 0o000)
+    const init = spawnSync(process.execPath, [cli, 'init', '--home', homes.server, '--storage', 'vault'], { env: env(), uid: NOBODY, gid: NOBODY, cwd: '/', encoding: 'utf8' })
+    expect(init.status, init.stderr).toBe(0)
+    // The server runs as `nobody` (root would read the file anyway).
+    const server = await start(['serve', cloud, '--home', homes.server, '--listen', '127.0.0.1:0', '--pin', PIN], (line) => line.event === 'serving', { uid: NOBODY, gid: NOBODY })
+    json(['init', '--home', homes.device, '--storage', 'vault'])
+    json(['pair', String(server.first.uri), '--pin', PIN, '--home', homes.device])
+    const folder = join(dir, 'blind-laptop')
+    const synced = run(['sync', folder, '--once', '--home', homes.device])
+    expect(synced.status, synced.stderr).toBe(3)
+    expect(synced.stderr).toContain('ERR_FILES_NOT_SYNCED')
+    expect(synced.stderr).toContain('locked.txt (ERR_FILE_UNREADABLE on the cloud)')
+    expect(readFileSync(join(folder, 'shared.txt'), 'utf8')).toBe('for everyone')
+    expect(existsSync(join(folder, 'locked.txt'))).toBe(false)
+    // Readable again: the server's next scan takes it, and the device is in sync.
+    chmodSync(join(cloud, 'locked.txt'), 0o644)
+    let last = run(['sync', folder, '--once', '--home', homes.device])
+    for (let attempt = 0; attempt < 10 && !existsSync(join(folder, 'locked.txt')); attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 500))
+      last = run(['sync', folder, '--once', '--home', homes.device])
+    }
+    expect(last.status, last.stderr).toBe(0)
+    expect(readFileSync(join(folder, 'locked.txt'), 'utf8')).toBe('not for the server')
     expect(await stop(server.child)).toBe(130)
   }, 120_000)
 

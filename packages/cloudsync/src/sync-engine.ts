@@ -347,7 +347,13 @@ export class SyncEngine {
       const still = new Set(result.unreadable)
       for (const path of this.#toldPeers.keys()) if (!still.has(path)) this.#toldPeers.delete(path)
     }
-    else if (result.unreadable.length > 0) this.#unreadable = [...new Set([...this.#unreadable, ...result.unreadable])]
+    else {
+      // A path scan (the watcher's) that read a file it could not before: no longer unreadable.
+      const read = new Set(result.changed)
+      for (const path of read) this.#toldPeers.delete(path)
+      const unreadable = new Set([...this.#unreadable.filter((path) => !read.has(path)), ...result.unreadable])
+      if (unreadable.size !== this.#unreadable.length || result.unreadable.length > 0) this.#unreadable = [...unreadable]
+    }
     this.status.emit({ type: 'scan', scannedFiles: result.scannedFiles, hashedFiles: result.hashedFiles, hashedBytes: result.hashedBytes, changed: result.changed.length, deleted: result.deleted.length })
     if (result.pausedDeletes.length > 0) {
       this.#held = [...new Set([...this.#held, ...result.pausedDeletes])]
