@@ -54,13 +54,6 @@ export interface LocalState {
   readonly target?: string
 }
 
-/**
- * Files this small have no rows in the chunk table: a copy of one elsewhere in the folder
- * would save at most this much download, and the row (a random key, and its path index)
- * cost a third of an index write (100,000 tiny files: 11 s of index writes in a 16 s scan).
- */
-export const CHUNK_ROWS_FROM = 32 * 1024
-
 /** Where a chunk's bytes can be read locally. */
 export interface ChunkLocation {
   readonly path: string
@@ -435,13 +428,10 @@ export class FolderIndex {
       this.#root = undefined
       if (previous !== undefined && previous.deleted === 0) {
         if (previous.kind === 0) this.#live = { files: this.#live.files - 1, bytes: this.#live.bytes - previous.size }
-        // Also for small files: rows an older release made for them must not outlive their content.
         this.#statements.dropChunks.run(record.path)
       }
       if (!record.deleted && record.kind === undefined) {
         this.#live = { files: this.#live.files + 1, bytes: this.#live.bytes + record.size }
-      }
-      if (!record.deleted && record.kind === undefined && record.size >= CHUNK_ROWS_FROM) {
         let offset = 0
         record.chunkLengths.forEach((length, i) => {
           this.#statements.putChunk.run(Buffer.from(chunkHashAt(record, i)), record.path, offset, length)
