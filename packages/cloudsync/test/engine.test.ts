@@ -150,6 +150,23 @@ describe('two engines over a memory pair', () => {
     expect(readdirSync(b.folder).filter((n) => n.endsWith('.txt'))).toHaveLength(20)
   })
 
+  it('a copied or moved folder of small files is put together from what is here, not downloaded again', async () => {
+    const files = Array.from({ length: 20 }, (_, i) => [`docs/n${i}.txt`, randomBytes(200 + i * 300)] as const)
+    const { a, b } = await pair((fa) => {
+      mkdirSync(join(fa, 'docs'))
+      for (const [path, bytes] of files) writeFileSync(join(fa, path), bytes)
+    })
+    link(a, b)
+    await synced(a, b)
+    mkdirSync(join(a.folder, 'copy'))
+    for (const [path, bytes] of files) writeFileSync(join(a.folder, path.replace('docs/', 'copy/')), bytes)
+    await a.scan()
+    await synced(a, b)
+    const arrived = b.events.filter((event) => event.type === 'file' && event.action === 'downloaded' && event.path.startsWith('copy/'))
+    expect(arrived).toHaveLength(files.length)
+    expect(arrived.every((event) => event.type === 'file' && event.bytesFromPeer === 0 && event.bytesReused > 0)).toBe(true)
+  })
+
   it('pauses a mass delete until confirmed', async () => {
     const { a, b } = await pair((fa) => {
       for (let i = 0; i < 20; i++) writeFileSync(join(fa, `f${i}.txt`), `file ${i}`)
