@@ -1,0 +1,104 @@
+import { createHash } from 'node:crypto'
+import { afterEach, describe, expect, it } from 'vitest'
+import { FolderIndex, merkleRoot, type NewRecord } from '../src/folder-index.js'
+import { removeDir, tempDir } from './helpers.js'
+
+const dirs: string[] = []
+afterEach(() => {
+  for (const dir of dirs.splice(0)) removeDir(dir)
+})
+
+async function openIndex(): Promise<{ index: FolderIndex; dir: string }> {
+  const dir = tempDir('cloudsync-index-')
+  dirs.push(dir)
+  return { index: await FolderIndex.open(dir), dir }
+}
+
+function file(path: string, size = 10): NewRecord {
+  return {
+    path,
+    size,
+    mtimeMs: 1_700_000_000_000,
+    mode: 0o644,
+    chunkHashes: new Uint8Array(createHash('sha256').update(path).digest()),
+    chunkLengths: [size],
+    chunkSize: 16_384,
+    version: { device: 1 },
+    deleted: false,
+  }
+}
+
+/** What the index holds, as a reader after a restart sees it. */
+function consistent(index: FolderIndex): void {
+  expect(index.root()).toEqual(merkleRoot(index.records()))
+  const live = [...index.records()].filter((record) => !record.deleted)
+  expect(index.live).toEqual({ files: live.length, bytes: live.reduce((sum, record) => sum + record.size, 0) })
+}
+
+describe('FolderIndex transactions', () => {
+  it('a transaction that throws leaves nothing of itself, nested ones included', async () => {
+    const { index } = await openIndex()
+    index.put(file('kept.txt'))
+    index.commit()
+    const rootBefore = index.root()
+    expect(() =>
+      index.transaction(() => {
+        index.put(file('a.txt'))
+        index.transaction(() => {
+          index.put(file('b.txt'))
+          index.put(file('kept.txt', 99))
+        })
+        throw new Error('the scan was stopped')
+      }),
+    ).toThrow('the scan was stopped')
+    expect(index.get('a.txt')).toBeUndefined()
+    expect(index.get('b.txt')).toBeUndefined()
+    expect(index.get('kept.txt')?.size).toBe(10)
+    expect(index.root()).toEqual(rootBefore)
+    consistent(index)
+    // Later writes go on, with sequence numbers past the lost ones (peers may have seen them).
+    const sequenceBefore = index.sequence
+    const later = index.put(file('c.txt'))
+    expect(later.sequence).toBeGreaterThan(sequenceBefore)
+    index.commit()
+    consistent(index)
+    index.close()
+  })
+
+  it('a failed write drops the turn it was in, and the index reopens as committed', async () => {
+    const { index, dir } = await openIndex()
+    index.put(file('one.txt'))
+    index.commit()
+    // Two writes of one turn, then one that fails: the turn goes as a whole.
+    index.put(file('two.txt'))
+    index.touch('one.txt', { mtimeMs: 5 })
+    expect(() =>
+      index.transaction(() => {
+        index.put(file('three.txt'))
+        throw new Error('disk I/O error')
+      }),
+    ).toThrow('disk I/O error')
+    expect(index.get('two.txt')).toBeUndefined()
+    expect(index.get('one.txt')?.mtimeMs).toBe(1_700_000_000_000)
+    consistent(index)
+    // The next turn writes as usual.
+    index.put(file('four.txt'))
+    await new Promise((resolve) => setImmediate(resolve))
+    index.close()
+    const reopened = await FolderIndex.open(dir)
+    expect([...reopened.records()].map((record) => record.path)).toEqual(['four.txt', 'one.txt'])
+    consistent(reopened)
+    reopened.close()
+  })
+
+  it('writes of one turn are committed at its end without a call to commit', async () => {
+    const { index, dir } = await openIndex()
+    for (let i = 0; i < 300; i++) index.put(file(`f${i}.txt`, i))
+    await new Promise((resolve) => setImmediate(resolve))
+    index.close()
+    const reopened = await FolderIndex.open(dir)
+    expect(reopened.live.files).toBe(300)
+    consistent(reopened)
+    reopened.close()
+  })
+})
