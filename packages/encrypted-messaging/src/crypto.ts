@@ -139,6 +139,11 @@ export function hkdf(name: HashName, inputKey: Uint8Array, salt: Uint8Array, inf
   return new Uint8Array(nodeCrypto.hkdfSync(name, view(inputKey), view(salt), infoBytes, length))
 }
 
+/** PBKDF2 (RFC 8018) with HMAC-SHA-512, natively: 2048 rounds (a BIP39 seed) take 2 ms here against 60–100 ms in JavaScript. */
+export function pbkdf2Sha512(password: string, salt: string, iterations: number, length: number): Uint8Array {
+  return plain(nodeCrypto.pbkdf2Sync(Buffer.from(password, 'utf8'), Buffer.from(salt, 'utf8'), iterations, length, 'sha512'))
+}
+
 /** Constant-time comparison of equal-length byte strings; false when lengths differ. */
 export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && nodeCrypto.timingSafeEqual(view(a), view(b))

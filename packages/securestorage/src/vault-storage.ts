@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import sodiumModule from 'libsodium-wrappers-sumo'
+import { argon2id } from './argon2id.js'
 import { PassphraseRequiredError, StorageStoppedError, VaultWrongPassphraseError } from './errors.js'
 import { writeFileAtomically } from './durable-file.js'
 import { acquireLock } from './file-lock.js'
@@ -92,14 +93,14 @@ export class VaultStorage implements SecureStorage {
         options.signal?.throwIfAborted()
         this.#kdf = this.#options.kdf ?? DEFAULT_KDF
         this.#salt = lib.randombytes_buf(SALT_LENGTH)
-        this.#key = this.#derive(lib, passphrase, this.#salt, this.#kdf)
+        this.#key = await this.#derive(lib, passphrase, this.#salt, this.#kdf)
         this.#entries = new Map()
         await this.#write()
       } else {
         const header = decodeHeader(file)
         const passphrase = await resolvePassphrase(this.#options.passphrase)
         options.signal?.throwIfAborted()
-        const key = this.#derive(lib, passphrase, header.salt, header)
+        const key = await this.#derive(lib, passphrase, header.salt, header)
         let plaintext: Uint8Array
         try {
           plaintext = lib.crypto_aead_xchacha20poly1305_ietf_decrypt(null, file.subarray(HEADER_LENGTH), file.subarray(0, HEADER_LENGTH), header.nonce, key)
@@ -124,15 +125,8 @@ export class VaultStorage implements SecureStorage {
     }
   }
 
-  #derive(lib: typeof sodiumModule, passphrase: string, salt: Uint8Array, kdf: KdfParameters): Uint8Array {
-    return lib.crypto_pwhash(
-      lib.crypto_aead_xchacha20poly1305_ietf_KEYBYTES,
-      passphrase,
-      salt,
-      kdf.opsLimit,
-      kdf.memLimit,
-      lib.crypto_pwhash_ALG_ARGON2ID13,
-    )
+  #derive(lib: typeof sodiumModule, passphrase: string, salt: Uint8Array, kdf: KdfParameters): Promise<Uint8Array> {
+    return argon2id(lib, lib.crypto_aead_xchacha20poly1305_ietf_KEYBYTES, passphrase, salt, kdf.opsLimit, kdf.memLimit)
   }
 
   /** Seals the entries and replaces the file atomically. Writes are serialized. */

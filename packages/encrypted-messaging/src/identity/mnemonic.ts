@@ -1,6 +1,7 @@
-import { entropyToMnemonic, generateMnemonic as generateBip39, mnemonicToSeedSync, validateMnemonic } from '@scure/bip39'
+import { entropyToMnemonic, generateMnemonic as generateBip39, validateMnemonic } from '@scure/bip39'
 import { wordlist } from '@scure/bip39/wordlists/english.js'
 import { InvalidMnemonicError } from '../errors.js'
+import { pbkdf2Sha512 } from '../crypto.js'
 
 /** A CloudBox recovery phrase has 24 words (256 bits of entropy). */
 export const RECOVERY_PHRASE_WORDS = 24
@@ -50,5 +51,6 @@ export function assertRecoveryPhrase(mnemonic: string): string {
 export function mnemonicToSeed(mnemonic: string, passphrase = ''): Uint8Array {
   const normalized = normalizeMnemonic(mnemonic)
   if (!validateMnemonic(normalized, wordlist)) throw new InvalidMnemonicError()
-  return mnemonicToSeedSync(normalized, passphrase)
+  // BIP39: password the NFKD phrase, salt "mnemonic" and the NFKD passphrase.
+  return pbkdf2Sha512(normalized.normalize('NFKD'), `mnemonic${passphrase}`.normalize('NFKD'), 2048, 64)
 }
