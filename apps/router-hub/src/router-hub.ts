@@ -11,7 +11,7 @@ import { hostname, networkInterfaces } from 'node:os'
 import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import Fastify, { type FastifyInstance } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import { WebSocketServer, type WebSocket, type RawData } from 'ws'
 import { encodePublicId, parsePublicId, ready } from '@cloudbox/encrypted-messaging'
 import {
@@ -176,6 +176,8 @@ export class RouterHub {
     if (this.#app !== undefined) return
     // Registrations are checked with Ed25519, which needs the curve library loaded.
     await ready()
+    // Loaded when a hub starts: importing this package (the program does) costs nothing more.
+    const { default: Fastify } = await import('fastify')
     const app = Fastify({ logger: false, forceCloseConnections: true })
     app.get('/health', async () => ({ status: 'ok', nodes: this.#nodes.size, routes: this.metrics.routesOpen }))
     app.get('/metrics', async (_request, reply) => reply.type('text/plain; version=0.0.4').send(this.metrics.prometheus(this.#nodes.size)))

@@ -4,7 +4,6 @@
  * `id` is the server's public key: a client that connects with Noise IK to it talks
  * to the genuine server or to nobody, whatever the hub or addresses say.
  */
-import QRCode from 'qrcode'
 import { encodePublicId, parsePublicId } from '@cloudbox/encrypted-messaging'
 import { errors } from './errors.js'
 
@@ -69,6 +68,8 @@ export async function pairingQr(uri: string, format: 'terminal' | 'text'): Promi
 export async function pairingQr(uri: string, format: 'svg'): Promise<string>
 export async function pairingQr(uri: string, format: 'png'): Promise<Buffer>
 export async function pairingQr(uri: string, format: 'terminal' | 'text' | 'svg' | 'png'): Promise<string | Buffer> {
+  // Loaded when a code is drawn: a device that only syncs never needs it.
+  const { default: QRCode } = await import('qrcode')
   if (format === 'png') return QRCode.toBuffer(uri, { type: 'png', errorCorrectionLevel: 'M', margin: 2, width: 320 })
   if (format === 'svg') return QRCode.toString(uri, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 })
   // Plain half blocks, no colour escapes: what a file or a log can hold.

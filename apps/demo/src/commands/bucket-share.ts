@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, GetObjectCommand, PutObjectCommand, S3Client, UploadPartCommand } from '@aws-sdk/client-s3'
+import type { S3Client } from '@aws-sdk/client-s3'
 import { openBytes, openFile, parseRecipient, sealBytes, sealFile, signDocument, verifyDocument, type KeyAgreement, type Signer } from '@cloudbox/encrypted-messaging'
 import { CliError, usageError } from '../errors.js'
 
@@ -37,11 +37,17 @@ export function parseBucketUrl(text: string): BucketLocation {
   return { bucket: match[1] as string, prefix }
 }
 
+type Sdk = typeof import('@aws-sdk/client-s3')
+let sdk: Promise<Sdk> | undefined
+/** The SDK, loaded by the commands that use a bucket only: it is a fifth of every other command's start-up. */
+const loadSdk = (): Promise<Sdk> => (sdk ??= import('@aws-sdk/client-s3'))
+
 /** An S3 client from the SDK's usual configuration; a given endpoint (MinIO, a local server) uses path-style addresses. */
-export function bucketClient(endpoint: string | undefined): S3Client {
+export async function bucketClient(endpoint: string | undefined): Promise<S3Client> {
   if (endpoint !== undefined && !/^https?:\/\//.test(endpoint)) throw usageError(`--endpoint takes an http:// or https:// URL, not "${endpoint}".`)
   // The SDK warns on every run that its releases of 2027 will need Node 22; this program supports Node 20.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
+  const { S3Client } = await loadSdk()
   return new S3Client({
     region: process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
     ...(endpoint === undefined ? {} : { endpoint, forcePathStyle: true }),
@@ -92,6 +98,7 @@ function bucketError(error: unknown, what: string): never {
 }
 
 async function upload(client: S3Client, bucket: string, key: string, path: string, contentType: string): Promise<void> {
+  const { AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, PutObjectCommand, UploadPartCommand } = await loadSdk()
   const size = statSync(path).size
   if (size <= PART_SIZE) {
     await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: readFileSync(path), ContentLength: size, ContentType: contentType }))
@@ -117,6 +124,7 @@ async function upload(client: S3Client, bucket: string, key: string, path: strin
 }
 
 async function download(client: S3Client, bucket: string, key: string, path: string): Promise<void> {
+  const { GetObjectCommand } = await loadSdk()
   const response = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }))
   await pipeline(response.Body as Readable, createWriteStream(path, { mode: 0o600 }))
 }
@@ -130,7 +138,8 @@ export async function shareToBucket(file: string, recipients: readonly string[],
       throw usageError(`--to: "${recipient}" is neither a public ID (cb1…) nor an age recipient (age1…): ${(error as Error).message}`)
     }
   })
-  const client = bucketClient(endpoint)
+  const client = await bucketClient(endpoint)
+  const { PutObjectCommand } = await loadSdk()
   const scratch = mkdtempSync(join(tmpdir(), 'cloudbox-share-'))
   try {
     const sealed = join(scratch, 'sealed.age')
@@ -158,7 +167,8 @@ export async function shareToBucket(file: string, recipients: readonly string[],
 
 /** Downloads a share, checks its signature against the sender the link names, and opens it into `output`. */
 export async function fetchFromBucket(link: ShareLink, output: string, identities: readonly KeyAgreement[], endpoint: string | undefined): Promise<{ signedAt: Date | undefined; bytes: number }> {
-  const client = bucketClient(endpoint ?? link.endpoint)
+  const client = await bucketClient(endpoint ?? link.endpoint)
+  const { GetObjectCommand } = await loadSdk()
   const scratch = mkdtempSync(join(tmpdir(), 'cloudbox-fetch-'))
   try {
     const sealed = join(scratch, 'sealed.age')

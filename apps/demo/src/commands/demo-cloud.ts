@@ -7,7 +7,6 @@ import { randomBytes } from 'node:crypto'
 import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs'
 import { mkdir, open, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import sharp from 'sharp'
 import { CloudBox, randomPin, type CloudBoxEvent } from '@cloudbox/cloudbox'
 import { CloudServer, CloudServerClient, hubApiUrl } from '@cloudbox/cloudserver'
 import { Identity } from '@cloudbox/encrypted-messaging'
@@ -47,7 +46,9 @@ export async function runCloudTour(workspace: string, say: (line?: string) => vo
   await mkdir(laptopFolder, { recursive: true })
 
   // The server does not listen: everything goes through the hub, as for a home server behind NAT.
-  // The sample folder: text, images, and one large file.
+  // The sample folder: text, images, and one large file. The image library loads here, not
+  // with the program: every other command would pay for it at start-up.
+  const { default: sharp } = await import('sharp')
   const samples: Record<string, Buffer> = {
     'docs/readme.txt': Buffer.from('Welcome to your CloudBox. Everything here is end-to-end encrypted.\n'),
     'docs/todo.md': Buffer.from('# Todo\n- back up the photos\n'),

@@ -6,7 +6,7 @@
  * inner instance that never listens: the only way in is through the envelope, after the
  * caller's signature and pairing were checked.
  */
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
+import type { FastifyError, FastifyInstance } from 'fastify'
 import type { CloudBox } from '@cloudbox/cloudbox'
 import {
   API_MAX_BODY,
@@ -33,6 +33,9 @@ import { uploadsRoutes } from './routes/uploads.js'
 import { randomBytes } from 'node:crypto'
 import { StatusBoard } from '../status-page/status-board.js'
 import { listensOnLoopback, STATUS_PREFIX, statusRoutes } from '../status-page/status-routes.js'
+
+/** The web framework, loaded when an API starts: a program that only syncs or calls an API never pays for it. */
+const loadFastify = () => import('fastify').then((module) => module.default)
 
 export const API_PATH = '/v1/api'
 
@@ -137,6 +140,7 @@ export class CloudServer {
       if (page.token !== undefined && !/^[A-Za-z0-9_-]{16,}$/.test(page.token)) throw new TypeError('statusPage.token takes at least 16 characters of A-Z, a-z, 0-9, _ and -.')
     }
     const inner = await this.#buildInner()
+    const Fastify = await loadFastify()
     const outer = Fastify({ logger: false, bodyLimit: API_MAX_BODY + 64 * 1024, forceCloseConnections: true })
     if (page !== undefined) {
       const board = new StatusBoard(this.#box, this.storage, page.history === undefined ? {} : { history: page.history })
@@ -274,6 +278,7 @@ export class CloudServer {
   }
 
   async #buildInner(): Promise<FastifyInstance> {
+    const Fastify = await loadFastify()
     const inner = Fastify({ logger: false, bodyLimit: API_MAX_BODY })
     // Upload chunks as they come: the one buffer of an injected body, not a copy of it (fastify's buffer parser always copies).
     inner.addContentTypeParser('application/octet-stream', (_request, payload, done) => {

@@ -6,7 +6,6 @@
  */
 import { timingSafeEqual } from 'node:crypto'
 import type { Duplex } from 'node:stream'
-import websocket from '@fastify/websocket'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { CloudBox } from '@cloudbox/cloudbox'
 import { isSyncError, type KeptVersion, type SyncEngine } from '@cloudbox/cloudsync'
@@ -62,6 +61,7 @@ export async function statusRoutes(app: FastifyInstance, context: StatusContext)
     const given = Buffer.from(String((request.params as { token?: unknown }).token ?? ''))
     return isLoopback(request.socket.remoteAddress) && given.length === expected.length && timingSafeEqual(given, expected)
   }
+  const { default: websocket } = await import('@fastify/websocket')
   await app.register(websocket, {
     options: { maxPayload: 1024 },
     // Stopping ends every feed at once: a page that never answers the close handshake
