@@ -1,4 +1,4 @@
-import { closeSync, constants, fstatSync, openSync, read } from 'node:fs'
+import { closeSync, constants, fstatSync, openSync, read, readSync } from 'node:fs'
 import { join } from 'node:path'
 import { SyncProtocolError } from './errors.js'
 import type { FileRecord, FolderIndex } from './folder-index.js'
@@ -22,6 +22,12 @@ export const MAX_QUEUED_REQUESTS = 32_768
 /** Bytes read at once from one file (consecutive chunks), and packed into one data message. */
 const READ_SIZE = 4 * 1024 * 1024
 const PACK_SIZE = 1024 * 1024
+/**
+ * Reads up to this size block the thread (microseconds from the page cache). As thread-pool
+ * reads, each small file cost a turn of the event loop, and a sender busy scanning served a
+ * folder of tiny files a turn at a time while its peer waited.
+ */
+const BLOCKING_READ_MAX = 64 * 1024
 /** Files kept open between requests. */
 const OPEN_FILES = 32
 
@@ -123,7 +129,7 @@ export class ChunkServer {
       if (length > this.#buffer.length) this.#buffer = Buffer.allocUnsafeSlow(length)
     }
     const at = this.#used
-    const bytesRead = await readAt(file.fd, this.#buffer, at, length, offset)
+    const bytesRead = length <= BLOCKING_READ_MAX ? readSync(file.fd, this.#buffer, at, length, offset) : await readAt(file.fd, this.#buffer, at, length, offset)
     if (bytesRead !== length) {
       // Shorter than its record: changed since the scan.
       this.#forget(group[0]?.path as string)

@@ -33,6 +33,13 @@ export interface SessionHost extends AssemblyContext {
   readonly status: StatusStream
   readonly quotaBytes: number | undefined
   readonly windowBytes: number | undefined
+  /**
+   * A scan of this folder is running. Its commits announce records as they land, but an
+   * indexEnd (and its Merkle root, recomputed over every bucket a batch touched) goes at
+   * most once a second until the scan's end, which announces again: a root per batch of
+   * 256 cost the sender's main thread 10–15 ms each, while the peer waited on it for chunks.
+   */
+  readonly scanning: boolean
   /** Does this device's ignore rules leave `path` out of sync? */
   ignores(path: string): boolean
   /** Runs `work` alone for `path` (downloads, installs, deletions of one path never overlap). */
@@ -53,6 +60,8 @@ const FILES_IN_PARALLEL = 128
 const MAX_ACTIVE_RECORD_BYTES = 32 * 1024 * 1024
 /** Bytes of records per index message (several small records, or one large one). */
 const INDEX_MESSAGE_BYTES = 4 * 1024 * 1024
+/** While this side scans, an indexEnd at most this often (see SessionHost.scanning). */
+const SCANNING_END_MS = 1_000
 const FIRST_RETRY_MS = 2_000
 const MAX_RETRY_MS = 60_000
 
@@ -107,6 +116,7 @@ export class SyncSession {
   #sentUpTo = 0
   #credit = 0
   #endSentAt = -1
+  #endSentTime = 0
   #announcing: Promise<void> | undefined
   #announceAgain = false
   // Incoming index.
@@ -362,8 +372,9 @@ export class SyncSession {
       }
       if (batch.length > 0) await this.#sendIndex(batch)
     }
-    if (this.#endSentAt !== index.sequence) {
+    if (this.#endSentAt !== index.sequence && (!this.#host.scanning || Date.now() - this.#endSentTime >= SCANNING_END_MS)) {
       this.#endSentAt = index.sequence
+      this.#endSentTime = Date.now()
       await this.#send('indexEnd', { sequence: index.sequence, root: index.root() })
     }
   }

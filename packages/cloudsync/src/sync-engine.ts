@@ -100,6 +100,8 @@ export class SyncEngine {
   #rules: IgnoreRules | undefined
   #scanner: FolderScanner | undefined
   readonly #scans = new Mutex()
+  /** Scans running (at most one: they take #scans), for the sessions' indexEnd. */
+  #scanning = 0
   readonly #paths = new Map<string, Promise<unknown>>()
   readonly #sessions = new Set<SyncSession>()
   #state: EngineState = 'stopped'
@@ -321,10 +323,12 @@ export class SyncEngine {
       const scanner = this.#scanner
       if (scanner === undefined || this.#index === undefined) throw new EngineStoppedError()
       this.#setState('scanning')
-      this.#rules = await loadIgnoreRules(this.folder)
-      const result = await scanner.scan(overrides)
-      this.#reportScan(result)
-      return result
+      return this.#whileScanning(async () => {
+        this.#rules = await loadIgnoreRules(this.folder)
+        const result = await scanner.scan(overrides)
+        this.#reportScan(result)
+        return result
+      })
     })
   }
 
@@ -333,11 +337,25 @@ export class SyncEngine {
     return this.#scans.run(async () => {
       const scanner = this.#scanner
       if (scanner === undefined || this.#index === undefined) throw new EngineStoppedError()
-      if (paths.some((path) => path === '.cloudboxignore' || path === '.cloudboxignore.local')) this.#rules = await loadIgnoreRules(this.folder)
-      const result = await scanner.scanPaths(paths)
-      if (result.changed.length > 0 || result.deleted.length > 0 || result.pausedDeletes.length > 0) this.#reportScan(result, false)
-      return result
+      return this.#whileScanning(async () => {
+        if (paths.some((path) => path === '.cloudboxignore' || path === '.cloudboxignore.local')) this.#rules = await loadIgnoreRules(this.folder)
+        const result = await scanner.scanPaths(paths)
+        if (result.changed.length > 0 || result.deleted.length > 0 || result.pausedDeletes.length > 0) this.#reportScan(result, false)
+        return result
+      })
     })
+  }
+
+  /** Runs a scan marked as running (sessions hold their indexEnd meanwhile), then announces. */
+  async #whileScanning<T>(work: () => Promise<T>): Promise<T> {
+    this.#scanning++
+    try {
+      return await work()
+    } finally {
+      this.#scanning--
+      // An announce held back its indexEnd during the scan: it goes now, whatever the outcome.
+      this.#announceAll()
+    }
   }
 
   #reportScan(result: ScanResult, full = true): void {
@@ -417,6 +435,9 @@ export class SyncEngine {
       ...(this.#versions === undefined ? {} : { versions: this.#versions }),
       get quotaBytes() {
         return engine.quotaBytes
+      },
+      get scanning() {
+        return engine.#scanning > 0
       },
       windowBytes: this.options.windowBytes,
       ignores: (path) => this.#rules?.ignores(path, false) ?? false,
