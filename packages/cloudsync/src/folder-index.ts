@@ -205,7 +205,8 @@ export class FolderIndex {
   readonly #dirty = new Set<number>()
   /** Buckets marked dirty in the database too (so a crash before the next root redoes them). */
   #markedDirty = new Set<number>()
-  #live: { files: number; bytes: number }
+  /** Counted on first use (a scan of every row: 57 ms at 100,000), then kept as records change. */
+  #live: { files: number; bytes: number } | undefined
   readonly #statements: ReturnType<FolderIndex['prepare']>
   /** The write transaction that this turn of the event loop's writes share (see #group). */
   #grouped: NodeJS.Immediate | undefined
@@ -216,8 +217,6 @@ export class FolderIndex {
     this.#db = db
     this.#statements = this.prepare()
     this.#sequence = Number(this.#statements.getMeta.get('sequence')?.value ?? 0)
-    this.#live = this.#statements.live.get() as { files: number; bytes: number }
-    this.#live = { files: Number(this.#live.files ?? 0), bytes: Number(this.#live.bytes ?? 0) }
     // Buckets marked dirty by a crash between a change and its bucket update.
     for (const row of this.#statements.dirtyBuckets.all() as { bucket: number }[]) {
       this.#dirty.add(row.bucket)
@@ -343,6 +342,10 @@ export class FolderIndex {
 
   /** Live (not deleted) files and their bytes, kept as records change. */
   get live(): { readonly files: number; readonly bytes: number } {
+    if (this.#live === undefined) {
+      const live = this.#statements.live.get() as { files: number | null; bytes: number | null }
+      this.#live = { files: Number(live.files ?? 0), bytes: Number(live.bytes ?? 0) }
+    }
     return this.#live
   }
 
@@ -409,8 +412,7 @@ export class FolderIndex {
     this.#grouped = undefined
     if (this.#db.inTransaction) this.#db.exec('ROLLBACK')
     // Sequence numbers only go forward (peers were told some); the rest is read again.
-    const live = this.#statements.live.get() as { files: number | null; bytes: number | null }
-    this.#live = { files: Number(live.files ?? 0), bytes: Number(live.bytes ?? 0) }
+    this.#live = undefined
     this.#markedDirty = new Set()
     for (const row of this.#statements.dirtyBuckets.all() as { bucket: number }[]) {
       this.#dirty.add(row.bucket)
@@ -452,11 +454,11 @@ export class FolderIndex {
       this.#dirty.add(bucket)
       this.#root = undefined
       if (previous !== undefined && previous.deleted === 0) {
-        if (previous.kind === 0) this.#live = { files: this.#live.files - 1, bytes: this.#live.bytes - previous.size }
+        if (previous.kind === 0 && this.#live !== undefined) this.#live = { files: this.#live.files - 1, bytes: this.#live.bytes - previous.size }
         this.#statements.dropChunks.run(record.path)
       }
       if (!record.deleted && record.kind === undefined) {
-        this.#live = { files: this.#live.files + 1, bytes: this.#live.bytes + record.size }
+        if (this.#live !== undefined) this.#live = { files: this.#live.files + 1, bytes: this.#live.bytes + record.size }
         let offset = 0
         record.chunkLengths.forEach((length, i) => {
           this.#statements.putChunk.run(Buffer.from(chunkHashAt(record, i)), record.path, offset, length)
