@@ -102,7 +102,7 @@ export class ChunkServer {
     }
   }
 
-  /** Sends the packed chunks; their bytes are encoded at once, so the buffer is free again. */
+  /** Sends the packed chunks, straight from the buffer (see the session's data path): it is free again once this settles. */
   async #flush(): Promise<void> {
     if (this.#packed.length === 0) return
     const packed = this.#packed

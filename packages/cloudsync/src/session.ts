@@ -1,6 +1,6 @@
 import { lstatSync, unlinkSync } from 'node:fs'
 import { join } from 'node:path'
-import { isEncryptedMessagingError, type MessageChannel } from '@cloudbox/encrypted-messaging'
+import { isEncryptedMessagingError, sendParts, type MessageChannel } from '@cloudbox/encrypted-messaging'
 import { ChunkServer } from './chunk-server.js'
 import { decide, keepLocal, moveLocalAside } from './conflicts.js'
 import {
@@ -146,7 +146,7 @@ export class SyncSession {
     this.#channel = channel
     this.#peer = peer
     this.#server = new ChunkServer(host.folder, host.index, {
-      data: (chunks) => this.#send('data', { chunks }),
+      data: (chunks) => this.#sendData(chunks),
       missing: (ids) => this.#send('missing', { ids }),
     })
     this.#scheduler = new TransferScheduler({
@@ -180,6 +180,18 @@ export class SyncSession {
   #send<Kind extends Parameters<typeof syncCodec.encode>[0]>(kind: Kind, body: Parameters<typeof syncCodec.encode<Kind>>[1]): Promise<void> {
     const bytes = syncCodec.encode(kind, body)
     const next = this.#sending.then(() => this.#channel.send(bytes))
+    this.#sending = next.catch(() => {})
+    return next
+  }
+
+  /**
+   * Chunks straight from the chunk server's buffer to the cipher: the message goes as parts
+   * (CBOR heads, and each chunk where it lies), with no copy into an encoded message and
+   * none to prefix its lane. The promise settles once it is sent; the buffer is free then.
+   */
+  #sendData(chunks: [number, Uint8Array][]): Promise<void> {
+    const parts = syncCodec.encodeParts('data', { chunks })
+    const next = this.#sending.then(() => sendParts(this.#channel, parts))
     this.#sending = next.catch(() => {})
     return next
   }

@@ -90,6 +90,7 @@ export type { FileOptions } from './age/seal-file.js'
 export { X25519KeyAgreement } from './key-agreement.js'
 
 export type { MessageChannel } from './interfaces/message-channel.js'
+export { sendParts } from './interfaces/message-channel.js'
 export { createMemoryChannelPair } from './channel/memory-channel.js'
 export type { MemoryChannelOptions } from './channel/memory-channel.js'
 export { channelFromStream } from './channel/stream-channel.js'

@@ -20,6 +20,19 @@ describe('createChannelMux', () => {
     expect((await a1![Symbol.asyncIterator]().next()).value).toEqual(new Uint8Array(0))
   })
 
+  it('sends parts on a lane as one message, over a channel with sendParts or without', async () => {
+    // Over a memory channel (no sendParts: joined) and over a lane of another mux (parts kept).
+    const [left, right] = createMemoryChannelPair()
+    const [a0, a1] = createChannelMux(left, 2)
+    const [b0, b1] = createChannelMux(right, 2)
+    const [, nested] = createChannelMux(a1!, 2)
+    const [, nestedPeer] = createChannelMux(b1!, 2)
+    await a0!.sendParts!([Uint8Array.of(1, 2), new Uint8Array(0), Uint8Array.of(3)])
+    await nested!.sendParts!([Uint8Array.of(4), Uint8Array.of(5)])
+    expect((await b0![Symbol.asyncIterator]().next()).value).toEqual(Uint8Array.of(1, 2, 3))
+    expect((await nestedPeer![Symbol.asyncIterator]().next()).value).toEqual(Uint8Array.of(4, 5))
+  })
+
   it('closes every lane and the channel on a message for an unknown lane', async () => {
     const [left, right] = createMemoryChannelPair()
     const lanes = createChannelMux(right, 2)

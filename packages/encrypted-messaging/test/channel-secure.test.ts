@@ -119,6 +119,22 @@ describe.each([
     expect(await outcome(client.send(new Uint8Array(1)))).toBe('ERR_CHANNEL_CLOSED')
   })
 
+  it('sends parts as one message, frames cut across them, as the bytes joined would be', async () => {
+    const [client, server] = await connectPair(await rawPair())
+    const big = pattern(200_000, 3)
+    // Parts that end inside frames, empty parts, one part longer than a frame, and a message of empty parts.
+    const messages = [
+      [big.subarray(0, 10), new Uint8Array(0), big.subarray(10, 70_000), big.subarray(70_000)],
+      [new Uint8Array(0), new Uint8Array(0)],
+      [Uint8Array.of(1), big.subarray(0, 65_517), Uint8Array.of(2)],
+    ]
+    const received = readAll(server)
+    for (const parts of messages) await client.sendParts(parts)
+    await client.close()
+    expect((await received).map((message) => Buffer.from(message).toString('hex'))).toEqual(messages.map((parts) => Buffer.concat(parts).toString('hex')))
+    expect(await outcome(client.sendParts([new Uint8Array(1)]))).toBe('ERR_CHANNEL_CLOSED')
+  })
+
   it('IK from a recovery phrase identity, the peer given as raw Ed25519 key; echo both ways', async () => {
     const restored = Identity.fromRecoveryPhrase(Identity.generate().recoveryPhrase)
     const [a, b] = await rawPair()

@@ -1,5 +1,5 @@
 import { BadMessageError, ChannelClosedError, throwIfAborted, type AbortOptions } from '../errors.js'
-import type { MessageChannel } from '../interfaces/message-channel.js'
+import { sendParts, type MessageChannel } from '../interfaces/message-channel.js'
 import { MessageQueue } from './message-queue.js'
 
 export interface ChannelMuxOptions {
@@ -58,25 +58,28 @@ export function createChannelMux(channel: MessageChannel, lanes: number, options
     finish(reason)
     return reason
   })
-  return inboxes.map((inbox, lane) => ({
-    async send(message: Uint8Array, sendOptions: AbortOptions = {}): Promise<void> {
+  return inboxes.map((inbox, lane) => {
+    const laneByte = Uint8Array.of(lane)
+    // The lane number goes first as a part of its own: the message itself is not copied.
+    const sendLane = async (parts: readonly Uint8Array[], sendOptions: AbortOptions = {}): Promise<void> => {
       throwIfAborted(sendOptions.signal)
       if (closed) throw new ChannelClosedError()
-      const framed = new Uint8Array(message.length + 1)
-      framed[0] = lane
-      framed.set(message, 1)
-      await channel.send(framed, sendOptions)
-    },
-    [Symbol.asyncIterator]() {
-      return inbox.iterator(() => {
-        finish(undefined)
-        void channel.close().catch(() => {})
-      })
-    },
-    async close(reason?: Error): Promise<void> {
-      finish(reason)
-      await channel.close(reason).catch(() => {})
-    },
-    closed: closedPromise,
-  }))
+      await sendParts(channel, [laneByte, ...parts], sendOptions)
+    }
+    return {
+      send: (message: Uint8Array, sendOptions?: AbortOptions) => sendLane([message], sendOptions),
+      sendParts: sendLane,
+      [Symbol.asyncIterator]() {
+        return inbox.iterator(() => {
+          finish(undefined)
+          void channel.close().catch(() => {})
+        })
+      },
+      async close(reason?: Error): Promise<void> {
+        finish(reason)
+        await channel.close(reason).catch(() => {})
+      },
+      closed: closedPromise,
+    }
+  })
 }

@@ -11,7 +11,7 @@ import {
   type AbortOptions,
 } from '../errors.js'
 import { encodePublicId } from '../identity/public-id.js'
-import type { MessageChannel } from '../interfaces/message-channel.js'
+import { joinParts, type MessageChannel } from '../interfaces/message-channel.js'
 import type { CipherState } from '../noise/cipher-state.js'
 import { MessageQueue } from './message-queue.js'
 
@@ -35,18 +35,10 @@ const CLOSE_NORMAL = 0
 const CLOSE_REJECTED = 1
 const EMPTY = new Uint8Array(0)
 
-function join(parts: readonly Uint8Array[], size: number): Uint8Array {
-  const out = new Uint8Array(size)
-  let offset = 0
-  for (const part of parts) {
-    out.set(part, offset)
-    offset += part.length
-  }
-  return out
-}
-
 /** A message channel whose peer proved its identity, with everything encrypted. */
 export interface SecureChannel extends MessageChannel {
+  /** Always there on a secure channel: each frame is encrypted from the parts it covers. */
+  sendParts(parts: readonly Uint8Array[], options?: AbortOptions): Promise<void>
   /** The peer's Ed25519 public key, proven in the handshake. */
   readonly remotePublicKey: Uint8Array
   readonly remotePublicId: string
@@ -124,10 +116,10 @@ export class NoiseTransportChannel implements SecureChannel {
     this.#maxMessageSize = bytes
   }
 
-  #encryptFrame(flag: number, data: Uint8Array): Uint8Array {
+  #encryptFrame(flag: number, data: Uint8Array | readonly Uint8Array[]): Uint8Array {
     // The flag byte and the data are encrypted as one plaintext without being joined first.
     // Throws NonceExhaustedError at 2^64-1 frames (unreachable in practice, but never a wrap).
-    const frame = this.#send.encryptWithAd(EMPTY, [FLAG_BYTES[flag] as Uint8Array, data])
+    const frame = this.#send.encryptWithAd(EMPTY, data instanceof Uint8Array ? [FLAG_BYTES[flag] as Uint8Array, data] : [FLAG_BYTES[flag] as Uint8Array, ...data])
     if (++this.#sent % this.#rekeyInterval === 0) {
       this.#sent = 0
       this.#send.rekey()
@@ -143,11 +135,21 @@ export class NoiseTransportChannel implements SecureChannel {
    * @throws {ChannelClosedError} once the session is closed.
    */
   send(message: Uint8Array, options: AbortOptions = {}): Promise<void> {
+    return this.sendParts([message], options)
+  }
+
+  /**
+   * Sends the parts as one message, as {@link send} does with them joined: each frame is
+   * encrypted straight from the parts it covers. They must not change until this settles.
+   */
+  sendParts(parts: readonly Uint8Array[], options: AbortOptions = {}): Promise<void> {
     const { signal } = options
     throwIfAborted(signal)
     if (this.#state !== 'open') return Promise.reject(new ChannelClosedError())
-    if (message.length > this.#maxMessageSize) {
-      return Promise.reject(new MessageTooLargeError(`This message is ${message.length} bytes; the secure channel carries at most ${this.#maxMessageSize}.`))
+    let length = 0
+    for (const part of parts) length += part.length
+    if (length > this.#maxMessageSize) {
+      return Promise.reject(new MessageTooLargeError(`This message is ${length} bytes; the secure channel carries at most ${this.#maxMessageSize}.`))
     }
     let started = false
     const run = async () => {
@@ -155,13 +157,28 @@ export class NoiseTransportChannel implements SecureChannel {
       if (this.#state !== 'open') throw new ChannelClosedError()
       started = true
       try {
-        let offset = 0
+        // Where the next frame starts: a part and an offset in it.
+        let part = 0
+        let at = 0
+        let sent = 0
         do {
-          const end = Math.min(offset + MAX_FRAGMENT, message.length)
-          const frame = this.#encryptFrame(end < message.length ? FLAG_MORE : FLAG_FINAL, message.subarray(offset, end))
+          const end = Math.min(sent + MAX_FRAGMENT, length)
+          const slices: Uint8Array[] = []
+          for (let need = end - sent; need > 0; ) {
+            const current = parts[part] as Uint8Array
+            const take = Math.min(need, current.length - at)
+            if (take > 0) slices.push(current.subarray(at, at + take))
+            at += take
+            need -= take
+            if (at === current.length) {
+              part++
+              at = 0
+            }
+          }
+          const frame = this.#encryptFrame(end < length ? FLAG_MORE : FLAG_FINAL, slices)
           await this.#raw.send(frame)
-          offset = end
-        } while (offset < message.length)
+          sent = end
+        } while (sent < length)
       } catch (error) {
         // A half-sent message cannot be taken back: the session is over.
         const failure = error instanceof EncryptedMessagingError ? error : new ChannelClosedError('The connection failed.', { cause: error })
@@ -228,7 +245,7 @@ export class NoiseTransportChannel implements SecureChannel {
         if (size > this.#maxMessageSize) throw new MessageTooLargeError(`The peer sent a message over ${this.#maxMessageSize} bytes; the session was closed.`)
         parts.push(data)
         if (flag === FLAG_FINAL) {
-          const message = parts.length === 1 ? (parts[0] as Uint8Array) : join(parts, size)
+          const message = parts.length === 1 ? (parts[0] as Uint8Array) : joinParts(parts)
           parts.length = 0
           size = 0
           if (!this.#inbox.push(message)) await this.#inbox.waitForDrain()

@@ -34,6 +34,12 @@ export interface MessageCodec<Definitions extends MessageDefinitions> {
    */
   encode<Kind extends keyof Definitions & string>(kind: Kind, body: v.InferInput<Definitions[Kind]['schema']>): Uint8Array
   /**
+   * The same bytes as {@link encode}, as parts: byte strings of 1 KiB or more are not
+   * copied but referenced (they must not change until the parts are sent). For bulk data
+   * with a channel's `sendParts`.
+   */
+  encodeParts<Kind extends keyof Definitions & string>(kind: Kind, body: v.InferInput<Definitions[Kind]['schema']>): Uint8Array[]
+  /**
    * Decodes and validates one message from the peer.
    * @throws {MessageTooLargeError} before decoding anything larger than the maximum.
    * @throws {UnsupportedVersionError} for another protocol version.
@@ -73,21 +79,38 @@ export function defineMessageCodec<const Definitions extends MessageDefinitions>
     byType.set(definition.type, [kind, definition])
   }
   const { protocol, version, maxMessageSize } = init
+  const checkedDefinition = (kind: string, body: unknown): MessageDefinition => {
+    const definition = init.messages[kind]
+    if (definition === undefined) throw new TypeError(`${protocol} has no message ${kind}`)
+    const checked = v.safeParse(definition.schema, body)
+    if (!checked.success) throw new TypeError(`Invalid ${protocol} ${kind} message: ${describeIssues(checked.issues)}`)
+    return definition
+  }
 
   return {
     protocol,
     version,
     maxMessageSize,
     encode(kind, body) {
-      const definition = init.messages[kind]
-      if (definition === undefined) throw new TypeError(`${protocol} has no message ${kind}`)
-      const checked = v.safeParse(definition.schema, body)
-      if (!checked.success) throw new TypeError(`Invalid ${protocol} ${kind} message: ${describeIssues(checked.issues)}`)
+      const definition = checkedDefinition(kind, body)
       const bytes = encoder.encode([version, definition.type, body])
       if (bytes.length > maxMessageSize) {
         throw new MessageTooLargeError(`A ${protocol} ${kind} message of ${bytes.length} bytes exceeds the maximum of ${maxMessageSize}.`)
       }
       return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    },
+    encodeParts(kind, body) {
+      const definition = checkedDefinition(kind, body)
+      const writer = new PartsWriter()
+      // Only what this writer knows (arrays, plain objects, strings, whole numbers, bytes) as
+      // parts; anything else the usual way, joined.
+      if (!writer.write([version, definition.type, body])) return [this.encode(kind, body)]
+      const parts = writer.finish()
+      const length = parts.reduce((sum, part) => sum + part.length, 0)
+      if (length > maxMessageSize) {
+        throw new MessageTooLargeError(`A ${protocol} ${kind} message of ${length} bytes exceeds the maximum of ${maxMessageSize}.`)
+      }
+      return parts
     },
     decode(bytes) {
       if (!(bytes instanceof Uint8Array)) throw new TypeError('A message must be a Uint8Array')
@@ -117,6 +140,100 @@ export function defineMessageCodec<const Definitions extends MessageDefinitions>
       }
       return { kind, body: checked.output } as DecodedMessage<Definitions>
     },
+  }
+}
+
+/** Byte strings at least this long are referenced, not copied, by encodeParts. */
+const REFERENCED_BYTES = 1024
+
+/**
+ * Plain CBOR (RFC 8949) as cbor-x writes it here, in parts: heads and small values in a
+ * growing buffer, large byte strings as references to their own memory.
+ */
+class PartsWriter {
+  readonly #parts: Uint8Array[] = []
+  #buffer = Buffer.allocUnsafe(256)
+  #start = 0
+  #end = 0
+
+  /** False when the value holds something this writer does not encode. */
+  write(value: unknown): boolean {
+    if (typeof value === 'number') {
+      // Whole numbers 0 to 2^32 - 1, as cbor-x writes them (larger ones it may write as floats).
+      if (!Number.isInteger(value) || value < 0 || value >= 0x1_0000_0000) return false
+      this.#head(0, value)
+      return true
+    }
+    if (typeof value === 'string') {
+      const length = Buffer.byteLength(value)
+      this.#head(3, length)
+      this.#room(length)
+      this.#end += this.#buffer.write(value, this.#end, 'utf8')
+      return true
+    }
+    if (value instanceof Uint8Array) {
+      this.#head(2, value.length)
+      if (value.length >= REFERENCED_BYTES) {
+        this.#cut()
+        this.#parts.push(value)
+      } else {
+        this.#room(value.length)
+        this.#buffer.set(value, this.#end)
+        this.#end += value.length
+      }
+      return true
+    }
+    if (Array.isArray(value)) {
+      this.#head(4, value.length)
+      return value.every((item) => this.write(item))
+    }
+    if (typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Object.prototype) {
+      const entries = Object.entries(value)
+      this.#head(5, entries.length)
+      return entries.every(([key, item]) => this.write(key) && this.write(item))
+    }
+    return false
+  }
+
+  finish(): Uint8Array[] {
+    this.#cut()
+    return this.#parts
+  }
+
+  #head(major: number, argument: number): void {
+    this.#room(9)
+    const buffer = this.#buffer
+    const type = major << 5
+    if (argument < 24) buffer[this.#end++] = type | argument
+    else if (argument < 0x100) {
+      buffer[this.#end++] = type | 24
+      buffer[this.#end++] = argument
+    } else if (argument < 0x10000) {
+      buffer[this.#end++] = type | 25
+      this.#end = buffer.writeUInt16BE(argument, this.#end)
+    } else if (argument < 0x1_0000_0000) {
+      buffer[this.#end++] = type | 26
+      this.#end = buffer.writeUInt32BE(argument, this.#end)
+    } else {
+      // Lengths only (whole numbers stop at 32 bits): 8 bytes of length, for a byte string past 4 GiB.
+      buffer[this.#end++] = type | 27
+      this.#end = buffer.writeBigUInt64BE(BigInt(argument), this.#end)
+    }
+  }
+
+  /** Makes room for `bytes` more after #end. */
+  #room(bytes: number): void {
+    if (this.#end + bytes <= this.#buffer.length) return
+    this.#cut()
+    this.#buffer = Buffer.allocUnsafe(Math.max(bytes, 2 * this.#buffer.length))
+    this.#start = 0
+    this.#end = 0
+  }
+
+  /** Ends the current buffered part. */
+  #cut(): void {
+    if (this.#end > this.#start) this.#parts.push(this.#buffer.subarray(this.#start, this.#end))
+    this.#start = this.#end
   }
 }
 
