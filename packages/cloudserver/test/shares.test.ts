@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CloudBox } from '@cloudbox/cloudbox'
 import { Identity } from '@cloudbox/encrypted-messaging'
+import { newShareId } from '../src/api/routes/shares.js'
 import { CloudServer, CloudServerClient } from '../src/index.js'
 import { backendFixture, type BackendFixture } from './backends.js'
 
@@ -151,5 +152,14 @@ describe.each(['local', 's3'] as const)('drop box on the %s back end', (kind) =>
     expect(await errorCode(alice.client.share(join(root, 'x.txt'), []))).toBe('ERR_BAD_REQUEST')
     expect(await errorCode(alice.client.share(join(root, 'x.txt'), ['cb1notanid']))).not.toBe('ok')
     expect(await errorCode(alice.client.share(join(root, 'x.txt'), [alice.identity.publicId], { name: '../../etc/passwd' }))).toBe('ERR_BAD_REQUEST')
+  })
+})
+
+describe('share IDs', () => {
+  it('never start with "-" (a command line would read the ID as an option)', () => {
+    // One in 64 random base64url IDs would: 5,000 of them all but surely hold some.
+    const ids = Array.from({ length: 5_000 }, () => newShareId())
+    for (const id of ids) expect(id).toMatch(/^[A-Za-z0-9_][A-Za-z0-9_-]{23}$/)
+    expect(new Set(ids).size).toBe(ids.length)
   })
 })

@@ -15,6 +15,17 @@ import { uploadId } from './uploads.js'
 
 const shareId = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{16,64}$/))
 
+/**
+ * 144 random bits in base64url, never starting with "-": people type the ID on a command
+ * line (`cloudbox inbox get ID`), where a leading "-" reads as an option.
+ */
+export function newShareId(): string {
+  for (;;) {
+    const id = randomBytes(18).toString('base64url')
+    if (!id.startsWith('-')) return id
+  }
+}
+
 const isAgeRecipient = (text: string) => {
   try {
     parseAgeRecipient(text)
@@ -40,7 +51,7 @@ export const sharesRoutes: FastifyPluginAsync<ApiContext> = async (app, { storag
       request.body,
     )
     return storage.shareCommit(scopedUpload(request, body.upload), {
-      id: randomBytes(18).toString('base64url'),
+      id: newShareId(),
       from: callerOf(request),
       to: [...new Set(body.to.map((to) => (to.startsWith('age1') || to.startsWith('AGE1') ? to.toLowerCase() : to)))],
       name: body.name,
