@@ -1,4 +1,7 @@
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
+import { closeSync, openSync, writeSync } from 'node:fs'
+import { join } from 'node:path'
+import Database from 'better-sqlite3'
 import { afterEach, describe, expect, it } from 'vitest'
 import { FolderIndex, merkleRoot, type NewRecord } from '../src/folder-index.js'
 import { removeDir, tempDir } from './helpers.js'
@@ -100,5 +103,51 @@ describe('FolderIndex transactions', () => {
     expect(reopened.live.files).toBe(300)
     consistent(reopened)
     reopened.close()
+  })
+})
+
+describe('FolderIndex integrity check', () => {
+  /** An index of many records, closed cleanly, a leaf page of one of its indexes overwritten (one that opening does not read); then `meta` set as given. */
+  async function damaged(meta: Record<string, number>): Promise<string> {
+    const { index, dir } = await openIndex()
+    for (let i = 0; i < 2_000; i++) index.put(file(`folder/file-${i}.txt`, i))
+    index.close()
+    const path = join(dir, 'index.sqlite')
+    const db = new Database(path)
+    for (const [key, value] of Object.entries(meta)) db.prepare('UPDATE meta SET value = ? WHERE key = ?').run(value, key)
+    db.pragma('wal_checkpoint(TRUNCATE)')
+    const page = (db.prepare("SELECT pageno FROM dbstat WHERE name = 'chunks_by_path' AND pagetype = 'leaf' ORDER BY pageno DESC LIMIT 1").get() as { pageno: number }).pageno
+    const pageSize = Number(db.pragma('page_size', { simple: true }))
+    db.close()
+    const fd = openSync(path, 'r+')
+    writeSync(fd, randomBytes(pageSize), 0, pageSize, (page - 1) * pageSize)
+    closeSync(fd)
+    return dir
+  }
+
+  async function corruptionReported(dir: string): Promise<boolean> {
+    let reported = false
+    const index = await FolderIndex.open(dir, (error) => {
+      expect(error.code).toBe('ERR_INDEX_CORRUPTED')
+      reported = true
+    })
+    index.close()
+    return reported
+  }
+
+  it('reads every page at open after an unclean close, or a day after the last check', async () => {
+    expect(await corruptionReported(await damaged({ closed_clean: 0 }))).toBe(true)
+    expect(await corruptionReported(await damaged({ checked_at: Date.now() - 25 * 3_600_000 }))).toBe(true)
+  })
+
+  it('skips the check after a clean close within a day of one, and sets aside what it finds later', async () => {
+    const dir = await damaged({})
+    expect(await corruptionReported(dir)).toBe(false)
+    // That open was not closed cleanly on disk until its close: a crash now would check next time.
+    const db = new Database(join(dir, 'index.sqlite'))
+    expect((db.prepare("SELECT value FROM meta WHERE key = 'closed_clean'").get() as { value: number }).value).toBe(1)
+    db.prepare("UPDATE meta SET value = 0 WHERE key = 'closed_clean'").run()
+    db.close()
+    expect(await corruptionReported(dir)).toBe(true)
   })
 })
