@@ -179,7 +179,12 @@ export class SyncSession {
   /** Encodes now (so the bytes given may be reused at once), sends in order. */
   #send<Kind extends Parameters<typeof syncCodec.encode>[0]>(kind: Kind, body: Parameters<typeof syncCodec.encode<Kind>>[1]): Promise<void> {
     const bytes = syncCodec.encode(kind, body)
-    const next = this.#sending.then(() => this.#channel.send(bytes))
+    return this.#inTurn(() => this.#channel.send(bytes))
+  }
+
+  /** Sends go out one after another, in call order. */
+  #inTurn(send: () => Promise<void>): Promise<void> {
+    const next = this.#sending.then(send)
     this.#sending = next.catch(() => {})
     return next
   }
@@ -191,9 +196,7 @@ export class SyncSession {
    */
   #sendData(chunks: [number, Uint8Array][]): Promise<void> {
     const parts = syncCodec.encodeParts('data', { chunks })
-    const next = this.#sending.then(() => sendParts(this.#channel, parts))
-    this.#sending = next.catch(() => {})
-    return next
+    return this.#inTurn(() => sendParts(this.#channel, parts))
   }
 
   /** Sends without waiting (a failure means the channel closed, which the session loop reports). */
