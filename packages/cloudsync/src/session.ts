@@ -117,6 +117,8 @@ export class SyncSession {
   #credit = 0
   #endSentAt = -1
   #endSentTime = 0
+  /** An indexEnd was held back while a scan ran (see {@link afterScan}). */
+  #endHeld = false
   #announcing: Promise<void> | undefined
   #announceAgain = false
   // Incoming index.
@@ -342,6 +344,11 @@ export class SyncSession {
 
   // ————— outgoing index —————
 
+  /** A scan ended: the indexEnd it held back goes now (nothing is sent when none was held). */
+  afterScan(): void {
+    if (this.#endHeld) this.announce()
+  }
+
   /** Sends the records changed since what the peer has, within its credit, then indexEnd once caught up. */
   announce(): void {
     if (!this.#wanted || this.#closing) return
@@ -387,7 +394,8 @@ export class SyncSession {
       }
       if (batch.length > 0) await this.#sendIndex(batch)
     }
-    if (this.#endSentAt !== index.sequence && (!this.#host.scanning || Date.now() - this.#endSentTime >= SCANNING_END_MS)) {
+    this.#endHeld = this.#endSentAt !== index.sequence && this.#host.scanning && Date.now() - this.#endSentTime < SCANNING_END_MS
+    if (!this.#endHeld && this.#endSentAt !== index.sequence) {
       this.#endSentAt = index.sequence
       this.#endSentTime = Date.now()
       await this.#send('indexEnd', { sequence: index.sequence, root: index.root() })
