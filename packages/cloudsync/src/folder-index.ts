@@ -316,8 +316,8 @@ export class FolderIndex {
       // Indexes from before folders and links were synced: the two columns, empty.
       const columns = (db.pragma('table_info(files)') as { name: string }[]).map((column) => column.name)
       if (!columns.includes('kind')) db.exec("ALTER TABLE files ADD COLUMN kind INTEGER NOT NULL DEFAULT 0; ALTER TABLE files ADD COLUMN target TEXT NOT NULL DEFAULT ''")
-      const format = (db.prepare('SELECT value FROM meta WHERE key = ?').get('format') as { value?: unknown } | undefined)?.value
-      if (format === undefined) db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)').run('format', INDEX_FORMAT)
+      const format = meta('format')
+      if (format === undefined) setMeta.run('format', INDEX_FORMAT)
       else if (Number(format) !== INDEX_FORMAT) throw new Error(`index format ${String(format)}`)
       return new FolderIndex(db)
     } catch (error) {
