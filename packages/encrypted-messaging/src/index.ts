@@ -104,4 +104,5 @@ export type { WebSocketLike, WebSocketChannelOptions } from './channel/websocket
 export { createChannelMux } from './channel/channel-mux.js'
 export type { ChannelMuxOptions } from './channel/channel-mux.js'
 export { sealApiRequest, ApiRequestOpener, API_REQUEST_MEDIA_TYPE, API_RESPONSE_MEDIA_TYPE, API_MAX_BODY, API_ENVELOPE_VERSION } from './api/api-envelope.js'
-export type { ApiRequest, ApiResponse, ApiMethod, OpenedApiRequest, SealedApiRequest, ApiRequestOpenerOptions } from './api/api-envelope.js'
+export type { ApiRequest, ApiResponse, PooledApiResponse, ApiMethod, OpenedApiRequest, SealedApiRequest, ApiRequestOpenerOptions } from './api/api-envelope.js'
+export { BufferPool } from './api/buffer-pool.js'

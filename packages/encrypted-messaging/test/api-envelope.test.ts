@@ -1,8 +1,10 @@
-import { createDecipheriv, hkdfSync } from 'node:crypto'
+import { createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto'
 import { Aes128Gcm, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256 } from '@hpke/core'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { ApiRequestOpener, sealApiRequest } from '../src/api/api-envelope.js'
+import { BufferPool } from '../src/api/buffer-pool.js'
+import { ed25519Verify, ready } from '../src/crypto.js'
 import { Identity, x25519SecretOf } from '../src/identity/identity.js'
 import { defineMessageCodec } from '../src/wire/message-codec.js'
 import { outcome } from './support/channels.js'
@@ -137,8 +139,8 @@ describe('API envelope', () => {
   })
 
   it('is plain RFC 9180 HPKE as PROTOCOL.md section 7 writes it (checked with the library directly)', async () => {
-    const sealed = await sealApiRequest(client, server.publicId, { method: 'GET', path: '/spec' })
-    const header = Buffer.from([1, 0x00, 0x20, 0x00, 0x01, 0x00, 0x01])
+    const sealed = await sealApiRequest(client, server.publicId, { method: 'POST', path: '/spec', body: text('some body') })
+    const header = Buffer.from([2, 0x00, 0x20, 0x00, 0x01, 0x00, 0x01])
     expect(Buffer.from(sealed.message.subarray(0, 7)).equals(header)).toBe(true)
     const suite = new CipherSuite({ kem: new DhkemX25519HkdfSha256(), kdf: new HkdfSha256(), aead: new Aes128Gcm() })
     const copy = (bytes: Uint8Array) => new Uint8Array(bytes).buffer
@@ -152,7 +154,11 @@ describe('API envelope', () => {
     const plain = new Uint8Array(await context.open(copy(sealed.message.subarray(39))))
     // The plaintext is a CBOR message [1, 1, {…}] of protocol cloudbox-api.
     const loose = defineMessageCodec({ protocol: 'cloudbox-api', version: 1, maxMessageSize: 1 << 20, messages: { request: { type: 1, schema: (await import('valibot')).any() } } })
-    expect(loose.decode(plain).body).toMatchObject({ method: 'GET', path: '/spec' })
+    const request = loose.decode(plain).body as { method: string; path: string; time: number; nonce: Uint8Array; client: Uint8Array; body: Uint8Array; signature: Uint8Array }
+    expect(request).toMatchObject({ method: 'POST', path: '/spec' })
+    // Version 2's signature: over the encapsulation, the fields and the body's length.
+    await ready()
+    expect(ed25519Verify(client.publicKey, signedV(2, enc, request), request.signature)).toBe(true)
     // The response key: RFC 9458 §4.4 with our export label.
     const opened = await new ApiRequestOpener(server).open(sealed.message)
     const answer = await opened.respond({ status: 204, body: new Uint8Array(0) })
@@ -162,4 +168,101 @@ describe('API envelope', () => {
     decipher.setAuthTag(answer.subarray(answer.length - 16))
     expect(Buffer.concat([decipher.update(answer.subarray(16, answer.length - 16)), decipher.final()]).length).toBeGreaterThan(0)
   })
+
+  it('opens a version 1 request (the body\'s SHA-256 signed) sealed by the HPKE library, and refuses one whose body does not match it', async () => {
+    const suite = new CipherSuite({ kem: new DhkemX25519HkdfSha256(), kdf: new HkdfSha256(), aead: new Aes128Gcm() })
+    const copy = (bytes: Uint8Array) => new Uint8Array(bytes).buffer
+    const header = Buffer.from([1, 0x00, 0x20, 0x00, 0x01, 0x00, 0x01])
+    const loose = defineMessageCodec({ protocol: 'cloudbox-api', version: 1, maxMessageSize: 1 << 20, messages: { request: { type: 1, schema: (await import('valibot')).any() } } })
+    await ready()
+    const sealV1 = async (body: Uint8Array, signedBody: Uint8Array) => {
+      const sender = await suite.createSenderContext({
+        recipientPublicKey: await suite.kem.deserializePublicKey(copy(server.x25519PublicKey)),
+        info: copy(Buffer.concat([Buffer.from('cloudbox/api/v1 request\0'), header, server.publicKey])),
+      })
+      const enc = new Uint8Array(sender.enc)
+      const fields = { method: 'PUT', path: '/old', time: Date.now(), nonce: randomBytes(16), client: client.publicKey }
+      const signature = client.sign(signedV(1, enc, { ...fields, body: signedBody }))
+      const plain = loose.encode('request', { ...fields, body, signature })
+      return Buffer.concat([header, enc, new Uint8Array(await sender.seal(copy(plain)))])
+    }
+    const opener = new ApiRequestOpener(server)
+    const body = text('from an older device')
+    const opened = await opener.open(await sealV1(body, body))
+    expect(opened).toMatchObject({ method: 'PUT', path: '/old', client: client.publicId })
+    expect(Buffer.from(opened.body).toString()).toBe('from an older device')
+    expect(await outcome(opener.open(await sealV1(body, text('something else'))))).toBe('ERR_API_REQUEST_INVALID')
+  })
+
+  it('refuses a version 2 request relabelled as version 1 or as an unknown version', async () => {
+    const opener = new ApiRequestOpener(server)
+    for (const version of [1, 3, 0]) {
+      const sealed = Buffer.from((await sealApiRequest(client, server.publicId, { method: 'POST', path: '/x', body: text('body') })).message)
+      sealed[0] = version
+      expect(await outcome(opener.open(sealed))).toBe('ERR_API_REQUEST_INVALID')
+    }
+  })
+
+  it('opens into pooled buffers and gives them back, also when a request or answer is refused', async () => {
+    const pool = new BufferPool(4)
+    const opener = new ApiRequestOpener(server)
+    const body = randomBytes(3 * 1024 * 1024 + 11)
+    const sealed = await sealApiRequest(client, server.publicId, { method: 'PUT', path: '/pooled', body }, { pool })
+    expect(sealed.parts).toHaveLength(1)
+    const sealedMemory = sealed.message.buffer
+    const request = await opener.open(sealed.message, { pool })
+    sealed.release()
+    expect(Buffer.from(request.body).equals(body)).toBe(true)
+    const plainMemory = request.body.buffer
+    const [answer] = await request.respondInParts({ status: 200, body })
+    request.release()
+    const response = await sealed.openResponse(answer!, pool)
+    expect(Buffer.from(response.body).equals(body)).toBe(true)
+    response.release()
+    pool.release(answer!)
+    // The memory went back: the next calls use it again.
+    const again = await sealApiRequest(client, server.publicId, { method: 'PUT', path: '/pooled', body }, { pool })
+    expect([sealedMemory, plainMemory]).toContain(again.message.buffer)
+    again.release()
+    // A tampered request and a tampered answer take a buffer to decrypt into and give it back.
+    const counting = new CountingPool()
+    const tampered = Buffer.from((await sealApiRequest(client, server.publicId, { method: 'PUT', path: '/pooled', body })).message)
+    tampered[tampered.length - 1]! ^= 1
+    expect(await outcome(opener.open(tampered, { pool: counting }))).toBe('ERR_API_REQUEST_INVALID')
+    const good = await sealApiRequest(client, server.publicId, { method: 'PUT', path: '/pooled', body })
+    const [reply] = await (await opener.open(good.message)).respondInParts({ status: 200, body })
+    reply![20]! ^= 1
+    expect(await outcome(good.openResponse(reply!, counting))).toBe('ERR_API_RESPONSE_INVALID')
+    expect(counting.taken).toBe(2)
+    expect(counting.out).toBe(0)
+  })
 })
+
+/** A pool that counts what it lends and gets back. */
+class CountingPool extends BufferPool {
+  taken = 0
+  out = 0
+  override acquire(length: number): Buffer {
+    this.taken++
+    this.out++
+    return super.acquire(length)
+  }
+  override release(view: Uint8Array): void {
+    this.out--
+    super.release(view)
+  }
+}
+
+/** The bytes a client signs, as PROTOCOL.md section 7 writes them for each version. */
+function signedV(version: 1 | 2, enc: Uint8Array, request: { method: string; path: string; time: number; nonce: Uint8Array; client: Uint8Array; body: Uint8Array }): Uint8Array {
+  const u64 = Buffer.alloc(8)
+  u64.writeBigUInt64BE(BigInt(request.time))
+  const u32 = (value: number) => Buffer.from([value >>> 24, (value >>> 16) & 0xff, (value >>> 8) & 0xff, value & 0xff])
+  const length = Buffer.alloc(8)
+  length.writeBigUInt64BE(BigInt(request.body.length))
+  return Buffer.concat([
+    Buffer.from(`cloudbox/api/v${version} signature\0`), Buffer.from([version, 0x00, 0x20, 0x00, 0x01, 0x00, 0x01]), enc, server.publicKey, u64,
+    request.nonce, request.client, u32(request.method.length), Buffer.from(request.method), u32(request.path.length), Buffer.from(request.path),
+    version === 1 ? createHash('sha256').update(request.body).digest() : length,
+  ])
+}

@@ -109,7 +109,9 @@ export class HubLink {
       if (first.done === true) return
       const handler = this.#options.onApiCall
       const reply = handler === undefined ? { status: 404, error: { code: 'ERR_NOT_FOUND', message: 'This node serves no API through the hub.' } } : await handler(first.value)
-      await channel.send(encodeApiReply(reply))
+      const encoded = encodeApiReply(reply)
+      reply.release?.()
+      await channel.send(encoded)
     } catch {
       // The hub or the caller went away; nothing to answer.
     } finally {

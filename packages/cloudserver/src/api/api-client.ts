@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import {
   API_REQUEST_MEDIA_TYPE,
   API_RESPONSE_MEDIA_TYPE,
+  BufferPool,
   openFile,
   sealApiRequest,
   sealFile,
@@ -20,6 +21,7 @@ import {
   type ApiMethod,
   type ApiResponse,
   type KeyAgreement,
+  type PooledApiResponse,
   type SealedApiRequest,
   type Signer,
 } from '@cloudbox/encrypted-messaging'
@@ -27,7 +29,6 @@ import type { AdminOperation, CloudAdmin } from '@cloudbox/cloudbox'
 import { CloudServerError, errors } from '../errors.js'
 import type { EntryInfo, ShareInfo, StorageUsage } from '../storage/storage-backend.js'
 import { API_PATH } from './api-server.js'
-import { BufferPool } from './buffer-pool.js'
 import { postBytes, type HttpAnswer } from './http-exchange.js'
 
 export interface CloudServerClientOptions {
@@ -54,6 +55,10 @@ export class CloudServerClient {
   readonly #chunkSize: number
   /** Receive buffers of the calls in flight (a download keeps two). */
   readonly #answers = new BufferPool(2)
+  /** Sealed requests: an upload keeps two in flight and a third sealed. */
+  readonly #requests = new BufferPool(3)
+  /** A download's opened chunks: one being written, two arriving. */
+  readonly #chunks = new BufferPool(3)
 
   constructor(options: CloudServerClientOptions) {
     this.options = options
@@ -62,25 +67,29 @@ export class CloudServerClient {
 
   /** One sealed call; throws the server's typed error for an error status. */
   async call(method: ApiMethod, path: string, body?: Uint8Array | object, signal?: AbortSignal): Promise<Uint8Array> {
-    return this.#exchange(await this.#seal(method, path, body), signal)
+    return (await this.#exchange(await this.#seal(method, path, body), signal)).body
   }
 
   #seal(method: ApiMethod, path: string, body?: Uint8Array | object): Promise<SealedApiRequest> {
     const payload = body === undefined ? undefined : body instanceof Uint8Array ? body : Buffer.from(JSON.stringify(body))
-    return sealApiRequest(this.options.identity, this.options.server, { method, path, ...(payload === undefined ? {} : { body: payload }) })
+    return sealApiRequest(this.options.identity, this.options.server, { method, path, ...(payload === undefined ? {} : { body: payload }) }, { pool: this.#requests })
   }
 
-  /** Sends a sealed call and opens its answer. */
-  async #exchange(sealed: SealedApiRequest, signal?: AbortSignal): Promise<Uint8Array> {
+  /** Sends a sealed call and opens its answer (into `into`, when given: release it once used). */
+  async #exchange(sealed: SealedApiRequest, signal?: AbortSignal): Promise<ApiResponse>
+  async #exchange(sealed: SealedApiRequest, signal: AbortSignal | undefined, into: BufferPool): Promise<PooledApiResponse>
+  async #exchange(sealed: SealedApiRequest, signal?: AbortSignal, into?: BufferPool): Promise<ApiResponse | PooledApiResponse> {
     const url = this.options.url.replace(/\/$/, '') + API_PATH
     let response: HttpAnswer
     try {
       response = await postBytes(url, API_REQUEST_MEDIA_TYPE, sealed.parts, { pool: this.#answers, ...(signal === undefined ? {} : { signal }) })
     } catch (error) {
+      sealed.release()
       if ((error as Error).name === 'AbortError') throw error
       throw errors.unreachable(url, error)
     }
-    let answer: ApiResponse
+    void response.sent.then(() => sealed.release())
+    let answer: ApiResponse | PooledApiResponse
     try {
       if (response.contentType !== API_RESPONSE_MEDIA_TYPE) {
         // Refused before it could be opened (bad envelope, replay, clock): a clear JSON error.
@@ -89,15 +98,16 @@ export class CloudServerClient {
         throw errors.unreachable(url)
       }
       // The plaintext is a buffer of its own: the received bytes can take the next answer.
-      answer = await sealed.openResponse(response.body)
+      answer = into === undefined ? await sealed.openResponse(response.body) : await sealed.openResponse(response.body, into)
     } finally {
       this.#answers.release(response.body)
     }
     if (answer.status >= 400) {
       const error = parseError(answer.body) ?? { code: 'ERR_INTERNAL', message: `The server answered ${answer.status}.` }
+      if (into !== undefined) (answer as PooledApiResponse).release()
       throw new CloudServerError(error.code, error.message, { status: answer.status, ...(error.expectedOffset === undefined ? {} : { expectedOffset: error.expectedOffset }) })
     }
-    return answer.body
+    return answer
   }
 
   async #json<T>(method: ApiMethod, path: string, body?: object): Promise<T> {
@@ -220,7 +230,7 @@ export class CloudServerClient {
         while (window.length < 2 && prepared !== undefined) {
           const chunk = await prepared
           const start = sentEnd
-          const answer = this.#exchange(chunk.sealed, options.signal).then((bytes) => (JSON.parse(Buffer.from(bytes).toString()) as { size: number }).size)
+          const answer = this.#exchange(chunk.sealed, options.signal).then(({ body }) => (JSON.parse(Buffer.from(body).toString()) as { size: number }).size)
           answer.catch(() => {})
           window.push({ start, end: chunk.end, answer })
           sentEnd = chunk.end
@@ -327,14 +337,14 @@ export class CloudServerClient {
     let writing: Promise<unknown> = Promise.resolve()
     try {
       const length = (at: number) => Math.min(this.#chunkSize, info.size - at)
-      const read = (at: number): { at: number; call: Promise<Uint8Array> } => {
-        const call = this.call('GET', `/v1/content?${query({ path, offset: String(at), length: String(length(at)) })}`, undefined, options.signal)
+      const read = (at: number): { at: number; call: Promise<PooledApiResponse> } => {
+        const call = this.#seal('GET', `/v1/content?${query({ path, offset: String(at), length: String(length(at)) })}`).then((sealed) => this.#exchange(sealed, options.signal, this.#chunks))
         call.catch(() => {})
         return { at, call }
       }
       // Two calls in flight and the disk written behind them: the server reads and seals the
       // next chunks while this side opens one and writes the one before.
-      const window: { at: number; call: Promise<Uint8Array> }[] = []
+      const window: { at: number; call: Promise<PooledApiResponse> }[] = []
       let requested = offset
       while (offset < info.size) {
         while (window.length < 2 && requested < info.size) {
@@ -342,11 +352,15 @@ export class CloudServerClient {
           requested += length(requested)
         }
         const first = window.shift()!
-        const bytes = await first.call
+        const chunk = await first.call
+        const bytes = chunk.body
         // A chunk shorter than asked: the file changed meanwhile, and the chunks around it may be of two versions.
-        if (bytes.length !== length(first.at)) throw errors.badRequest('the file changed on the server during the download; download it again')
+        if (bytes.length !== length(first.at)) {
+          chunk.release()
+          throw errors.badRequest('the file changed on the server during the download; download it again')
+        }
         await writing
-        writing = handle.write(bytes, 0, bytes.length, first.at)
+        writing = handle.write(bytes, 0, bytes.length, first.at).finally(() => chunk.release())
         writing.catch(() => {})
         offset = first.at + bytes.length
         options.onProgress?.({ bytes: offset, total: info.size })

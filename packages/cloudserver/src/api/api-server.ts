@@ -13,6 +13,7 @@ import {
   API_REQUEST_MEDIA_TYPE,
   API_RESPONSE_MEDIA_TYPE,
   ApiRequestOpener,
+  BufferPool,
   isEncryptedMessagingError,
   type ApiRequestOpenerOptions,
   type OpenedApiRequest,
@@ -24,7 +25,6 @@ import { LocalFolderStorage } from '../storage/local-folder.js'
 import { Thumbnails, type ThumbnailOptions } from '../thumbnails.js'
 import type { StorageBackend } from '../storage/storage-backend.js'
 import { CALLER_HEADER, ROLE_HEADER, type ApiContext } from './api-context.js'
-import { BufferPool } from './buffer-pool.js'
 import { adminRoutes } from './routes/admin.js'
 import { filesRoutes } from './routes/files.js'
 import { sharesRoutes } from './routes/shares.js'
@@ -90,6 +90,8 @@ export class CloudServer {
   readonly #opener: ApiRequestOpener
   /** Receive buffers of sealed requests (a client keeps two in flight). */
   readonly #bodies = new BufferPool(2)
+  /** Opened requests' plaintexts and sealed answers (two calls at work, an answer being written). */
+  readonly #working = new BufferPool(4)
   #outer: FastifyInstance | undefined
   #inner: FastifyInstance | undefined
   #url: string | undefined
@@ -157,11 +159,11 @@ export class CloudServer {
       if (!Buffer.isBuffer(body)) return reply.code(415).send({ code: 'ERR_BAD_REQUEST', message: `Send a sealed request as ${API_REQUEST_MEDIA_TYPE}.` })
       let answer: Awaited<ReturnType<CloudServer['handle']>>
       try {
-        answer = await this.handle(body)
+        answer = await this.handle(body, () => this.#bodies.release(body))
       } finally {
-        this.#bodies.release(body)
+        this.#bodies.release(body) // (a second release is ignored)
       }
-      const { status, sealed, error } = answer
+      const { status, sealed, error, release } = answer
       if (sealed === undefined) return reply.code(status).send(error)
       // Written piece by piece: a 16 MiB answer is not joined into one buffer first.
       reply.hijack()
@@ -169,7 +171,14 @@ export class CloudServer {
       reply.raw.cork()
       for (const part of sealed) reply.raw.write(part)
       reply.raw.uncork()
-      reply.raw.end()
+      // Its memory takes another answer once the socket has it all (or the caller went away).
+      let released = false
+      const done = () => {
+        if (!released) release?.()
+        released = true
+      }
+      reply.raw.once('close', done)
+      reply.raw.end(done)
       return reply
     })
     try {
@@ -198,8 +207,8 @@ export class CloudServer {
     })
     // Calls through the box's hub registration (`<hub>/n/<id>/api/v1/api`) land here too.
     this.#box.serveApiThroughHub(async (message) => {
-      const { status, sealed, error } = await this.handle(message)
-      return { status, ...(sealed === undefined ? {} : { sealed }), ...(error === undefined ? {} : { error }) }
+      const { status, sealed, error, release } = await this.handle(message)
+      return { status, ...(sealed === undefined ? {} : { sealed, ...(release === undefined ? {} : { release }) }), ...(error === undefined ? {} : { error }) }
     })
     // Files that arrive by sync get their thumbnail right away.
     this.#unsubscribe = this.#box.status.on((event) => {
@@ -232,21 +241,29 @@ export class CloudServer {
    * One sealed request in, one sealed response out: the transport-independent core (the
    * hub's exposure calls it too). `sealed` is the sealed answer in pieces to send one after
    * another; it is undefined when the request could not be opened, and then `status` and
-   * `error` are what to answer in clear.
+   * `error` are what to answer in clear. `release`, once `sealed` is sent, lets its memory
+   * take another answer. `opened` is called as soon as `message` is no longer read.
    */
-  async handle(message: Uint8Array): Promise<{ status: number; sealed?: readonly Uint8Array[]; error?: { code: string; message: string } }> {
+  async handle(message: Uint8Array, opened?: () => void): Promise<{ status: number; sealed?: readonly Uint8Array[]; error?: { code: string; message: string }; release?: () => void }> {
     let request: OpenedApiRequest
     try {
-      request = await this.#opener.open(message)
+      request = await this.#opener.open(message, { pool: this.#working })
     } catch (error) {
+      opened?.()
       if (isEncryptedMessagingError(error) && ENVELOPE_STATUS[error.code] !== undefined) {
         return { status: ENVELOPE_STATUS[error.code] as number, error: { code: error.code, message: error.message } }
       }
       this.#log({ level: 'error', message: 'opening an API request failed', error: String(error) })
       return { status: 500, error: { code: 'ERR_INTERNAL', message: 'The server failed to open the request.' } }
     }
-    const answer = await this.#dispatch(request)
-    return { status: 200, sealed: await request.respondInParts(answer) }
+    opened?.()
+    let sealed: Uint8Array[]
+    try {
+      sealed = await request.respondInParts(await this.#dispatch(request))
+    } finally {
+      request.release()
+    }
+    return { status: 200, sealed, release: () => sealed.forEach((part) => this.#working.release(part)) }
   }
 
   async #dispatch(request: OpenedApiRequest): Promise<{ status: number; body: Uint8Array }> {

@@ -5,8 +5,7 @@
  */
 import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { request as httpsRequest } from 'node:https'
-import { API_MAX_BODY } from '@cloudbox/encrypted-messaging'
-import type { BufferPool } from './buffer-pool.js'
+import { API_MAX_BODY, type BufferPool } from '@cloudbox/encrypted-messaging'
 
 /** More than any sealed answer or JSON refusal can be: a longer body is not read. */
 const MAX_ANSWER = API_MAX_BODY + 64 * 1024
@@ -16,6 +15,8 @@ export interface HttpAnswer {
   contentType: string | undefined
   /** From `pool` when one was given: release it once it is read. */
   body: Buffer
+  /** Settles once the request's bytes are all written, or its connection is gone: then they may be reused. */
+  sent: Promise<void>
 }
 
 /**
@@ -46,10 +47,14 @@ function postOnce(url: string, contentType: string, parts: readonly Uint8Array[]
       ...(signal === undefined ? {} : { signal }),
     })
     let answered = false
+    const sent = new Promise<void>((done) => {
+      request.once('finish', done)
+      request.once('close', done)
+    })
     request.once('error', (error) => reject(Object.assign(error, { reusedSocket: request.reusedSocket && !answered })))
     request.once('response', (response: IncomingMessage) => {
       answered = true
-      readAnswer(response, pool).then(resolve, (error: Error) => {
+      readAnswer(response, pool).then((answer) => resolve({ ...answer, sent }), (error: Error) => {
         request.destroy()
         reject(error)
       })
@@ -61,8 +66,8 @@ function postOnce(url: string, contentType: string, parts: readonly Uint8Array[]
   })
 }
 
-function readAnswer(response: IncomingMessage, pool: BufferPool | undefined): Promise<HttpAnswer> {
-  return new Promise<HttpAnswer>((resolve, reject) => {
+function readAnswer(response: IncomingMessage, pool: BufferPool | undefined): Promise<Omit<HttpAnswer, 'sent'>> {
+  return new Promise<Omit<HttpAnswer, 'sent'>>((resolve, reject) => {
     const declared = Number(response.headers['content-length'])
     const known = Number.isSafeInteger(declared) && declared >= 0
     if (known && declared > MAX_ANSWER) return reject(new RangeError(`The answer of ${declared} bytes is larger than any the API sends.`))

@@ -2,7 +2,8 @@
  * End-to-end encryption of REST API calls, in the shape of Oblivious HTTP (RFC 9458):
  * each request is sealed to the server's X25519 key with HPKE (RFC 9180, base mode,
  * DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-128-GCM; see hpke.ts) and signed by
- * the caller's Ed25519 identity inside the encryption; the response is sealed under a key
+ * the caller's Ed25519 identity inside the encryption (over the encapsulation, so the AEAD
+ * binds the body to it); the response is sealed under a key
  * exported from that request's HPKE context, so only the caller can read it. A proxy,
  * a hub or a logging middlebox sees the sizes and nothing else: method, path and body
  * travel inside. Specified in PROTOCOL.md, section 7.
@@ -16,9 +17,15 @@ import { x25519SecretOf, type Identity } from '../identity/identity.js'
 import { encodePublicId, parsePublicId } from '../identity/public-id.js'
 import type { Signer } from '../interfaces/key-agreement.js'
 import { bytesSchema, defineMessageCodec, textSchema, uintSchema } from '../wire/message-codec.js'
+import { BufferPool } from './buffer-pool.js'
 import { exportSecret, setupRecipient, setupSender, type HpkeContext } from './hpke.js'
 
-export const API_ENVELOPE_VERSION = 1
+/**
+ * The version requests are sealed in. Version 1 signed a SHA-256 of the body, a second pass
+ * over every byte on each side; version 2 signs its length, the AEAD under the signed
+ * encapsulation binding the bytes. The opener accepts both.
+ */
+export const API_ENVELOPE_VERSION = 2
 /** The media types of sealed requests and responses on the wire. */
 export const API_REQUEST_MEDIA_TYPE = 'application/vnd.cloudbox.api-request'
 export const API_RESPONSE_MEDIA_TYPE = 'application/vnd.cloudbox.api-response'
@@ -31,14 +38,18 @@ const RESPONSE_NONCE_LENGTH = 16 // max(Nn, Nk) for AES-128-GCM, as RFC 9458 §4
 const TAG_LENGTH = 16
 
 // version ‖ kem ‖ kdf ‖ aead, as RFC 9458's key configuration header.
-const HEADER = Buffer.from([API_ENVELOPE_VERSION, 0x00, 0x20, 0x00, 0x01, 0x00, 0x01])
+const headerOf = (version: number) => Buffer.from([version, 0x00, 0x20, 0x00, 0x01, 0x00, 0x01])
+const HEADERS: ReadonlyMap<number, Buffer> = new Map([1, 2].map((version) => [version, headerOf(version)]))
+const HEADER = HEADERS.get(API_ENVELOPE_VERSION)!
+const HEADER_LENGTH = HEADER.length
 const INFO_LABEL = Buffer.from('cloudbox/api/v1 request\0')
-const SIGNATURE_LABEL = Buffer.from('cloudbox/api/v1 signature\0')
+const SIGNATURE_LABELS: ReadonlyMap<number, Buffer> = new Map([1, 2].map((version) => [version, Buffer.from(`cloudbox/api/v${version} signature\0`)]))
 const RESPONSE_LABEL = Buffer.from('cloudbox/api/v1 response')
 
 const codec = defineMessageCodec({
   protocol: 'cloudbox-api',
-  version: API_ENVELOPE_VERSION,
+  // The plaintext's shape is the same in both envelope versions.
+  version: 1,
   maxMessageSize: API_MAX_BODY + 16 * 1024,
   messages: {
     request: {
@@ -76,6 +87,11 @@ export interface ApiResponse {
   body: Uint8Array
 }
 
+/** An answer opened into a pooled buffer: `release` gives the body's memory back (the body is unusable afterwards). */
+export interface PooledApiResponse extends ApiResponse {
+  release(): void
+}
+
 /** A request the server opened: who sent it (verified), what it asks, and how to answer. */
 export interface OpenedApiRequest {
   method: ApiMethod
@@ -92,8 +108,13 @@ export interface OpenedApiRequest {
   admitted: boolean
   /** Seals the answer so that only this request's sender can open it. */
   respond(response: ApiResponse): Promise<Uint8Array>
-  /** The same as `respond`, in pieces for a transport that writes a list (a large body is not copied again). */
+  /**
+   * The same as `respond`, in pieces for a transport that writes a list. Opened with a pool,
+   * the one piece is the pool's: give it back with `pool.release` once it is written.
+   */
   respondInParts(response: ApiResponse): Promise<Uint8Array[]>
+  /** Gives the body's memory back to the pool it was opened with (nothing without one); the body is unusable afterwards. */
+  release(): void
 }
 
 /** A sealed request, and how to open its answer. */
@@ -105,6 +126,10 @@ export interface SealedApiRequest {
   /** Its length in bytes. */
   readonly length: number
   openResponse(message: Uint8Array): Promise<ApiResponse>
+  /** Opens the answer into a buffer of `pool` (for a caller that writes the body somewhere and is done with it). */
+  openResponse(message: Uint8Array, pool: BufferPool): Promise<PooledApiResponse>
+  /** Gives the sealed bytes back to the pool they were sealed into (nothing without one), once they are sent. */
+  release(): void
 }
 
 const u64 = (value: number) => {
@@ -126,6 +151,9 @@ const u32 = (value: number) => {
 const SLICE = 1024 * 1024
 const breathe = () => new Promise<void>((resolve) => setImmediate(resolve))
 
+/** node:crypto's output is copied out in steps this small, so each of its buffers dies young. */
+const STEP = 64 * 1024
+
 async function sha256(bytes: Uint8Array): Promise<Buffer> {
   const hash = createHash('sha256')
   for (let start = 0; start < bytes.length || start === 0; start += SLICE) {
@@ -135,17 +163,21 @@ async function sha256(bytes: Uint8Array): Promise<Buffer> {
   return hash.digest()
 }
 
-/** What the client signs: the encapsulation, the server, and every field of the request. */
-async function signedBytes(enc: Uint8Array, serverKey: Uint8Array, request: { method: string; path: string; time: number; nonce: Uint8Array; client: Uint8Array; body: Uint8Array }): Promise<Buffer> {
+/**
+ * What the client signs: the encapsulation, the server, and every field of the request;
+ * of the body, version 1 its SHA-256 and version 2 its length (only the client and the
+ * server know the key of that encapsulation, so only they could have sealed the bytes).
+ */
+async function signedBytes(version: number, enc: Uint8Array, serverKey: Uint8Array, request: { method: string; path: string; time: number; nonce: Uint8Array; client: Uint8Array; body: Uint8Array }): Promise<Buffer> {
   const method = Buffer.from(request.method)
   const path = Buffer.from(request.path)
   return Buffer.concat([
-    SIGNATURE_LABEL, HEADER, enc, serverKey, u64(request.time), request.nonce, request.client,
-    u32(method.length), method, u32(path.length), path, await sha256(request.body),
+    SIGNATURE_LABELS.get(version)!, HEADERS.get(version)!, enc, serverKey, u64(request.time), request.nonce, request.client,
+    u32(method.length), method, u32(path.length), path, version === 1 ? await sha256(request.body) : u64(request.body.length),
   ])
 }
 
-const requestInfo = (serverKey: Uint8Array) => Buffer.concat([INFO_LABEL, HEADER, serverKey])
+const requestInfo = (header: Uint8Array, serverKey: Uint8Array) => Buffer.concat([INFO_LABEL, header, serverKey])
 
 /** The response key and nonce (RFC 9458 §4.4, with our label). */
 function responseKey(secret: Uint8Array, enc: Uint8Array, responseNonce: Uint8Array): { key: Buffer; nonce: Buffer } {
@@ -183,54 +215,74 @@ function withBody(skeleton: Uint8Array, at: number, body: Uint8Array): Uint8Arra
 // The request's last field is its signature: a 10-byte key ("signature") and a 66-byte value.
 const SIGNATURE_FIELD_LENGTH = 10 + 2 + SIGNATURE_LENGTH
 
+const lengthOf = (pieces: readonly Uint8Array[]) => pieces.reduce((sum, piece) => sum + piece.length, 0)
+
 /**
- * `prefix`, then `pieces` encrypted with AES-128-GCM, then the tag, as a list of buffers:
- * the ciphertext is not copied again into one (a transport writes the list as it is).
+ * `prefix`, then `pieces` encrypted with AES-128-GCM, then the tag, in one buffer of
+ * `pool` (or a new one): node:crypto's output is copied in as it comes, in small steps.
  */
-async function encrypt(key: Uint8Array, nonce: Uint8Array, prefix: readonly Uint8Array[], pieces: readonly Uint8Array[]): Promise<Uint8Array[]> {
-  const out: Uint8Array[] = [...prefix]
+async function encrypt(key: Uint8Array, nonce: Uint8Array, prefix: readonly Uint8Array[], pieces: readonly Uint8Array[], pool: BufferPool | undefined): Promise<Buffer> {
+  const out = pool?.acquire(lengthOf(prefix) + lengthOf(pieces) + TAG_LENGTH) ?? Buffer.allocUnsafe(lengthOf(prefix) + lengthOf(pieces) + TAG_LENGTH)
+  let at = 0
+  for (const piece of prefix) {
+    out.set(piece, at)
+    at += piece.length
+  }
   const cipher = createCipheriv('aes-128-gcm', key, nonce)
+  let sinceBreath = 0
   for (const piece of pieces) {
-    for (let start = 0; start < piece.length; start += SLICE) {
-      if (start > 0) await breathe()
-      out.push(cipher.update(piece.subarray(start, start + SLICE)))
+    for (let start = 0; start < piece.length; start += STEP) {
+      if (sinceBreath >= SLICE) {
+        sinceBreath = 0
+        await breathe()
+      }
+      const sealed = cipher.update(piece.subarray(start, start + STEP))
+      out.set(sealed, at)
+      at += sealed.length
+      sinceBreath += STEP
     }
   }
-  out.push(Buffer.concat([cipher.final(), cipher.getAuthTag()]))
+  const last = cipher.final()
+  out.set(last, at)
+  out.set(cipher.getAuthTag(), at + last.length)
   return out
 }
 
-/** A sealed message as one buffer, joined once when someone asks for it. */
-function joinedOnce(parts: readonly Uint8Array[]): () => Uint8Array {
-  let joined: Uint8Array | undefined
-  return () => (joined ??= Buffer.concat(parts))
-}
-
-/** The plaintext of `ciphertext ‖ tag`, or undefined when it was altered. */
-function decrypt(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array): Buffer | undefined {
+/**
+ * The plaintext of `ciphertext ‖ tag` in a buffer of `pool` (or a new one), or undefined
+ * when it was altered (the buffer is then given back: nothing of it is seen).
+ */
+async function decrypt(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, pool: BufferPool | undefined): Promise<Buffer | undefined> {
   if (sealed.length < TAG_LENGTH) return undefined
+  const length = sealed.length - TAG_LENGTH
+  const out = pool?.acquire(length) ?? Buffer.allocUnsafe(length)
   try {
     const decipher = createDecipheriv('aes-128-gcm', key, nonce)
-    decipher.setAuthTag(sealed.subarray(sealed.length - TAG_LENGTH))
-    const plain = decipher.update(sealed.subarray(0, sealed.length - TAG_LENGTH))
+    decipher.setAuthTag(sealed.subarray(length))
+    for (let start = 0; start < length; start += STEP) {
+      if (start > 0 && start % SLICE === 0) await breathe()
+      out.set(decipher.update(sealed.subarray(start, Math.min(start + STEP, length))), start)
+    }
     decipher.final()
-    return plain
+    return out
   } catch {
+    pool?.release(out)
     return undefined
   }
 }
 
 /**
  * Seals a request for the server `server` (its `cb1…` ID or Ed25519 key), signed by `caller`.
+ * With `pool`, the sealed bytes are one of its buffers (`release` gives it back).
  * @throws ERR_INVALID_PUBLIC_ID, ERR_MESSAGE_TOO_LARGE (a body over API_MAX_BODY)
  */
-export async function sealApiRequest(caller: Signer, server: string | Uint8Array, request: ApiRequest, options: { now?: number } = {}): Promise<SealedApiRequest> {
+export async function sealApiRequest(caller: Signer, server: string | Uint8Array, request: ApiRequest, options: { now?: number; pool?: BufferPool } = {}): Promise<SealedApiRequest> {
   await ready()
   if ((request.body?.length ?? 0) > API_MAX_BODY) throw new MessageTooLargeError('An API request body is at most 16 MiB; send larger data in several requests.')
   const serverKey = typeof server === 'string' ? parsePublicId(server) : server
   const x25519 = serverKey.length === ED25519_PUBLIC_KEY_LENGTH ? ed25519PublicKeyToX25519(serverKey) : undefined
   if (x25519 === undefined) throw new InvalidPublicIdError('The server key is not a valid Ed25519 public key; use the ID from its pairing URI.')
-  const context = setupSender(x25519, requestInfo(serverKey))
+  const context = setupSender(x25519, requestInfo(HEADER, serverKey))
   if (context === undefined) throw new InvalidPublicIdError('The server key is not a valid Ed25519 public key; use the ID from its pairing URI.')
   const enc = context.enc
   const body = request.body ?? EMPTY
@@ -241,31 +293,37 @@ export async function sealApiRequest(caller: Signer, server: string | Uint8Array
     nonce: randomBytes(NONCE_LENGTH),
     client: caller.publicKey,
   }
-  const signature = caller.sign(await signedBytes(enc, serverKey, { ...fields, body }))
+  const signature = caller.sign(await signedBytes(API_ENVELOPE_VERSION, enc, serverKey, { ...fields, body }))
   const plaintext = withBody(codec.encode('request', { ...fields, body: EMPTY, signature }), SIGNATURE_FIELD_LENGTH, body)
-  const parts = await encrypt(context.key, context.nonce, [HEADER, enc], plaintext)
+  const message = await encrypt(context.key, context.nonce, [HEADER, enc], plaintext, options.pool)
   const secret = exportSecret(context, RESPONSE_LABEL, 16)
-  const message = joinedOnce(parts)
+  async function openResponse(answer: Uint8Array): Promise<ApiResponse>
+  async function openResponse(answer: Uint8Array, pool: BufferPool): Promise<PooledApiResponse>
+  async function openResponse(answer: Uint8Array, pool?: BufferPool): Promise<ApiResponse | PooledApiResponse> {
+    if (answer.length < RESPONSE_NONCE_LENGTH + TAG_LENGTH) throw new ApiResponseInvalidError()
+    const { key, nonce } = responseKey(secret, enc, answer.subarray(0, RESPONSE_NONCE_LENGTH))
+    const plain = await decrypt(key, nonce, answer.subarray(RESPONSE_NONCE_LENGTH), pool)
+    if (plain === undefined) throw new ApiResponseInvalidError()
+    let decoded: ReturnType<typeof codec.decode>
+    try {
+      decoded = codec.decode(plain)
+    } catch (error) {
+      pool?.release(plain)
+      throw new ApiResponseInvalidError(undefined, { cause: error })
+    }
+    if (decoded.kind !== 'response') {
+      pool?.release(plain)
+      throw new ApiResponseInvalidError()
+    }
+    const response = { status: decoded.body.status, body: decoded.body.body }
+    return pool === undefined ? response : { ...response, release: () => pool.release(plain) }
+  }
   return {
-    get message() {
-      return message()
-    },
-    parts,
-    length: parts.reduce((sum, part) => sum + part.length, 0),
-    async openResponse(answer: Uint8Array): Promise<ApiResponse> {
-      if (answer.length < RESPONSE_NONCE_LENGTH + TAG_LENGTH) throw new ApiResponseInvalidError()
-      const { key, nonce } = responseKey(secret, enc, answer.subarray(0, RESPONSE_NONCE_LENGTH))
-      const plain = decrypt(key, nonce, answer.subarray(RESPONSE_NONCE_LENGTH))
-      if (plain === undefined) throw new ApiResponseInvalidError()
-      let decoded: ReturnType<typeof codec.decode>
-      try {
-        decoded = codec.decode(plain)
-      } catch (error) {
-        throw new ApiResponseInvalidError(undefined, { cause: error })
-      }
-      if (decoded.kind !== 'response') throw new ApiResponseInvalidError()
-      return { status: decoded.body.status, body: decoded.body.body }
-    },
+    message,
+    parts: [message],
+    length: message.length,
+    openResponse,
+    release: () => options.pool?.release(message),
   }
 }
 
@@ -335,41 +393,55 @@ export class ApiRequestOpener {
   }
 
   /**
+   * Opens a sealed request (envelope version 1 or 2). With `pool`, its plaintext is one of
+   * the pool's buffers until `release`, and so is the sealed answer of `respondInParts`.
    * @throws ERR_API_REQUEST_INVALID, ERR_API_REQUEST_EXPIRED, ERR_API_REQUEST_REPLAYED
    */
-  async open(message: Uint8Array): Promise<OpenedApiRequest> {
+  async open(message: Uint8Array, options: { pool?: BufferPool } = {}): Promise<OpenedApiRequest> {
     await ready()
-    if (message.length < HEADER.length + ENC_LENGTH + TAG_LENGTH || !Buffer.from(message.subarray(0, HEADER.length)).equals(HEADER)) {
+    const pool = options.pool
+    const header = HEADERS.get(message[0] ?? 0)
+    if (header === undefined || message.length < HEADER_LENGTH + ENC_LENGTH + TAG_LENGTH || !Buffer.from(message.subarray(0, HEADER_LENGTH)).equals(header)) {
       throw new ApiRequestInvalidError()
     }
-    const enc = new Uint8Array(message.subarray(HEADER.length, HEADER.length + ENC_LENGTH))
+    const version = message[0]!
+    const enc = new Uint8Array(message.subarray(HEADER_LENGTH, HEADER_LENGTH + ENC_LENGTH))
     const serverKey = this.#identity.publicKey
-    const context = this.#context(enc)
-    const plaintext = context === undefined ? undefined : decrypt(context.key, context.nonce, message.subarray(HEADER.length + ENC_LENGTH))
+    const context = this.#context(header, enc)
+    const plaintext = context === undefined ? undefined : await decrypt(context.key, context.nonce, message.subarray(HEADER_LENGTH + ENC_LENGTH), pool)
     if (context === undefined || plaintext === undefined) throw new ApiRequestInvalidError()
-    const secret = exportSecret(context, RESPONSE_LABEL, 16)
-    let decoded: ReturnType<typeof codec.decode>
+    const release = () => pool?.release(plaintext)
+    let request: Extract<ReturnType<typeof codec.decode>, { kind: 'request' }>['body']
+    let admitted: boolean
+    let client: string
     try {
-      decoded = codec.decode(plaintext)
+      let decoded: ReturnType<typeof codec.decode>
+      try {
+        decoded = codec.decode(plaintext)
+      } catch (error) {
+        throw new ApiRequestInvalidError(undefined, { cause: isEncryptedMessagingError(error) ? error : undefined })
+      }
+      if (decoded.kind !== 'request') throw new ApiRequestInvalidError()
+      request = decoded.body
+      if (!ed25519Verify(request.client, await signedBytes(version, enc, serverKey, request), request.signature)) throw new ApiRequestInvalidError()
+      client = encodePublicId(request.client)
+      this.#checkTime(request.time)
+      admitted = this.#admit === undefined ? true : await this.#admit(client)
+      // Checked and remembered with no await between: two copies arriving together cannot both pass.
+      this.#load()
+      if (admitted) this.#remember(request.client, request.nonce, request.time)
     } catch (error) {
-      throw new ApiRequestInvalidError(undefined, { cause: isEncryptedMessagingError(error) ? error : undefined })
+      release()
+      throw error
     }
-    if (decoded.kind !== 'request') throw new ApiRequestInvalidError()
-    const request = decoded.body
-    if (!ed25519Verify(request.client, await signedBytes(enc, serverKey, request), request.signature)) throw new ApiRequestInvalidError()
-    const client = encodePublicId(request.client)
-    this.#checkTime(request.time)
-    const admitted = this.#admit === undefined ? true : await this.#admit(client)
-    // Checked and remembered with no await between: two copies arriving together cannot both pass.
-    this.#load()
-    if (admitted) this.#remember(request.client, request.nonce, request.time)
-    const respondInParts = async (response: ApiResponse): Promise<Uint8Array[]> => {
+    const secret = exportSecret(context, RESPONSE_LABEL, 16)
+    const seal = async (response: ApiResponse, into: BufferPool | undefined): Promise<Buffer> => {
       if (response.body.length > API_MAX_BODY) throw new MessageTooLargeError('An API response body is at most 16 MiB; answer in several responses.')
       // The body is the response's last field: its empty stand-in is the skeleton's last byte.
       const plain = withBody(codec.encode('response', { status: response.status, body: EMPTY }), 0, response.body)
       const responseNonce = randomBytes(RESPONSE_NONCE_LENGTH)
       const { key, nonce } = responseKey(secret, enc, responseNonce)
-      return await encrypt(key, nonce, [responseNonce], plain)
+      return await encrypt(key, nonce, [responseNonce], plain, into)
     }
     return {
       admitted,
@@ -379,15 +451,17 @@ export class ApiRequestOpener {
       client,
       clientKey: request.client,
       time: request.time,
-      respond: async (response: ApiResponse): Promise<Uint8Array> => Buffer.concat(await respondInParts(response)),
-      respondInParts,
+      // A buffer of its own, not the pool's: the caller may keep it.
+      respond: (response: ApiResponse) => seal(response, undefined),
+      respondInParts: async (response: ApiResponse) => [await seal(response, pool)],
+      release,
     }
   }
 
-  #context(enc: Uint8Array): HpkeContext | undefined {
+  #context(header: Uint8Array, enc: Uint8Array): HpkeContext | undefined {
     const secret = x25519SecretOf.get(this.#identity)
     if (secret === undefined) throw new ApiRequestInvalidError('This server identity cannot open API requests.')
-    return setupRecipient(enc, secret, this.#identity.x25519PublicKey, requestInfo(this.#identity.publicKey))
+    return setupRecipient(enc, secret, this.#identity.x25519PublicKey, requestInfo(header, this.#identity.publicKey))
   }
 
   #checkTime(time: number): void {

@@ -127,6 +127,8 @@ export interface HubApiReply {
   /** The sealed response, in one buffer or in pieces (joined once, into the reply). */
   sealed?: Uint8Array | readonly Uint8Array[]
   error?: { code: string; message: string }
+  /** Called once `sealed` was copied into the reply: its memory may be reused then. */
+  release?: () => void
 }
 
 export function encodeApiReply(reply: HubApiReply): Uint8Array {

@@ -31,4 +31,18 @@ describe('BufferPool', () => {
     expect(pool.acquire(500).buffer).not.toBe(large.buffer)
     expect(pool.acquire(4 * 1024 * 1024).buffer).toBe(large.buffer)
   })
+
+  it('takes back only what it lent, once: a stranger\'s buffer or a second release cannot be lent to two users', () => {
+    const pool = new BufferPool(4)
+    const stranger = Buffer.allocUnsafeSlow(2 * 1024 * 1024)
+    pool.release(stranger)
+    expect(pool.acquire(2 * 1024 * 1024).buffer).not.toBe(stranger.buffer)
+    const lent = pool.acquire(2 * 1024 * 1024)
+    pool.release(lent)
+    pool.release(lent)
+    const first = pool.acquire(2 * 1024 * 1024)
+    const second = pool.acquire(2 * 1024 * 1024)
+    expect(first.buffer).toBe(lent.buffer)
+    expect(second.buffer).not.toBe(lent.buffer)
+  })
 })
