@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * Encrypted REST API figures (cloudserver): upload and download of one 256 MiB file
- * through the API in 8 MiB sealed calls (the client's default), directly over HTTP on the server's listener
+ * through the API in 4 MiB sealed calls (the client's default), directly over HTTP on the server's listener
  * (127.0.0.1) and through a router hub (the server registered at the hub, no open port);
  * then directly again with the S3 back end on an s3rver (an S3-compatible test server, on
  * disk). The client runs here; the server, the hub and the s3rver each in a process of
@@ -106,7 +106,7 @@ try {
   const peaks = { server: await server.stop(), hub: await hub.stop(), s3rver: await s3.stop() }
   processes.length = 0
   const mib = (bytes) => `${(bytes / 1024 / 1024).toFixed(0)} MiB`
-  console.log('| figure (256 MiB file, 8 MiB sealed calls, 127.0.0.1) | value |')
+  console.log('| figure (256 MiB file, 4 MiB sealed calls, 127.0.0.1) | value |')
   console.log('|---|---|')
   for (const row of rows) console.log(row)
   console.log(`| peak RSS, client process | ${mib(process.resourceUsage().maxRSS * 1024)} |`)

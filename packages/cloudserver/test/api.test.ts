@@ -99,6 +99,20 @@ describe.each(['local', 's3'] as const)('encrypted REST API on the %s back end',
     expect(await readFile(join(box.init.folder, 'kept', 'doc.txt'), 'utf8')).toBe('first')
   })
 
+  it('keeps the bytes of concurrent transfers apart (every large buffer is pooled and reused), and HEAD answers without a body', async () => {
+    const devices = [await pairedDevice(), await pairedDevice()]
+    const contents = [randomBytes(3 * MiB + 77), randomBytes(4 * MiB - 5), randomBytes(2 * MiB + 1)]
+    await Promise.all(contents.map((content, i) => writeFile(join(root, `pooled-${i}.bin`), content)))
+    await Promise.all(contents.map((_, i) => devices[i % 2]!.client.upload(join(root, `pooled-${i}.bin`), `pooled/${i}.bin`)))
+    for (const [i, content] of contents.entries()) expect((await backend.storedFile(box, `pooled/${i}.bin`)).equals(content)).toBe(true)
+    // Each file down twice, all at once, while the first file goes up again.
+    const downloads = [0, 1, 2, 0, 1, 2].map((i, n) => devices[n % 2]!.client.download(`pooled/${i}.bin`, join(root, `pooled-back-${n}.bin`)))
+    await Promise.all([...downloads, devices[1]!.client.upload(join(root, 'pooled-0.bin'), 'pooled/again.bin')])
+    for (const [n, i] of [0, 1, 2, 0, 1, 2].entries()) expect((await readFile(join(root, `pooled-back-${n}.bin`))).equals(contents[i]!)).toBe(true)
+    expect((await backend.storedFile(box, 'pooled/again.bin')).equals(contents[0]!)).toBe(true)
+    expect(await devices[0]!.client.call('HEAD', '/v1/content?path=pooled%2F1.bin&offset=0&length=1048576')).toHaveLength(0)
+  })
+
   it('resumes an interrupted upload and an interrupted download', async () => {
     const { identity, client } = await pairedDevice()
     const content = randomBytes(4 * MiB)

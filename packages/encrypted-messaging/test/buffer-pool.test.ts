@@ -44,5 +44,11 @@ describe('BufferPool', () => {
     const second = pool.acquire(2 * 1024 * 1024)
     expect(first.buffer).toBe(lent.buffer)
     expect(second.buffer).not.toBe(lent.buffer)
+    // The late second release of an earlier lending, and another view of the memory, leave the new holder's buffer alone.
+    pool.release(lent)
+    pool.release(first.subarray(0, 10))
+    expect(pool.acquire(2 * 1024 * 1024).buffer).not.toBe(first.buffer)
+    pool.release(first)
+    expect(pool.acquire(2 * 1024 * 1024).buffer).toBe(first.buffer)
   })
 })

@@ -24,7 +24,7 @@ import { STATE_DIR, type VersionStore } from '@cloudbox/cloudsync'
 import { LocalFolderStorage } from '../storage/local-folder.js'
 import { Thumbnails, type ThumbnailOptions } from '../thumbnails.js'
 import type { StorageBackend } from '../storage/storage-backend.js'
-import { CALLER_HEADER, ROLE_HEADER, type ApiContext } from './api-context.js'
+import { CALL_HEADER, CALLER_HEADER, ROLE_HEADER, type ApiContext, type BulkAnswers } from './api-context.js'
 import { adminRoutes } from './routes/admin.js'
 import { filesRoutes } from './routes/files.js'
 import { sharesRoutes } from './routes/shares.js'
@@ -88,10 +88,14 @@ export class CloudServer {
   #unsubscribe: (() => void) | undefined
   readonly #log: NonNullable<CloudServerComponents['log']>
   readonly #opener: ApiRequestOpener
-  /** Receive buffers of sealed requests (a client keeps two in flight). */
-  readonly #bodies = new BufferPool(2)
-  /** Opened requests' plaintexts and sealed answers (two calls at work, an answer being written). */
-  readonly #working = new BufferPool(4)
+  /**
+   * The large buffers of calls: a client keeps two in flight, each needing its sealed
+   * request and plaintext (an upload) or the file's bytes and the sealed answer (a download).
+   */
+  readonly #buffers = new BufferPool(5)
+  /** By call: the answer an endpoint set aside with BulkAnswers.send, and the buffers it took. */
+  readonly #bulk = new Map<string, { bytes?: Uint8Array; lent: Uint8Array[] }>()
+  #calls = 0
   #outer: FastifyInstance | undefined
   #inner: FastifyInstance | undefined
   #url: string | undefined
@@ -153,15 +157,15 @@ export class CloudServer {
       this.#statusToken = token
     }
     // Read into a pooled buffer (fastify's buffer parser allocates a new one for every call): the sealed bytes are done with once opened.
-    outer.addContentTypeParser(API_REQUEST_MEDIA_TYPE, (request, payload, done) => readSealedBody(request.headers['content-length'], payload, this.#bodies, done))
+    outer.addContentTypeParser(API_REQUEST_MEDIA_TYPE, (request, payload, done) => readSealedBody(request.headers['content-length'], payload, this.#buffers, done))
     outer.post(API_PATH, async (request, reply) => {
       const body = request.body
       if (!Buffer.isBuffer(body)) return reply.code(415).send({ code: 'ERR_BAD_REQUEST', message: `Send a sealed request as ${API_REQUEST_MEDIA_TYPE}.` })
       let answer: Awaited<ReturnType<CloudServer['handle']>>
       try {
-        answer = await this.handle(body, () => this.#bodies.release(body))
+        answer = await this.handle(body, () => this.#buffers.release(body))
       } finally {
-        this.#bodies.release(body) // (a second release is ignored)
+        this.#buffers.release(body) // (a second release is ignored)
       }
       const { status, sealed, error, release } = answer
       if (sealed === undefined) return reply.code(status).send(error)
@@ -247,7 +251,7 @@ export class CloudServer {
   async handle(message: Uint8Array, opened?: () => void): Promise<{ status: number; sealed?: readonly Uint8Array[]; error?: { code: string; message: string }; release?: () => void }> {
     let request: OpenedApiRequest
     try {
-      request = await this.#opener.open(message, { pool: this.#working })
+      request = await this.#opener.open(message, { pool: this.#buffers })
     } catch (error) {
       opened?.()
       if (isEncryptedMessagingError(error) && ENVELOPE_STATUS[error.code] !== undefined) {
@@ -259,14 +263,20 @@ export class CloudServer {
     opened?.()
     let sealed: Uint8Array[]
     try {
-      sealed = await request.respondInParts(await this.#dispatch(request))
+      const answer = await this.#dispatch(request)
+      try {
+        sealed = await request.respondInParts(answer)
+      } finally {
+        for (const buffer of answer.lent) this.#buffers.release(buffer)
+      }
     } finally {
       request.release()
     }
-    return { status: 200, sealed, release: () => sealed.forEach((part) => this.#working.release(part)) }
+    return { status: 200, sealed, release: () => sealed.forEach((part) => this.#buffers.release(part)) }
   }
 
-  async #dispatch(request: OpenedApiRequest): Promise<{ status: number; body: Uint8Array }> {
+  /** The endpoint's answer, and the pooled buffers it took (given back once the answer is sealed). */
+  async #dispatch(request: OpenedApiRequest): Promise<{ status: number; body: Uint8Array; lent: readonly Uint8Array[] }> {
     const inner = this.#inner
     if (inner === undefined) return failure(errors.serverState('The API'))
     // Only paired, enabled devices are served; checked on every call, so a revoked or
@@ -277,21 +287,52 @@ export class CloudServer {
     const bytes = Buffer.from(request.body.buffer, request.body.byteOffset, request.body.byteLength)
     // Upload chunks are bytes; every other body is JSON (the envelope carries no headers).
     const raw = request.method === 'POST' && request.path.split('?')[0] === '/v1/uploads'
-    const response = await inner.inject({
-      method: request.method,
-      url: request.path,
-      headers: {
-        [CALLER_HEADER]: request.client,
-        [ROLE_HEADER]: device.role,
-        ...(bytes.length > 0 ? { 'content-type': raw ? 'application/octet-stream' : 'application/json' } : {}),
-      },
-      ...(bytes.length > 0 ? { payload: bytes } : {}),
-      // As a stream: otherwise inject also decodes every body as a string (a third of the CPU on downloads).
-      payloadAsStream: true,
-    })
+    const call = String(++this.#calls)
+    const bulk: { bytes?: Uint8Array; lent: Uint8Array[] } = { lent: [] }
+    this.#bulk.set(call, bulk)
+    let response: Awaited<ReturnType<FastifyInstance['inject']>>
+    try {
+      response = await inner.inject({
+        method: request.method,
+        url: request.path,
+        headers: {
+          [CALLER_HEADER]: request.client,
+          [ROLE_HEADER]: device.role,
+          [CALL_HEADER]: call,
+          ...(bytes.length > 0 ? { 'content-type': raw ? 'application/octet-stream' : 'application/json' } : {}),
+        },
+        ...(bytes.length > 0 ? { payload: bytes } : {}),
+        // As a stream: otherwise inject also decodes every body as a string (a third of the CPU on downloads).
+        payloadAsStream: true,
+      })
+    } finally {
+      this.#bulk.delete(call)
+    }
     const chunks: Buffer[] = []
     for await (const chunk of response.stream()) chunks.push(chunk as Buffer)
-    return { status: response.statusCode, body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks) }
+    // (HEAD runs the GET endpoint, and answers without its body.)
+    if (bulk.bytes !== undefined && request.method !== 'HEAD') return { status: response.statusCode, body: bulk.bytes, lent: bulk.lent }
+    return { status: response.statusCode, body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks), lent: bulk.lent }
+  }
+
+  /** BulkAnswers for the endpoints: the bytes wait here for #dispatch, keyed by the call's header. */
+  #bulkAnswers(): BulkAnswers {
+    return {
+      buffer: (request, length) => {
+        const call = this.#bulk.get(String(request.headers[CALL_HEADER]))
+        if (call === undefined) return Buffer.allocUnsafe(length)
+        const buffer = this.#buffers.acquire(length)
+        call.lent.push(buffer)
+        return buffer
+      },
+      send: (request, reply, bytes) => {
+        const call = this.#bulk.get(String(request.headers[CALL_HEADER]))
+        reply.type('application/octet-stream')
+        if (call === undefined) return reply.send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
+        call.bytes = bytes
+        return reply.send()
+      },
+    }
   }
 
   async #buildInner(): Promise<FastifyInstance> {
@@ -327,7 +368,13 @@ export class CloudServer {
       return reply.code(500).send({ code: 'ERR_INTERNAL', message: 'The server failed on this request; it was logged.' })
     })
     inner.setNotFoundHandler((request, reply) => reply.code(404).send({ code: 'ERR_NOT_FOUND', message: `No endpoint ${request.method} ${request.url.split('?')[0]}.` }))
-    const context: ApiContext = { box: this.#box, storage: this.storage, thumbnails: this.thumbnails, uploaded: (path, bytes, device) => this.#board?.uploaded(path, bytes, device) }
+    const context: ApiContext = {
+      box: this.#box,
+      storage: this.storage,
+      thumbnails: this.thumbnails,
+      uploaded: (path, bytes, device) => this.#board?.uploaded(path, bytes, device),
+      bulk: this.#bulkAnswers(),
+    }
     await inner.register(filesRoutes, context)
     await inner.register(uploadsRoutes, context)
     await inner.register(storageRoutes, context)
@@ -374,8 +421,8 @@ function readSealedBody(declaredHeader: string | undefined, payload: NodeJS.Read
   })
 }
 
-function failure(error: CloudServerError): { status: number; body: Uint8Array } {
-  return { status: HTTP_STATUS[error.code as ErrorCode] ?? 500, body: Buffer.from(JSON.stringify({ code: error.code, message: error.message })) }
+function failure(error: CloudServerError): { status: number; body: Uint8Array; lent: readonly Uint8Array[] } {
+  return { status: HTTP_STATUS[error.code as ErrorCode] ?? 500, body: Buffer.from(JSON.stringify({ code: error.code, message: error.message })), lent: [] }
 }
 
 /** The box's version store while its engine runs. */

@@ -115,10 +115,10 @@ export class LocalFolderStorage implements StorageBackend {
     return entries.filter(Boolean).sort((a, b) => (a.type === b.type ? a.name.localeCompare(b.name) : a.type === 'folder' ? -1 : 1))
   }
 
-  async read(path: string, offset: number, length: number): Promise<Uint8Array> {
+  async read(path: string, offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     const absolute = await this.#resolve(path)
     if ((await this.#info(absolute)).type !== 'file') throw errors.notAFile(path)
-    return readRange(await open(absolute, constants.O_RDONLY | constants.O_NOFOLLOW), offset, length)
+    return readRange(await open(absolute, constants.O_RDONLY | constants.O_NOFOLLOW), offset, length, into)
   }
 
   #uploadPath(upload: string): string {
@@ -331,11 +331,11 @@ export class LocalFolderStorage implements StorageBackend {
     return parsed.output
   }
 
-  async readShare(id: string, offset: number, length: number): Promise<Uint8Array> {
+  async readShare(id: string, offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     const handle = await open(this.#sharePath(id, 'age'), constants.O_RDONLY | constants.O_NOFOLLOW).catch(() => {
       throw errors.notFound(`share ${id}`)
     })
-    return readRange(handle, offset, length)
+    return readRange(handle, offset, length, into)
   }
 
   async updateShare(share: ShareInfo): Promise<void> {
@@ -350,9 +350,9 @@ export class LocalFolderStorage implements StorageBackend {
 }
 
 /** Up to `length` bytes from `offset` (fewer at the end), then closes the handle. */
-async function readRange(handle: FileHandle, offset: number, length: number): Promise<Uint8Array> {
+async function readRange(handle: FileHandle, offset: number, length: number, into: Uint8Array | undefined): Promise<Uint8Array> {
   try {
-    const buffer = Buffer.allocUnsafe(length)
+    const buffer = into !== undefined && into.length >= length ? into : Buffer.allocUnsafe(length)
     const { bytesRead } = await handle.read(buffer, 0, length, offset)
     return buffer.subarray(0, bytesRead)
   } finally {

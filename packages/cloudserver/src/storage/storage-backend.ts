@@ -46,8 +46,12 @@ export interface StorageUsage {
 export interface StorageBackend {
   list(path: string): Promise<EntryInfo[]>
   stat(path: string): Promise<EntryInfo>
-  /** Up to `length` bytes from `offset` (fewer at the end of the file). */
-  read(path: string, offset: number, length: number): Promise<Uint8Array>
+  /**
+   * Up to `length` bytes from `offset` (fewer at the end of the file). `into`, when given,
+   * holds at least `length` bytes and may take them (the result is then a view of it), so
+   * a server reading chunk after chunk reuses its memory; a back end may ignore it.
+   */
+  read(path: string, offset: number, length: number, into?: Uint8Array): Promise<Uint8Array>
   /** Bytes received so far for a staged upload, or undefined when there is none. */
   uploadSize(upload: string): Promise<number | undefined>
   /** Appends to a staged upload; `offset` must be its current size. Returns the new size. */
@@ -71,7 +75,8 @@ export interface StorageBackend {
   shareCommit(upload: string, share: Omit<ShareInfo, 'size'>): Promise<ShareInfo>
   listShares(): Promise<ShareInfo[]>
   getShare(id: string): Promise<ShareInfo>
-  readShare(id: string, offset: number, length: number): Promise<Uint8Array>
+  /** As `read`, of a share's sealed file. */
+  readShare(id: string, offset: number, length: number, into?: Uint8Array): Promise<Uint8Array>
   /** Replaces a share's record (e.g. fewer recipients). */
   updateShare(share: ShareInfo): Promise<void>
   removeShare(id: string): Promise<void>

@@ -5,15 +5,19 @@
  * on the network, and then only a full mark-compact frees them: V8 started one every
  * call or two (its concurrent marking took a third of a core on each side).
  */
-const GRAIN = 1024 * 1024
+/** Sizes are rounded up to this: a sealed chunk (its plaintext and a few hundred bytes) and the plaintext fit one buffer. */
+const GRAIN = 64 * 1024
 /** Smaller buffers are not worth pooling: they come from Node's own allocator and die young. */
 const POOLED_FROM = 256 * 1024
 
 export class BufferPool {
   readonly #free: Buffer[] = []
   readonly #keep: number
-  /** The memory lent out and not yet returned: only that is taken back (twice, or a stranger's, is ignored). */
-  readonly #lent = new WeakSet<ArrayBufferLike>()
+  /**
+   * Each lending's own view, and the buffer it lends: only that view gives it back, so a
+   * second release (perhaps after the memory was lent again) or a stranger's is ignored.
+   */
+  readonly #lent = new WeakMap<Uint8Array, Buffer>()
 
   /** `keep`: buffers held while unused (the calls one side has in flight at once). */
   constructor(keep = 2) {
@@ -25,17 +29,20 @@ export class BufferPool {
     if (length < POOLED_FROM) return Buffer.allocUnsafe(length)
     const index = this.#free.findIndex((each) => each.length >= length)
     const base = index === -1 ? Buffer.allocUnsafeSlow(Math.ceil(Math.max(length, 1) / GRAIN) * GRAIN) : this.#free.splice(index, 1)[0]!
-    this.#lent.add(base.buffer)
-    return base.subarray(0, length)
+    const view = base.subarray(0, length)
+    this.#lent.set(view, base)
+    return view
   }
 
   /**
-   * Returns a buffer from `acquire`; nothing may use it afterwards. Anything else (a small
-   * buffer, one this pool did not lend, one returned already) is left alone.
+   * Returns the very buffer `acquire` gave (not another view of it); nothing may use it
+   * afterwards. Anything else (a small buffer, one this pool did not lend, one returned
+   * already) is left alone.
    */
   release(view: Uint8Array): void {
-    if (!this.#lent.has(view.buffer)) return
-    this.#lent.delete(view.buffer)
-    if (this.#free.length < this.#keep) this.#free.push(Buffer.from(view.buffer, 0, view.buffer.byteLength))
+    const base = this.#lent.get(view)
+    if (base === undefined) return
+    this.#lent.delete(view)
+    if (this.#free.length < this.#keep) this.#free.push(base)
   }
 }

@@ -8,7 +8,7 @@ import { count, parse, pathParam } from './params.js'
 
 const transfer = v.strictObject({ from: pathParam, to: pathParam, overwrite: v.optional(v.boolean(), false) })
 
-export const filesRoutes: FastifyPluginAsync<ApiContext> = async (app, { storage, thumbnails }) => {
+export const filesRoutes: FastifyPluginAsync<ApiContext> = async (app, { storage, thumbnails, bulk }) => {
   app.get('/v1/files', async (request) => {
     const { path } = parse(v.object({ path: v.optional(pathParam, '') }), request.query)
     const entries = await storage.list(path)
@@ -31,8 +31,7 @@ export const filesRoutes: FastifyPluginAsync<ApiContext> = async (app, { storage
   app.get('/v1/stat', async (request) => storage.stat(parse(v.object({ path: pathParam }), request.query).path))
   app.get('/v1/content', async (request, reply) => {
     const query = parse(v.object({ path: pathParam, offset: v.optional(count(Number.MAX_SAFE_INTEGER), '0'), length: v.optional(count(API_MAX_BODY), String(API_MAX_BODY)) }), request.query)
-    const bytes = await storage.read(query.path, query.offset, query.length)
-    return reply.type('application/octet-stream').send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
+    return bulk.send(request, reply, await storage.read(query.path, query.offset, query.length, bulk.buffer(request, query.length)))
   })
   app.delete('/v1/files', async (request, reply) => {
     await storage.remove(parse(v.object({ path: pathParam }), request.query).path, { by: callerOf(request) })

@@ -39,7 +39,7 @@ const isAgeRecipient = (text: string) => {
 const ageRecipientOf = (publicId: string) => formatAgeRecipient(parseRecipient(publicId))
 const addressedTo = (to: readonly string[], caller: string) => to.includes(caller) || to.includes(ageRecipientOf(caller))
 
-export const sharesRoutes: FastifyPluginAsync<ApiContext> = async (app, { storage }) => {
+export const sharesRoutes: FastifyPluginAsync<ApiContext> = async (app, { storage, bulk }) => {
   app.post('/v1/shares', async (request) => {
     const body = parse(
       v.strictObject({
@@ -75,8 +75,7 @@ export const sharesRoutes: FastifyPluginAsync<ApiContext> = async (app, { storag
   app.get('/v1/shares/content', async (request, reply) => {
     const query = parse(v.object({ id: shareId, offset: v.optional(count(Number.MAX_SAFE_INTEGER), '0'), length: v.optional(count(API_MAX_BODY), String(API_MAX_BODY)) }), request.query)
     await visible(query.id, callerOf(request), false)
-    const bytes = await storage.readShare(query.id, query.offset, query.length)
-    return reply.type('application/octet-stream').send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
+    return bulk.send(request, reply, await storage.readShare(query.id, query.offset, query.length, bulk.buffer(request, query.length)))
   })
 
   app.delete('/v1/shares', async (request, reply) => {
