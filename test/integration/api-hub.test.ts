@@ -56,6 +56,16 @@ describe('the REST API through the hub', () => {
     expect(await client.list('docs')).toEqual([])
   })
 
+  it('keeps the bytes of concurrent transfers apart through the hub (its buffers are pooled and reused)', async () => {
+    const { area, client } = await setup()
+    const contents = [randomBytes(3 * MiB + 77), randomBytes(2 * MiB - 5), randomBytes(4 * MiB + 1)]
+    await Promise.all(contents.map((content, i) => writeFile(join(area.root, `pooled-${i}.bin`), content)))
+    await Promise.all(contents.map((_, i) => client.upload(join(area.root, `pooled-${i}.bin`), `pooled/${i}.bin`)))
+    // Three at once, each with two calls in flight (the hub takes eight at once from one address).
+    for (const batch of [0, 3]) await Promise.all(contents.map((_, i) => client.download(`pooled/${i}.bin`, join(area.root, `back-${batch + i}.bin`))))
+    for (let n = 0; n < 6; n++) expect((await readFile(join(area.root, `back-${n}.bin`))).equals(contents[n % 3]!)).toBe(true)
+  })
+
   it('refuses replays and strangers through the hub too, and says when the server is offline', async () => {
     const { box, identity, url, client } = await setup()
     const sealed = await sealApiRequest(identity, box.id, { method: 'GET', path: '/v1/files' })

@@ -5,12 +5,13 @@
  * them and enforces size and time limits.
  */
 import type { Socket } from 'node:net'
+import type { BufferPool } from '@cloudbox/encrypted-messaging'
 import { HUB_API_MAX_MESSAGE } from '@cloudbox/encrypted-messaging/hub'
 import { closeConnection } from './frame-relay.js'
 import { frameHeader, MaskedFrameParser, Opcode } from './websocket-frames.js'
 
-/** Sends `request` to the node and resolves with its whole reply message. */
-export function exchangeApiCall(node: Socket, request: Uint8Array, timeoutMs: number): Promise<Buffer> {
+/** Sends `request` to the node and resolves with its whole reply message (one of `pool`'s buffers when it came in one frame). */
+export function exchangeApiCall(node: Socket, request: Uint8Array, timeoutMs: number, pool?: BufferPool): Promise<Buffer> {
   return new Promise<Buffer>((resolve, reject) => {
     // An answer in one frame (as nodes send it) is filled into one buffer of its length as
     // it arrives, so the socket's read chunks are let go at once; fragments are joined.
@@ -25,8 +26,10 @@ export function exchangeApiCall(node: Socket, request: Uint8Array, timeoutMs: nu
       settled = true
       clearTimeout(timer)
       closeConnection(node, 1000, '')
-      if (error !== undefined) reject(error)
-      else resolve(whole ?? Buffer.concat(parts))
+      if (error === undefined) return resolve(whole ?? Buffer.concat(parts))
+      // Nothing writes into it any more (the parser is fed only until settled).
+      if (whole !== undefined) pool?.release(whole)
+      reject(error)
     }
     const timer = setTimeout(() => settle(new Error('the node did not answer in time')), timeoutMs)
     const parser = new MaskedFrameParser(
@@ -36,7 +39,7 @@ export function exchangeApiCall(node: Socket, request: Uint8Array, timeoutMs: nu
           const first = size === 0 && parts.length === 0 && whole === undefined
           size += length
           if (size > HUB_API_MAX_MESSAGE) return settle(new Error('the node\'s answer is too large'))
-          if (first && fin) whole = Buffer.allocUnsafe(length)
+          if (first && fin) whole = pool?.acquire(length) ?? Buffer.allocUnsafe(length)
         },
         payload: (piece) => {
           if (whole !== undefined) filled += piece.copy(whole, filled)

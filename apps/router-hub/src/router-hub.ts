@@ -13,7 +13,7 @@ import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import { WebSocketServer, type WebSocket, type RawData } from 'ws'
-import { encodePublicId, parsePublicId, ready } from '@cloudbox/encrypted-messaging'
+import { BufferPool, encodePublicId, parsePublicId, readIntoPool, ready } from '@cloudbox/encrypted-messaging'
 import {
   HUB_ACCEPT_PATH,
   HUB_API_MAX_MESSAGE,
@@ -142,6 +142,8 @@ export class RouterHub {
   /** Per node, routes open (or being set up) per client address. */
   readonly #routesByAddress = new Map<string, Map<string, number>>()
   readonly #apiCallsByAddress = new Map<string, number>()
+  /** API bodies and answers, reused from call to call (fresh megabytes per call made V8 mark the heap at every call or two). */
+  readonly #buffers = new BufferPool(4)
   #apiBytesInFlight = 0
 
   constructor(options: RouterHubOptions = {}, components: RouterHubComponents = {}) {
@@ -213,22 +215,34 @@ export class RouterHub {
         reply.raw.once('finish', release)
       })
       api.removeAllContentTypeParsers()
-      api.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: HUB_API_MAX_MESSAGE }, (_request, body, done) => done(null, body))
+      api.addContentTypeParser('*', (request, payload, done) => {
+        readIntoPool(payload, request.headers['content-length'], HUB_API_MAX_MESSAGE, this.#buffers).then((body) => done(null, body), (error: Error) => done(error))
+      })
       api.post(`${HUB_API_PREFIX}:node/api/*`, async (request, reply) => {
         const { node } = request.params as { node: string }
         const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0)
         const answer = await this.#apiCall(node, body)
+        // The node read the request before it answered: its memory takes another call.
+        if (!(answer instanceof Error)) this.#buffers.release(body)
         if (answer instanceof Error) return reply.code(answer.message === 'NODE_OFFLINE' ? 404 : 504).send({ code: answer.message === 'NODE_OFFLINE' ? 'ERR_NODE_OFFLINE' : 'ERR_TIMEOUT', message: answer.message === 'NODE_OFFLINE' ? 'That node is not connected to this hub; try again later.' : `The node did not answer (${answer.message}).` })
         let decoded
         try {
           decoded = decodeApiReply(answer)
         } catch {
+          this.#buffers.release(answer)
           return reply.code(502).send({ code: 'ERR_BAD_MESSAGE', message: 'The node sent a malformed answer.' })
         }
-        // A view of the node's answer, not a copy of it (decodeApiReply always gives one buffer).
+        // A view of the node's answer, not a copy of it (decodeApiReply always gives one
+        // buffer), which takes another answer once the client has it all.
         const sealed = decoded.sealed as Uint8Array | undefined
-        if (sealed !== undefined) return reply.code(200).type(API_RESPONSE_MEDIA_TYPE).send(Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength))
-        return reply.code(decoded.status).send(decoded.error)
+        if (sealed === undefined) {
+          this.#buffers.release(answer)
+          return reply.code(decoded.status).send(decoded.error)
+        }
+        const done = () => this.#buffers.release(answer)
+        reply.raw.once('finish', done)
+        reply.raw.once('close', done)
+        return reply.code(200).type(API_RESPONSE_MEDIA_TYPE).send(Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength))
       })
     })
     const wss = new WebSocketServer({ noServer: true, maxPayload: this.options.maxFrameSize, perMessageDeflate: false, skipUTF8Validation: true })
@@ -588,7 +602,7 @@ export class RouterHub {
     if (!('write' in pending.client)) {
       const { api, answer } = pending.client
       this.metrics.bytesRelayed += api.length
-      exchangeApiCall(nodeSide, api, API_CALL_TIMEOUT_MS).then(
+      exchangeApiCall(nodeSide, api, API_CALL_TIMEOUT_MS, this.#buffers).then(
         (reply) => {
           this.metrics.bytesRelayed += reply.length
           answer(reply)

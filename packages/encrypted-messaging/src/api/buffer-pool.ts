@@ -46,3 +46,45 @@ export class BufferPool {
     if (this.#free.length < this.#keep) this.#free.push(base)
   }
 }
+
+const badLength = () => Object.assign(new Error('The request body does not match its declared length.'), { statusCode: 400 })
+const tooLarge = (limit: number) => Object.assign(new Error(`A request body is at most ${limit} bytes.`), { statusCode: 413 })
+
+/**
+ * An HTTP body of at most `limit` bytes: with a declared length (the `content-length`
+ * header), read into a buffer of `pool` of that length as it arrives (release it once
+ * used); without one, joined. Rejects with an Error whose `statusCode` is 400 (a length
+ * that is not a number, a body longer or shorter than declared, a broken stream) or 413.
+ */
+export function readIntoPool(payload: NodeJS.ReadableStream, declaredHeader: string | undefined, limit: number, pool: BufferPool): Promise<Buffer> {
+  return new Promise<Buffer>((resolve, reject) => {
+    const declared = declaredHeader === undefined ? undefined : Number(declaredHeader)
+    if (declared !== undefined && !(Number.isSafeInteger(declared) && declared >= 0)) return reject(badLength())
+    if (declared !== undefined && declared > limit) return reject(tooLarge(limit))
+    const whole = declared === undefined ? undefined : pool.acquire(declared)
+    const pieces: Buffer[] = []
+    let length = 0
+    let failed = false
+    const fail = (error: Error) => {
+      if (failed) return
+      failed = true
+      if (whole !== undefined) pool.release(whole)
+      payload.removeAllListeners('data')
+      payload.resume()
+      reject(error)
+    }
+    payload.on('data', (piece: Buffer) => {
+      if (failed) return
+      if (length + piece.length > (declared ?? limit)) return fail(declared === undefined ? tooLarge(limit) : badLength())
+      if (whole !== undefined) piece.copy(whole, length)
+      else pieces.push(piece)
+      length += piece.length
+    })
+    payload.once('error', (error: Error) => fail(Object.assign(error, { statusCode: 400 })))
+    payload.once('end', () => {
+      if (failed) return
+      if (whole !== undefined && length !== declared) return fail(badLength())
+      resolve(whole ?? Buffer.concat(pieces, length))
+    })
+  })
+}

@@ -135,7 +135,7 @@ export function encodeApiReply(reply: HubApiReply): Uint8Array {
   const sealed = reply.sealed === undefined ? undefined : reply.sealed instanceof Uint8Array ? [reply.sealed] : reply.sealed
   const body = sealed ?? [new TextEncoder().encode(JSON.stringify(reply.error ?? { code: 'ERR_INTERNAL', message: 'No answer.' }))]
   const out = new Uint8Array(body.reduce((sum, part) => sum + part.length, 3))
-  new DataView(out.buffer).setUint16(0, sealed === undefined ? reply.status : 200)
+  new DataView(out.buffer, out.byteOffset, out.byteLength).setUint16(0, sealed === undefined ? reply.status : 200)
   out[2] = sealed === undefined ? 1 : 0
   let at = 3
   for (const part of body) {
