@@ -17,7 +17,7 @@ import { x25519SecretOf, type Identity } from '../identity/identity.js'
 import { encodePublicId, parsePublicId } from '../identity/public-id.js'
 import type { Signer } from '../interfaces/key-agreement.js'
 import { bytesSchema, defineMessageCodec, textSchema, uintSchema } from '../wire/message-codec.js'
-import { BufferPool } from './buffer-pool.js'
+import type { BufferPool } from './buffer-pool.js'
 import { exportSecret, setupRecipient, setupSender, type HpkeContext } from './hpke.js'
 
 /**
