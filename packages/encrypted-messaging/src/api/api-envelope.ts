@@ -119,9 +119,9 @@ export interface OpenedApiRequest {
 
 /** A sealed request, and how to open its answer. */
 export interface SealedApiRequest {
-  /** The sealed request, as one buffer (joined from `parts` the first time it is read). */
+  /** The sealed request, as one buffer (sealed into it: the body is copied once, by the cipher). */
   readonly message: Uint8Array
-  /** The same bytes in pieces, for a transport that writes a list (a large body is not copied again). */
+  /** The same bytes as a list for a transport that writes one (today the one buffer `message`). */
   readonly parts: readonly Uint8Array[]
   /** Its length in bytes. */
   readonly length: number
