@@ -442,6 +442,10 @@ export class SyncSession {
     let reported = false
     const active = new Set<Promise<void>>()
     let activeBytes = 0
+    // Woken when a file settles. Not Promise.race over the active set: each race adds a
+    // reaction to all 128 active promises, 2.5 million reactions for 20,000 tiny files.
+    let onSettled: (() => void) | undefined
+    const someSettled = () => new Promise<void>((resolve) => (onSettled = resolve))
     const deletions: { record: WireRecord; counted: boolean }[] = []
     const settle = () => {
       this.#settledSinceCredit++
@@ -496,7 +500,7 @@ export class SyncSession {
       const next = take()
       if (next === undefined) {
         if (active.size === 0) break
-        await Promise.race(active)
+        await someSettled()
         continue
       }
       const { record, counted } = next
@@ -512,12 +516,15 @@ export class SyncSession {
       this.#progress.totalFiles++
       // Several files at once, within a memory bound; a path is never worked on twice at the same time (withPath).
       const size = recordBytes(record)
-      while (active.size >= FILES_IN_PARALLEL || (active.size > 0 && activeBytes + size > MAX_ACTIVE_RECORD_BYTES)) await Promise.race(active)
+      while (active.size >= FILES_IN_PARALLEL || (active.size > 0 && activeBytes + size > MAX_ACTIVE_RECORD_BYTES)) await someSettled()
       activeBytes += size
       const task: Promise<void> = applyOne(record).finally(() => {
         active.delete(task)
         activeBytes -= size
         if (counted) settle()
+        const wake = onSettled
+        onSettled = undefined
+        wake?.()
       })
       active.add(task)
     }
