@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { closeSync, constants, fchmodSync, fstatSync, fsync, ftruncateSync, futimesSync, lstatSync, mkdirSync, openSync, read, renameSync, write } from 'node:fs'
+import { closeSync, constants, fchmodSync, fstatSync, fsync, ftruncateSync, futimesSync, lstatSync, mkdirSync, openSync, read, renameSync, write, writeSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { CHUNK_HASH_LENGTH } from './chunker.js'
 import { ChunkUnavailableError, UnsafePathError } from './errors.js'
@@ -46,16 +46,27 @@ const hex = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, b
 
 // Metadata calls (open, stat, mkdir, rename, chmod, utimes) are blocking: each takes
 // microseconds on a local file system and ten to twenty times that as a promise (a
-// thread-pool hop each, a dozen per file). Reads, writes and fsyncs, which wait on the
-// disk, stay asynchronous.
-const writeAt = (fd: number, bytes: Uint8Array, offset: number, length: number, position: number) =>
-  new Promise<void>((resolve, reject) => {
+// thread-pool hop each, a dozen per file). Reads, fsyncs and large writes, which wait on
+// the disk or copy much, stay asynchronous. A small write only copies into the page cache:
+// made here, it spares the hop (7% of a receiver's CPU time with 20,000 tiny files).
+const SYNC_WRITE_MAX = 64 * 1024
+const writeAt = (fd: number, bytes: Uint8Array, offset: number, length: number, position: number): Promise<void> => {
+  if (length <= SYNC_WRITE_MAX) {
+    try {
+      for (let done = 0; done < length; ) done += writeSync(fd, bytes, offset + done, length - done, position + done)
+      return Promise.resolve()
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+  return new Promise<void>((resolve, reject) => {
     const more = (done: number) => {
       if (done === length) return resolve()
       write(fd, bytes, offset + done, length - done, position + done, (error, written) => (error === null ? more(done + written) : reject(error)))
     }
     more(0)
   })
+}
 const readAt = (fd: number, buffer: Uint8Array, length: number, position: number) =>
   new Promise<number>((resolve, reject) => read(fd, buffer, 0, length, position, (error, bytesRead) => (error === null ? resolve(bytesRead) : reject(error))))
 const fsyncFd = (fd: number) => new Promise<void>((resolve, reject) => fsync(fd, (error) => (error === null ? resolve() : reject(error))))
