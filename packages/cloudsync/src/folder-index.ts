@@ -409,8 +409,6 @@ export class FolderIndex {
         // Rolled back (a full disk, say): what the disk holds is found again by the next scan.
       }
     }, GROUP_MS)
-    // A pending commit does not keep the process alive: close() commits what is left.
-    this.#grouped.unref()
   }
 
   /** Commits the writes made so far in this group; @throws the database's error (rolled back then). */

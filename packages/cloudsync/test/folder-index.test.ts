@@ -68,11 +68,11 @@ describe('FolderIndex transactions', () => {
     index.close()
   })
 
-  it('a failed write drops the turn it was in, and the index reopens as committed', async () => {
+  it('a failed write drops the group it was in, and the index reopens as committed', async () => {
     const { index, dir } = await openIndex()
     index.put(file('one.txt'))
     index.commit()
-    // Two writes of one turn, then one that fails: the turn goes as a whole.
+    // Two writes of one group, then one that fails: the group goes as a whole.
     index.put(file('two.txt'))
     index.touch('one.txt', { mtimeMs: 5 })
     expect(() =>
@@ -84,7 +84,7 @@ describe('FolderIndex transactions', () => {
     expect(index.get('two.txt')).toBeUndefined()
     expect(index.get('one.txt')?.mtimeMs).toBe(1_700_000_000_000)
     consistent(index)
-    // The next turn writes as usual.
+    // The next group writes as usual.
     index.put(file('four.txt'))
     await new Promise((resolve) => setImmediate(resolve))
     index.close()
@@ -94,10 +94,19 @@ describe('FolderIndex transactions', () => {
     reopened.close()
   })
 
-  it('writes of one turn are committed at its end without a call to commit', async () => {
+  it('writes made close together share one commit, made within 25 ms without a call to commit', async () => {
     const { index, dir } = await openIndex()
-    for (let i = 0; i < 300; i++) index.put(file(`f${i}.txt`, i))
+    // Another connection sees only what is committed (write-ahead log).
+    const reader = new Database(join(dir, 'index.sqlite'), { readonly: true })
+    const committed = () => (reader.prepare('SELECT count(*) AS n FROM files').get() as { n: number }).n
+    for (let i = 0; i < 150; i++) index.put(file(`f${i}.txt`, i))
+    // Later turns of the event loop join the same group.
     await new Promise((resolve) => setImmediate(resolve))
+    for (let i = 150; i < 300; i++) index.put(file(`f${i}.txt`, i))
+    expect(committed()).toBe(0)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    expect(committed()).toBe(300)
+    reader.close()
     index.close()
     const reopened = await FolderIndex.open(dir)
     expect(reopened.live.files).toBe(300)
