@@ -70,6 +70,8 @@ export const ROOT_BUCKETS = 4096
 const EMPTY_BUCKET = new Uint8Array(32)
 /** How long writes wait for others to share their commit. */
 const GROUP_MS = 25
+/** How long a group whose commit failed (a full disk) waits before it is tried again. */
+const RETRY_MS = 1_000
 
 const encoder = new Encoder({ useRecords: false, tagUint8Array: false, variableMapSize: true })
 const decoder = new Decoder({ useRecords: false, mapsAsObjects: true })
@@ -216,6 +218,8 @@ export class FolderIndex {
   #grouped: NodeJS.Timeout | undefined
   /** Transaction calls in progress (nested ones run inside the outermost). */
   #depth = 0
+  /** The group's writes, each statement with its parameters: made again if the commit fails (see #redo). */
+  #written: [Database.Statement, unknown[]][] = []
 
   private constructor(db: Database.Database) {
     this.#db = db
@@ -381,34 +385,45 @@ export class FolderIndex {
   transaction<T>(work: () => T): T {
     if (this.#depth > 0) return work()
     this.#group()
+    const before = this.#written.length
     this.#depth++
     try {
       return work()
     } catch (error) {
-      this.#rollBack()
+      this.#redo(before)
       throw error
     } finally {
       this.#depth--
     }
   }
 
+  /** A write of the group, kept so that a failed commit can make it again. */
+  #write(statement: Database.Statement, ...parameters: unknown[]): void {
+    statement.run(...parameters)
+    this.#written.push([statement, parameters])
+  }
+
   /**
    * Writes made within {@link GROUP_MS} share one commit, made then (or at {@link commit}):
    * a commit writes every page its writes touched to the log, about 45 µs a file when each
    * small file installed commits alone, and the files of a transfer finish in different
-   * turns of the event loop. A write that fails drops the group (see {@link transaction});
-   * a crash loses at most that group's writes, which the next scan finds again from the disk.
+   * turns of the event loop. A commit that fails (a full disk) is tried again every
+   * {@link RETRY_MS} with the group's writes made again, so nothing that was installed loses
+   * its record while the disk is full; a crash loses at most the group's writes, which the
+   * next scan finds again from the disk.
    */
   #group(): void {
     if (this.#grouped !== undefined || this.#db.inTransaction) return
     this.#db.exec('BEGIN')
-    this.#grouped = setTimeout(() => {
-      try {
-        this.commit()
-      } catch {
-        // Rolled back (a full disk, say): what the disk holds is found again by the next scan.
-      }
-    }, GROUP_MS)
+    this.#grouped = setTimeout(this.#commitLater, GROUP_MS)
+  }
+
+  readonly #commitLater = () => {
+    try {
+      this.commit()
+    } catch {
+      // Made again and tried later (see #redo).
+    }
   }
 
   /** Commits the writes made so far in this group; @throws the database's error (rolled back then). */
@@ -421,17 +436,37 @@ export class FolderIndex {
       // The last sequence number given out, once per commit rather than with every record.
       this.#statements.setMeta.run('sequence', this.#sequence)
       this.#db.exec('COMMIT')
+      this.#written = []
     } catch (error) {
-      this.#rollBack()
+      this.#redo(this.#written.length)
       throw error
     }
   }
 
-  /** Drops the group's writes and reads again what memory held of them. */
-  #rollBack(): void {
+  /**
+   * Rolls the group back and makes its first `keep` writes again in a new one, committed
+   * {@link RETRY_MS} later: the writes of a transaction that failed go, the others stay.
+   * SQLite rolls the whole transaction back when a commit meets a full disk; the writes
+   * themselves only fill its page cache, so making them again works while the disk is full.
+   * If even that fails, the group is lost and memory reads again what the database holds.
+   */
+  #redo(keep: number): void {
     if (this.#grouped !== undefined) clearTimeout(this.#grouped)
     this.#grouped = undefined
     if (this.#db.inTransaction) this.#db.exec('ROLLBACK')
+    const kept = this.#written.slice(0, keep)
+    this.#written = []
+    if (kept.length > 0) {
+      try {
+        this.#db.exec('BEGIN')
+        for (const [statement, parameters] of kept) statement.run(...parameters)
+        this.#written = kept
+        this.#grouped = setTimeout(this.#commitLater, RETRY_MS)
+      } catch {
+        if (this.#db.inTransaction) this.#db.exec('ROLLBACK')
+        this.#written = []
+      }
+    }
     // Sequence numbers only go forward (peers were told some); the rest is read again.
     this.#live = undefined
     this.#markedDirty = new Set()
@@ -449,7 +484,7 @@ export class FolderIndex {
       const stored: FileRecord = { ...record, sequence: ++this.#sequence }
       const bucket = bucketOf(record.path)
       // Positional parameters, in the statement's column order: binding names costs more.
-      this.#statements.put.run(
+      this.#write(this.#statements.put, 
         record.path,
         stored.sequence,
         foldName(record.path),
@@ -469,20 +504,20 @@ export class FolderIndex {
         record.target ?? '',
       )
       if (!this.#markedDirty.has(bucket)) {
-        this.#statements.markDirty.run(bucket)
+        this.#write(this.#statements.markDirty, bucket)
         this.#markedDirty.add(bucket)
       }
       this.#dirty.add(bucket)
       this.#root = undefined
       if (previous !== undefined && previous.deleted === 0) {
         if (previous.kind === 0 && this.#live !== undefined) this.#live = { files: this.#live.files - 1, bytes: this.#live.bytes - previous.size }
-        this.#statements.dropChunks.run(record.path)
+        this.#write(this.#statements.dropChunks, record.path)
       }
       if (!record.deleted && record.kind === undefined) {
         if (this.#live !== undefined) this.#live = { files: this.#live.files + 1, bytes: this.#live.bytes + record.size }
         let offset = 0
         record.chunkLengths.forEach((length, i) => {
-          this.#statements.putChunk.run(Buffer.from(chunkHashAt(record, i)), record.path, offset, length)
+          this.#write(this.#statements.putChunk, Buffer.from(chunkHashAt(record, i)), record.path, offset, length)
           offset += length
         })
       }
@@ -493,7 +528,7 @@ export class FolderIndex {
   /** Updates local-only fields (mtime, inode) without a new sequence number. */
   touch(path: string, fields: { mtimeMs: number; inode?: number }): void {
     this.#group()
-    this.#statements.touch.run(fields.mtimeMs, fields.inode ?? 0, path)
+    this.#write(this.#statements.touch, fields.mtimeMs, fields.inode ?? 0, path)
   }
 
   /**
@@ -507,7 +542,7 @@ export class FolderIndex {
 
   forgetChunk(hash: Uint8Array): void {
     this.#group()
-    this.#statements.dropChunk.run(Buffer.from(hash.buffer, hash.byteOffset, hash.byteLength))
+    this.#write(this.#statements.dropChunk, Buffer.from(hash.buffer, hash.byteOffset, hash.byteLength))
   }
 
   /** A live path other than `path` that a case-insensitive, normalizing disk would take for it, if any. */
@@ -539,7 +574,7 @@ export class FolderIndex {
 
   setPeerSequence(peer: string, sequence: number): void {
     this.#group()
-    this.#statements.setPeer.run(peer, sequence)
+    this.#write(this.#statements.setPeer, peer, sequence)
   }
 
   root(): Uint8Array {
@@ -548,8 +583,8 @@ export class FolderIndex {
         this.transaction(() => {
           for (const bucket of this.#dirty) {
             const digests = this.#statements.bucketDigests.all(bucket).map((row) => row.digest)
-            if (digests.length === 0) this.#statements.dropBucket.run(bucket)
-            else this.#statements.setBucket.run(bucket, Buffer.from(sha256(...digests)))
+            if (digests.length === 0) this.#write(this.#statements.dropBucket, bucket)
+            else this.#write(this.#statements.setBucket, bucket, Buffer.from(sha256(...digests)))
             this.#markedDirty.delete(bucket)
           }
         })

@@ -1,8 +1,10 @@
 import { execFileSync, spawnSync } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { createHash, randomBytes } from 'node:crypto'
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
+import Database from 'better-sqlite3'
+import { FolderIndex } from '../src/folder-index.js'
 import { link, makeEngine, removeDir, sameRoot, tempDir, until } from './helpers.js'
 
 // A real full disk: a small tmpfs. Mounting needs root (CI and this machine run as root);
@@ -79,5 +81,55 @@ describe('a full disk on the receiver', () => {
     grow()
     await until(() => sameRoot(a, b), 20_000, 'big.bin after space returns')
     expect(readFileSync(join(b.folder, 'big.bin')).equals(big)).toBe(true)
+  })
+})
+
+describe('the index on a full disk', () => {
+  const record = (path: string) => ({
+    path,
+    size: 5,
+    mtimeMs: 1_700_000_000_000,
+    mode: 0o644,
+    chunkHashes: new Uint8Array(createHash('sha256').update(path).digest()),
+    chunkLengths: [5],
+    chunkSize: 16_384,
+    version: { device: 1 },
+    deleted: false,
+  })
+
+  it.runIf(canMount)('a group whose commit meets a full disk keeps its records and lands once space returns', { timeout: 20_000 }, async () => {
+    const disk = tempDir('cloudsync-index-full-')
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', disk])
+    cleanups.push(() => removeDir(disk))
+    cleanups.push(() => void spawnSync('umount', ['-l', disk]))
+    const index = await FolderIndex.open(join(disk, 'state'))
+    cleanups.push(() => index.close())
+    for (let i = 0; i < 20; i++) index.put(record(`first-${i}.txt`))
+    index.commit()
+    const reader = new Database(join(disk, 'state', 'index.sqlite'), { readonly: true })
+    cleanups.push(() => void reader.close())
+    const committed = () => (reader.prepare('SELECT count(*) AS n FROM files').get() as { n: number }).n
+    for (let i = 0; i < 300; i++) index.put(record(`later-${i}.txt`))
+    // Every page of the disk taken: the group's commit cannot grow the write-ahead log.
+    const filler = join(disk, 'filler')
+    try {
+      for (;;) appendFileSync(filler, Buffer.alloc(4096))
+    } catch (error) {
+      expect((error as NodeJS.ErrnoException).code).toBe('ENOSPC')
+    }
+    expect(() => index.commit()).toThrow(expect.objectContaining({ code: 'SQLITE_FULL' }))
+    // Nothing of the group is gone from what the index answers, and it keeps taking writes.
+    expect(index.get('later-299.txt')?.size).toBe(5)
+    index.put(record('during.txt'))
+    await new Promise((resolve) => setTimeout(resolve, 1_300))
+    expect(committed()).toBe(20)
+    expect(index.live.files).toBe(321)
+    rmSync(filler)
+    await until(() => committed() === 321, 5_000, 'the group to land by itself')
+    index.close()
+    const reopened = await FolderIndex.open(join(disk, 'state'))
+    expect(reopened.live.files).toBe(321)
+    expect(reopened.get('during.txt')?.size).toBe(5)
+    reopened.close()
   })
 })
