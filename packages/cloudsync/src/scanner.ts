@@ -144,9 +144,10 @@ export class FolderScanner {
   /**
    * Only these paths (relative; files or folders, present or gone), as a watcher reports
    * them: a folder is walked, a file compared, a path that is gone and was indexed (or
-   * held indexed files) is deleted. Everything else in the index is left alone.
+   * held indexed files) is deleted, or handed to `deferDeletes` to be judged later with
+   * others. Everything else in the index is left alone.
    */
-  async scanPaths(paths: Iterable<string>, overrides: Partial<ScanOptions> = {}): Promise<ScanResult> {
+  async scanPaths(paths: Iterable<string>, overrides: Partial<ScanOptions> = {}, deferDeletes?: (paths: string[]) => void): Promise<ScanResult> {
     this.#unreadable = []
     const candidates: Candidate[] = []
     const entries: EntryCandidate[] = []
@@ -189,7 +190,11 @@ export class FolderScanner {
       if (record !== undefined && !record.deleted) missing.push(record)
       if (info === undefined && (record === undefined || record.kind === 'dir')) for (const below of this.#index.under(relative)) if (!below.deleted) missing.push(below)
     }
-    const unique = [...new Map(missing.filter((record) => !seen.has(record.path)).map((record) => [record.path, record])).values()]
+    let unique = [...new Map(missing.filter((record) => !seen.has(record.path)).map((record) => [record.path, record])).values()]
+    if (deferDeletes !== undefined && unique.length > 0) {
+      deferDeletes(unique.map((record) => record.path))
+      unique = []
+    }
     return this.#finish(candidates, entries, scannedFiles, unique, this.#index.live.files, overrides)
   }
 

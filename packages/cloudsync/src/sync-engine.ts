@@ -46,6 +46,10 @@ export interface SyncEngineOptions {
 
 /** Unreadable files each peer is told of at most (the local status lists them all). */
 const MAX_TOLD_PEERS = 100
+/** Quiet time after the watcher's last deletion before its deletions are judged together. */
+const DELETE_QUIET_MS = 1_000
+/** The longest a deletion the watcher saw waits for that quiet. */
+const DELETE_WAIT_MAX_MS = 5_000
 
 /** Who is at the other end of a session. */
 export interface ConnectOptions {
@@ -107,6 +111,10 @@ export class SyncEngine {
   #state: EngineState = 'stopped'
   #watcher: FolderWatcher | undefined
   #rescanTimer: NodeJS.Timeout | undefined
+  /** Files the watcher saw go, judged together once deletions stop coming (see #settleDeletes). */
+  readonly #gone = new Set<string>()
+  #goneSince: number | undefined
+  #goneTimer: NodeJS.Timeout | undefined
   #abort = new AbortController()
   #quotaBytes: number | undefined
   #versions: VersionStore | undefined
@@ -217,7 +225,7 @@ export class SyncEngine {
       await this.scan()
       let native = false
       if (this.options.watch !== false) {
-        const watcher = new FolderWatcher(this.folder, (paths) => void this.#scanChanged(paths).catch(() => {}))
+        const watcher = new FolderWatcher(this.folder, (paths) => void this.#scanChanged(paths, true).catch(() => {}))
         if (await watcher.start()) {
           this.#watcher = watcher
           native = watcher.native
@@ -243,6 +251,8 @@ export class SyncEngine {
     if (index === undefined) return
     this.#abort.abort()
     clearInterval(this.#rescanTimer)
+    clearTimeout(this.#goneTimer)
+    this.#gone.clear()
     await this.#watcher?.stop()
     this.#watcher = undefined
     await Promise.all([...this.#sessions].map((session) => session.close()))
@@ -332,18 +342,38 @@ export class SyncEngine {
     })
   }
 
-  /** The paths a watcher saw change, and only those. */
-  #scanChanged(paths: string[]): Promise<ScanResult> {
+  /** The paths a watcher saw change (`watched`), or that a session asks about, and only those. */
+  #scanChanged(paths: string[], watched = false): Promise<ScanResult> {
     return this.#scans.run(async () => {
       const scanner = this.#scanner
       if (scanner === undefined || this.#index === undefined) throw new EngineStoppedError()
       return this.#whileScanning(async () => {
         if (paths.some((path) => path === '.cloudboxignore' || path === '.cloudboxignore.local')) this.#rules = await loadIgnoreRules(this.folder)
-        const result = await scanner.scanPaths(paths)
+        const result = await scanner.scanPaths(paths, {}, watched ? (gone) => this.#settleDeletes(gone) : undefined)
         if (result.changed.length > 0 || result.deleted.length > 0 || result.pausedDeletes.length > 0) this.#reportScan(result, false)
         return result
       })
     })
+  }
+
+  /**
+   * Deletions the watcher reports wait until none came for {@link DELETE_QUIET_MS} (at most
+   * {@link DELETE_WAIT_MAX_MS} after the first), then are judged at once: an `rm -rf` or an
+   * unmount reaches the watcher in several batches, and the first, judged alone, would be a
+   * small deletion that the mass-delete guard lets go to every device.
+   */
+  #settleDeletes(paths: readonly string[]): void {
+    for (const path of paths) this.#gone.add(path)
+    this.#goneSince ??= Date.now()
+    clearTimeout(this.#goneTimer)
+    const wait = Math.max(0, Math.min(DELETE_QUIET_MS, this.#goneSince + DELETE_WAIT_MAX_MS - Date.now()))
+    this.#goneTimer = setTimeout(() => {
+      const gone = [...this.#gone]
+      this.#gone.clear()
+      this.#goneSince = undefined
+      this.#goneTimer = undefined
+      void this.#scanChanged(gone).catch(() => {})
+    }, wait)
   }
 
   /** Runs a scan marked as running (sessions hold their indexEnd meanwhile), then lets the held ones go. */

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { acceptSecureChannel, channelFromStream, Identity, initiateSecureChannel } from '@cloudbox/encrypted-messaging'
@@ -69,6 +69,28 @@ describe('live changes, status and limits', () => {
     await iterate
     expect(readFileSync(join(b.folder, 'live.txt'), 'utf8')).toBe('written while running')
     expect(seen.some((event) => event.type === 'progress' && event.path === 'live.txt' && event.totalBytes > 0)).toBe(true)
+  })
+
+  it('deletions the watcher sees in several batches are judged together: the first few do not slip past the mass-delete guard', { timeout: 30_000 }, async () => {
+    const { a, b } = await engines({ watch: true }, (fa) => {
+      for (let i = 0; i < 20; i++) writeFileSync(join(fa, `f${i}.txt`), `file ${i}`)
+    })
+    link(a, b)
+    await until(() => sameRoot(a, b), 10_000, 'the first sync')
+    // Three files, then (after more than the watcher's batching) the rest: alone, the
+    // three would be a small deletion, let go to the peer.
+    for (let i = 0; i < 3; i++) rmSync(join(a.folder, `f${i}.txt`))
+    await new Promise((resolve) => setTimeout(resolve, 400))
+    for (let i = 3; i < 16; i++) rmSync(join(a.folder, `f${i}.txt`))
+    await until(() => a.heldDeletes.length === 16, 10_000, 'all sixteen held')
+    expect(a.state).toBe('paused')
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    expect(readdirSync(b.folder).filter((name) => name.endsWith('.txt'))).toHaveLength(20)
+    // A single deletion later still goes, after the quiet time.
+    await a.confirmDeletes()
+    await until(() => readdirSync(b.folder).filter((name) => name.endsWith('.txt')).length === 4, 10_000, 'the confirmed deletions')
+    rmSync(join(a.folder, 'f16.txt'))
+    await until(() => !existsSync(join(b.folder, 'f16.txt')), 10_000, 'a single deletion')
   })
 
   it('a .cloudbox folder at any depth (another synced folder\'s state, a copied home) never leaves the device', async () => {
