@@ -4,6 +4,7 @@ import type { LevelWithSilent } from 'pino'
 import { createLogger, type Logger } from './log.js'
 import type { Output } from './output.js'
 import { formatBytes, ProgressLine } from './progress.js'
+import { writeLine } from './stdout-lines.js'
 
 const short = (id: string) => (id.length > 16 ? `${id.slice(0, 10)}…${id.slice(-4)}` : id)
 
@@ -90,7 +91,7 @@ export function printEvents(output: Output, subscribe: (listener: (event: CloudB
   let lastProgress = 0
   const unsubscribe = subscribe((event) => {
     if (output.json) {
-      process.stdout.write(`${JSON.stringify({ event: event.type, ...jsonSafe(event) })}\n`)
+      writeLine(JSON.stringify({ event: event.type, ...event }, jsonReplacer))
       return
     }
     if (event.type === 'sync' && event.event.type === 'progress') {
@@ -115,12 +116,8 @@ export function printEvents(output: Output, subscribe: (listener: (event: CloudB
 }
 
 /** Events carry Errors and byte arrays; JSON gets their code/message and hex. */
-export function jsonSafe(value: unknown): Record<string, unknown> {
-  return JSON.parse(
-    JSON.stringify(value, (_key, item: unknown) => {
-      if (item instanceof Error) return { code: (item as { code?: unknown }).code ?? 'ERR_UNKNOWN', message: item.message }
-      if (item instanceof Uint8Array) return Buffer.from(item).toString('hex')
-      return item
-    }),
-  ) as Record<string, unknown>
+function jsonReplacer(_key: string, item: unknown): unknown {
+  if (item instanceof Error) return { code: (item as { code?: unknown }).code ?? 'ERR_UNKNOWN', message: item.message }
+  if (item instanceof Uint8Array) return Buffer.from(item.buffer, item.byteOffset, item.byteLength).toString('hex')
+  return item
 }

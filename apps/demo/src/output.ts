@@ -1,3 +1,5 @@
+import { writeOut } from './stdout-lines.js'
+
 /** Human or machine output, chosen once per run by `--json`. */
 export interface Output {
   readonly json: boolean
@@ -11,7 +13,7 @@ export function createOutput(json: boolean): Output {
   return {
     json,
     result(human, data) {
-      process.stdout.write(json ? `${JSON.stringify(data)}\n` : `${human}\n`)
+      writeOut(json ? `${JSON.stringify(data)}\n` : `${human}\n`)
     },
     note(message) {
       if (!json) process.stderr.write(`${message}\n`)

@@ -19,6 +19,7 @@ import { givenPin, pinOptions, type PinOptions } from '../pin-input.js'
 import { globalOptions } from '../program.js'
 import { assertNotServing, serveControl } from '../server/control-socket.js'
 import { stopsOnSignal, untilStopped } from '../stop-signal.js'
+import { writeOut } from '../stdout-lines.js'
 import { identityOrFirstRun } from './identity-commands.js'
 import { versionOptions, VERSIONS_DISK_OPTION_HELP, VERSIONS_OPTION_HELP } from './version-commands.js'
 
@@ -161,7 +162,7 @@ Ctrl-C stops it cleanly.`,
       if (options.listen === undefined && box.directUrl !== undefined) rememberPort(home, Number(new URL(box.directUrl).port))
       const status = serverStatus(box, server)
       if (output.json) {
-        process.stdout.write(`${JSON.stringify({ event: 'serving', ...status, ...(madePin === undefined ? {} : { pin: madePin }) })}\n`)
+        writeOut(`${JSON.stringify({ event: 'serving', ...status, ...(madePin === undefined ? {} : { pin: madePin }) })}\n`)
       } else {
         process.stdout.write(`CloudBox server for ${folder}\n  cloud ID: ${box.id}\n  direct:   ${status.direct ?? 'none'}\n  hub:      ${options.hub ?? 'none'}\n  API:      ${status.api}\n`)
         process.stdout.write(`  status:   ${status.statusPage ?? 'off'}${status.statusPage ? ' (this machine only; the token is its password)' : ''}\n\n`)
