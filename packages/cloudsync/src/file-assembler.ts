@@ -17,7 +17,12 @@ export interface AssemblyContext {
   readonly umask: number
   /** Where replaced and deleted files are kept (absent: they are not). */
   readonly versions?: VersionStore
+  /** Told of what was just written to the folder (a file installed, a path removed), so the watcher's report of it is not scanned again. */
+  readonly wrote?: (path: string, what: OwnWrite) => void
 }
+
+/** A write of the engine's own: the file as it left it, or `gone`. */
+export type OwnWrite = { readonly kind: 'file'; readonly ino: number; readonly mtimeMs: number; readonly size: number } | { readonly kind: 'gone' }
 
 /** A chunk to fetch from the peer into a partial file. */
 export interface ChunkNeed {
@@ -402,6 +407,7 @@ export async function installFile(context: AssemblyContext, partial: PartialFile
     context.versions?.keep(path, { move: false, reason: 'replaced', device: current?.origin ?? device, replacedBy: origin ?? device })
   }
   renameSync(partial.path, target)
+  context.wrote?.(path, { kind: 'file', ino: landed.ino, mtimeMs: landed.mtimeMs, size: remote.size })
   await syncFolder(dirname(target))
   const record = index.put({
     path,

@@ -638,6 +638,7 @@ export class SyncSession {
       if (!indexed) return
       // Kept among the versions (a rename, no copy) unless versions are off.
       if (host.versions?.keep(path, { move: true, reason: 'deleted', device: local.origin ?? host.deviceId, replacedBy: this.#peer }) === undefined) unlinkSync(absolute)
+      host.wrote?.(path, { kind: 'gone' })
     }
     host.index.put({ path, size: 0, mtimeMs: Date.now(), mode: local?.mode ?? 0o644, chunkHashes: new Uint8Array(0), chunkLengths: [], chunkSize: 0, version, deleted: true, origin: this.#peer })
     host.status.emit({ type: 'file', path, action: 'deleted', bytesFromPeer: 0, bytesReused: 0 })

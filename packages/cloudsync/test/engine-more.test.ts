@@ -93,6 +93,20 @@ describe('live changes, status and limits', () => {
     await until(() => !existsSync(join(b.folder, 'f16.txt')), 10_000, 'a single deletion')
   })
 
+  it('an edit made just after a download lands, in a file or a folder the engine made, still syncs back (the engine skips only its own writes)', { timeout: 30_000 }, async () => {
+    const { a, b } = await engines({ watch: true })
+    link(a, b)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    mkdirSync(join(a.folder, 'new', 'deeper'), { recursive: true })
+    writeFileSync(join(a.folder, 'new', 'deeper', 'note.txt'), 'from alice')
+    await until(() => b.events.some((event) => event.type === 'file' && event.path === 'new/deeper/note.txt' && event.action === 'downloaded'), 10_000, 'the download')
+    // At once, before the watcher's report of the download: same size, new content; and a new file in the new folder.
+    writeFileSync(join(b.folder, 'new', 'deeper', 'note.txt'), 'from bobby')
+    writeFileSync(join(b.folder, 'new', 'deeper', 'added.txt'), 'bob added this')
+    await until(() => existsSync(join(a.folder, 'new', 'deeper', 'added.txt')) && readFileSync(join(a.folder, 'new', 'deeper', 'note.txt'), 'utf8') === 'from bobby', 10_000, 'bob\'s edits at alice')
+    await until(() => sameRoot(a, b), 10_000, 'the same root')
+  })
+
   it('a .cloudbox folder at any depth (another synced folder\'s state, a copied home) never leaves the device', async () => {
     const { a, b } = await engines({}, (folder) => {
       mkdirSync(join(folder, 'projects', 'old-sync', '.cloudbox'), { recursive: true })
