@@ -4,7 +4,7 @@
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createConnection } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -566,6 +566,25 @@ describe('cloudbox serve, pair, sync and admin', () => {
     // Only the API is answered there: the status page is not.
     const direct = new URL(String(server.first.direct))
     expect((await fetch(`http://${direct.host}${new URL(String(server.first.statusPage)).pathname}`)).status).toBe(404)
+    expect(await stop(server.child)).toBe(130)
+  }, 120_000)
+
+  it('sync --once connects while its first scan runs, and ends only once the server holds every file', async () => {
+    const homes = { server: join(dir, 'many-server-home'), device: join(dir, 'many-device-home') }
+    for (const home of Object.values(homes)) json(['init', '--home', home, '--storage', 'vault'])
+    const cloud = join(dir, 'many-cloud')
+    const server = await start(['serve', cloud, '--home', homes.server, '--listen', '127.0.0.1:0', '--pin', PIN], (line) => line.event === 'serving')
+    json(['pair', String(server.first.uri), '--pin', PIN, '--home', homes.device])
+    // Enough small files that the scan outlasts the first acknowledgements of what it found so far.
+    const folder = join(dir, 'many-laptop')
+    for (let d = 0; d < 40; d++) {
+      mkdirSync(join(folder, `d${d}`), { recursive: true })
+      for (let f = 0; f < 300; f++) writeFileSync(join(folder, `d${d}`, `f${f}.txt`), `file ${d}/${f}`)
+    }
+    expect(json(['sync', folder, '--once', '--home', homes.device])).toMatchObject({ inSync: true })
+    const onServer = readdirSync(cloud, { recursive: true, withFileTypes: true }).filter((entry) => entry.isFile() && !join(entry.parentPath, entry.name).includes('.cloudbox'))
+    expect(onServer).toHaveLength(12_000)
+    expect(readFileSync(join(cloud, 'd39', 'f299.txt'), 'utf8')).toBe('file 39/299')
     expect(await stop(server.child)).toBe(130)
   }, 120_000)
 

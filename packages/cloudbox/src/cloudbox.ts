@@ -213,8 +213,8 @@ export class CloudBox {
         await this.#startListening()
         for (const record of state.data.subClouds) await this.#openSubCloud(record.index, record.name, record.quotaBytes)
       } else if (state.data.paired !== undefined) {
-        await this.#startEngine(state.data.paired.id)
-        this.#clientLoop = this.#runClient()
+        // Connecting while the first scan runs: records go out as the scan commits them.
+        await this.#startEngine(state.data.paired.id, () => (this.#clientLoop = this.#runClient()))
       }
       this.#setState('running')
     } catch (error) {
@@ -224,7 +224,8 @@ export class CloudBox {
     }
   }
 
-  async #startEngine(folderId: string): Promise<void> {
+  /** Starts the engine; `onOpen` runs once sessions may connect, before its first scan ends. */
+  async #startEngine(folderId: string, onOpen?: () => void): Promise<void> {
     if (this.init.sync === false || this.#engine !== undefined) return
     const quotaBytes = this.#quota()
     const engine = new SyncEngine({
@@ -236,7 +237,12 @@ export class CloudBox {
       ...(this.init.versions === undefined ? {} : { versions: this.init.versions }),
     })
     this.#unsubscribeEngine = engine.status.on((event) => this.#emit({ type: 'sync', event }))
-    await engine.start()
+    await engine.start({
+      onOpen: () => {
+        this.#engine = engine
+        onOpen?.()
+      },
+    })
     this.#engine = engine
   }
 
@@ -658,8 +664,8 @@ export class CloudBox {
       await this.#engine.stop()
       this.#engine = undefined
     }
-    await this.#startEngine(info.id)
-    if (this.#clientLoop === undefined) this.#clientLoop = this.#runClient()
+    await this.#startEngine(info.id, () => (this.#clientLoop ??= this.#runClient()))
+    this.#clientLoop ??= this.#runClient()
     return paired
   }
 

@@ -125,7 +125,11 @@ export function registerSyncCommands(program: Command): void {
         }
         const outcome = onceOutcome(box, timeoutSeconds * 1000, done.signal)
         outcome.promise.catch(() => {}) // awaited below; start() may fail first
-        await box.start()
+        // The session opens while the first scan runs: an acknowledgement of what was
+        // scanned so far is not the end.
+        const starting = box.start()
+        outcome.during(starting)
+        await starting
         if (heldAction !== undefined) outcome.during(heldAction())
         await outcome.promise
       } finally {
