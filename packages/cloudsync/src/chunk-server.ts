@@ -34,6 +34,8 @@ const OPEN_FILES = 32
 interface OpenFile {
   readonly fd: number
   readonly sequence: number
+  /** The index's sequence when it was last checked against the record: unchanged since, the record is too. */
+  checkedAt: number
   /** Start offset of each chunk of the record it was opened for. */
   readonly offsets: Float64Array
   readonly lengths: readonly number[]
@@ -161,16 +163,19 @@ export class ChunkServer {
 
   /** The file at `path` opened for its current live record, or undefined when it has none or the disk no longer matches it. */
   #open(path: string): OpenFile | undefined {
+    const cached = this.#files.get(path)
+    // Every change to a record takes a new sequence number: while the index's stays, the
+    // record is the one the file was opened for, and reading it again (a tenth of a
+    // sender's time with files of a few hundred KiB, asked for in many groups) can wait.
+    if (cached !== undefined && cached.checkedAt === this.#index.sequence) return this.#touch(path, cached)
     const record = this.#index.get(path)
     if (record === undefined || record.deleted) {
       this.#forget(path)
       return undefined
     }
-    const cached = this.#files.get(path)
     if (cached !== undefined && cached.sequence === record.sequence) {
-      this.#files.delete(path)
-      this.#files.set(path, cached)
-      return cached
+      cached.checkedAt = this.#index.sequence
+      return this.#touch(path, cached)
     }
     this.#forget(path)
     // Opening and checking are blocking calls (microseconds here, a thread-pool hop each as
@@ -191,9 +196,16 @@ export class ChunkServer {
       closeSync(fd)
       return undefined
     }
-    const file = { fd, sequence: record.sequence, offsets: offsetsOf(record), lengths: record.chunkLengths }
+    const file = { fd, sequence: record.sequence, checkedAt: this.#index.sequence, offsets: offsetsOf(record), lengths: record.chunkLengths }
     this.#files.set(path, file)
     if (this.#files.size > OPEN_FILES) this.#forget(this.#files.keys().next().value as string)
+    return file
+  }
+
+  /** The most recently used last (the first is closed when too many are open). */
+  #touch(path: string, file: OpenFile): OpenFile {
+    this.#files.delete(path)
+    this.#files.set(path, file)
     return file
   }
 
