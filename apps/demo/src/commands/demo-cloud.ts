@@ -8,9 +8,9 @@ import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs'
 import { mkdir, open, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CloudBox, randomPin, type CloudBoxEvent } from '@cloudbox/cloudbox'
-import { CloudServer, CloudServerClient, hubApiUrl } from '@cloudbox/cloudserver'
+import type { CloudServer } from '@cloudbox/cloudserver'
 import { Identity } from '@cloudbox/encrypted-messaging'
-import { RouterHub } from '@cloudbox/router-hub'
+import type { RouterHub } from '@cloudbox/router-hub'
 import { formatBytes } from '../progress.js'
 
 const MiB = 1024 * 1024
@@ -36,6 +36,8 @@ async function waitFor(check: () => boolean | Promise<boolean>, what: string | (
 const sameFile = (a: string, b: string) => existsSync(a) && existsSync(b) && statSync(a).size === statSync(b).size && readFileSync(a).equals(readFileSync(b))
 
 export async function runCloudTour(workspace: string, say: (line?: string) => void, step: (name: string, data: Record<string, unknown>) => void): Promise<CloudTour> {
+  // Loaded for the tour only (the program's other commands start without them).
+  const [{ CloudServer, CloudServerClient, hubApiUrl }, { RouterHub }] = await Promise.all([import('@cloudbox/cloudserver'), import('@cloudbox/router-hub')])
   const hub = new RouterHub({ host: '127.0.0.1', port: 0 })
   await hub.start()
   const pin = randomPin()

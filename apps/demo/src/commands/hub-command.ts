@@ -1,5 +1,4 @@
 import type { Command } from 'commander'
-import { RouterHub } from '@cloudbox/router-hub'
 import { CliError } from '../errors.js'
 import { createLogger, LOG_LEVEL_HELP, logLevelFrom } from '../log.js'
 import { globalOptions } from '../program.js'
@@ -45,6 +44,7 @@ Health: GET /health. Metrics (Prometheus): GET /metrics. Ctrl-C stops it cleanly
       if (options.publicUrl !== undefined && !/^wss?:\/\/\S+$/.test(options.publicUrl)) throw new CliError('ERR_USAGE', `--public-url takes a ws:// or wss:// URL, not "${options.publicUrl}".`, { exitCode: 2 })
       if (options.publicUrl !== undefined && options.redis === undefined) throw new CliError('ERR_USAGE', '--public-url only matters in cluster mode: add --redis URL (behind a proxy, use --proxy-url).', { exitCode: 2 })
       for (const url of options.proxyUrl ?? []) if (!/^wss?:\/\/\S+$/.test(url)) throw new CliError('ERR_USAGE', `--proxy-url takes a ws:// or wss:// URL, not "${url}".`, { exitCode: 2 })
+      const { RouterHub } = await import('@cloudbox/router-hub')
       const hub = new RouterHub(
         {
           host: options.host,

@@ -9,7 +9,7 @@ import { createServer } from 'node:net'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { CloudBox, dispatchAdmin, randomPin } from '@cloudbox/cloudbox'
-import { CloudServer, listensOnLoopback } from '@cloudbox/cloudserver'
+import type { CloudServer } from '@cloudbox/cloudserver'
 import type { Command } from 'commander'
 import { createCommandLog, printEvents } from '../box-events.js'
 import { LOG_LEVEL_HELP, logLevelFrom } from '../log.js'
@@ -132,6 +132,8 @@ Ctrl-C stops it cleanly.`,
       let madePin: string | undefined
       const stopPrinting = printEvents(output, (listener) => box.status.on(listener), logging)
       // The page answers loopback callers only: with --api on another address it stays off.
+      // Loaded here, not at the program's start: every other command would pay for the web server.
+      const { CloudServer, listensOnLoopback } = await import('@cloudbox/cloudserver')
       const loopbackApi = listensOnLoopback(api.host)
       if (options.statusPage && !loopbackApi) logging.log.warn(`no status page: it answers on loopback only, and --api listens on ${api.host}`)
       const statusPage = options.statusPage && loopbackApi ? { token: statusToken(home, options.newStatusToken === true) } : false

@@ -6,7 +6,7 @@
 import { existsSync, statSync } from 'node:fs'
 import { connect } from 'node:net'
 import { resolve } from 'node:path'
-import { CloudServerClient, hubApiUrl } from '@cloudbox/cloudserver'
+import type { CloudServerClient } from '@cloudbox/cloudserver'
 import type { Command } from 'commander'
 import { CliError, fileNotFoundError, outputExistsError, usageError } from '../errors.js'
 import { loadIdentity } from '../home.js'
@@ -25,6 +25,7 @@ async function apiClient(command: Command, api: string | undefined): Promise<{ c
   const paired = pairedCloud(home)
   if (paired === undefined) throw notPairedError(home)
   // The API answers on the server's direct port, and through its hub: the first that answers.
+  const { CloudServerClient, hubApiUrl } = await import('@cloudbox/cloudserver')
   const url = api ?? (await reachableDirect(paired.addresses)) ?? (paired.hub === undefined ? undefined : hubApiUrl(paired.hub, paired.id))
   if (url === undefined) throw new CliError('ERR_NO_API_ROUTE', `The paired server cannot be reached at ${paired.addresses.join(', ') || 'any direct address'} and has no hub; start it, or pass --api URL (\`cloudbox serve\` prints it).`)
   const identity = await loadIdentity(home, output)
