@@ -484,7 +484,8 @@ export class FolderIndex {
       const stored: FileRecord = { ...record, sequence: ++this.#sequence }
       const bucket = bucketOf(record.path)
       // Positional parameters, in the statement's column order: binding names costs more.
-      this.#write(this.#statements.put, 
+      this.#write(
+        this.#statements.put,
         record.path,
         stored.sequence,
         foldName(record.path),
