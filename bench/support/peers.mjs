@@ -87,7 +87,8 @@ function stopChild(child, signal = 'SIGTERM') {
 function peerProcess(...args) {
   // BENCH_CPU_PROF=<dir> writes a CPU profile of each CloudBox process there.
   const profile = process.env.BENCH_CPU_PROF === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF]
-  const child = spawn(process.execPath, [...profile, peerScript, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  // The V8 setting the cloudbox program makes for itself (apps/demo/src/gc-tuning.ts).
+  const child = spawn(process.execPath, ['--no-incremental-marking', ...profile, peerScript, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const queue = []
   const waiting = []
   child.on('message', (message) => (waiting.length > 0 ? waiting.shift().resolve(message) : queue.push(message)))

@@ -7,10 +7,12 @@
  * disk). The client runs here; the server, the hub and the s3rver each in a process of
  * their own (api-bench-node.mjs), as they would be deployed, so each peak RSS is one
  * process's. Median of 3 runs with min–max. BENCH_CPU_PROF=<dir> writes a CPU profile
- * of every process there. Here rather than in packages/cloudserver because only the
- * program may use both the API and the hub.
+ * of every process there. Every process runs with the V8 setting the cloudbox program
+ * makes for itself (--no-incremental-marking, apps/demo/src/gc-tuning.ts). Here rather
+ * than in packages/cloudserver because only the program may use both the API and the hub.
  */
 import { fork } from 'node:child_process'
+import { setFlagsFromString } from 'node:v8'
 import { randomBytes } from 'node:crypto'
 import { mkdir, mkdtemp, open, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -18,6 +20,10 @@ import { join } from 'node:path'
 import { CloudBox } from '@cloudbox/cloudbox'
 import { Identity } from '@cloudbox/encrypted-messaging'
 import { CloudServerClient, hubApiUrl } from '@cloudbox/cloudserver'
+
+// As the program runs (see above); the forked processes get it as a flag.
+setFlagsFromString('--no-incremental-marking')
+const TUNING = ['--no-incremental-marking']
 
 const SIZE = 256 * 1024 * 1024
 const RUNS = 3
@@ -27,7 +33,7 @@ const node = new URL('./api-bench-node.mjs', import.meta.url).pathname
 /** A forked process of the benchmark and its messages, in order. */
 function spawnNode(...args) {
   const profile = process.env.BENCH_CPU_PROF === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF]
-  const child = fork(node, args, { execArgv: profile, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const child = fork(node, args, { execArgv: [...TUNING, ...profile], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const queue = []
   const waiting = []
   child.on('message', (message) => (waiting.length > 0 ? waiting.shift().resolve(message) : queue.push(message)))

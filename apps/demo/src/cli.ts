@@ -2,6 +2,8 @@
  * The `cloudbox` program. Every failure a user can cause ends with a message that says
  * what to do and a stable code; exit codes are documented in `--help`.
  */
+// First: the process's V8 settings, before any module allocates.
+import './gc-tuning.js'
 import { readFileSync } from 'node:fs'
 import { CommanderError } from 'commander'
 import { ready } from '@cloudbox/encrypted-messaging'
