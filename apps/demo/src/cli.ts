@@ -2,8 +2,6 @@
  * The `cloudbox` program. Every failure a user can cause ends with a message that says
  * what to do and a stable code; exit codes are documented in `--help`.
  */
-// First: the process's V8 settings, before any module allocates.
-import './gc-tuning.js'
 import { readFileSync } from 'node:fs'
 import { CommanderError } from 'commander'
 import { ready } from '@cloudbox/encrypted-messaging'
@@ -19,8 +17,12 @@ import { registerSignatureCommands } from './commands/signature-commands.js'
 import { registerVersionCommands } from './commands/version-commands.js'
 import { addHelpExamples } from './help-examples.js'
 import { ExitCode } from './errors.js'
+import { tuneGarbageCollector } from './gc-tuning.js'
 import { createProgram, shareGlobalOptions } from './program.js'
 import { handleInterrupts } from './stop-signal.js'
+
+// Before any work: the process's V8 settings.
+tuneGarbageCollector()
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
 

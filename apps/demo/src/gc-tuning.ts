@@ -1,5 +1,5 @@
 /**
- * V8 settings of the `cloudbox` program, made before anything else loads. Every byte the
+ * V8 settings of the `cloudbox` program, made as it starts. Every byte the
  * API, the sync and the hub move passes through short-lived native buffers (socket reads,
  * node:crypto's output), and V8 answers that external memory by starting incremental
  * marking every few megabytes: its steps and finalisations took 20–30% of each process's
@@ -10,4 +10,7 @@
  */
 import { setFlagsFromString } from 'node:v8'
 
-setFlagsFromString('--no-incremental-marking')
+/** Called once, first thing (an import for its side effect alone would be dropped by the bundler: the package declares none). */
+export function tuneGarbageCollector(): void {
+  setFlagsFromString('--no-incremental-marking')
+}
