@@ -7,9 +7,10 @@
  * disk). The client runs here; the server, the hub and the s3rver each in a process of
  * their own (api-bench-node.mjs), as they would be deployed, so each peak RSS is one
  * process's. Median of 5 runs with min–max (the spread here is wide). BENCH_CPU_PROF=<dir>
- * writes a CPU profile of every process there. Every process runs with the V8 setting the cloudbox program
- * makes for itself (--no-incremental-marking, apps/demo/src/gc-tuning.ts). Here rather
- * than in packages/cloudserver because only the program may use both the API and the hub.
+ * writes a CPU profile of every process there. Every process runs with the V8 setting the
+ * cloudbox program makes for itself (--no-incremental-marking, apps/demo/src/gc-tuning.ts).
+ * Here rather than in packages/cloudserver because only the program may use both the API
+ * and the hub.
  */
 import { fork } from 'node:child_process'
 import { setFlagsFromString } from 'node:v8'
@@ -22,8 +23,8 @@ import { Identity } from '@cloudbox/encrypted-messaging'
 import { CloudServerClient, hubApiUrl } from '@cloudbox/cloudserver'
 
 // As the program runs (see above); the forked processes get it as a flag.
-setFlagsFromString('--no-incremental-marking')
 const TUNING = ['--no-incremental-marking']
+setFlagsFromString(TUNING.join(' '))
 
 const SIZE = 256 * 1024 * 1024
 const RUNS = 5
