@@ -68,7 +68,7 @@ describe('FolderIndex transactions', () => {
     index.close()
   })
 
-  it('writes made close together share one commit, made within 25 ms without a call to commit', async () => {
+  it('writes made close together share one commit, made within 100 ms without a call to commit', async () => {
     const { index, dir } = await openIndex()
     // Another connection sees only what is committed (write-ahead log).
     const reader = new Database(join(dir, 'index.sqlite'), { readonly: true })
@@ -78,7 +78,7 @@ describe('FolderIndex transactions', () => {
     await new Promise((resolve) => setImmediate(resolve))
     for (let i = 150; i < 300; i++) index.put(file(`f${i}.txt`, i))
     expect(committed()).toBe(0)
-    await new Promise((resolve) => setTimeout(resolve, 100))
+    await new Promise((resolve) => setTimeout(resolve, 250))
     expect(committed()).toBe(300)
     reader.close()
     index.close()
